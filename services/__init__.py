@@ -1,0 +1,1 @@
+"""The six Loopline services, one package each."""

@@ -1,0 +1,1 @@
+"""argilla-publisher: publishes records into Argilla annotation datasets."""

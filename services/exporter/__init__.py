@@ -1,0 +1,1 @@
+"""exporter: aggregates responses and writes versioned datasets."""

@@ -1,0 +1,1 @@
+"""feedback-collector: captures annotators' responses from Argilla."""

@@ -1,0 +1,1 @@
+"""generator: asks one or more LLMs for candidate responses."""

@@ -1,0 +1,1 @@
+"""ingester: takes records in, validates, dedupes, samples and routes them."""

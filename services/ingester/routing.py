@@ -1,0 +1,25 @@
+"""Routing plugins decide whether a record goes on through its flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.events import Record
+
+
+class RouteDecision(BaseModel):
+    routed: bool
+    reason: str
+
+
+class RouteAll:
+    """The default router: every record goes on."""
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise ValueError(f"router 'all' takes no options, got {sorted(options)}")
+
+    def decide(self, record: Record) -> RouteDecision:
+        return RouteDecision(routed=True, reason="route: all")

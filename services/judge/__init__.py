@@ -1,0 +1,1 @@
+"""judge: scores responses with an LLM-as-judge rubric."""

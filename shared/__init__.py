@@ -1,0 +1,1 @@
+"""Code every Loopline service imports: events, settings, broker, plugins, the local stack."""

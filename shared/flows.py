@@ -1,0 +1,135 @@
+"""The flow file: per flow, which plugins each stage uses and with which options.
+
+```yaml
+flows:
+  support-bot:
+    route: {plugin: all}
+    generate:
+      - {plugin: openai, generations: 2, options: {model: qwen2.5-coder-1.5b-instruct}}
+    judge: {plugin: multi-aspect}
+    publish: {plugin: preference}
+    export: [{plugin: dpo}]
+```
+A stage a flow leaves out is skipped. A bad file fails at startup with the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.plugins import PluginKind, PluginRegistry, UnknownPluginError
+
+
+class FlowFileError(ValueError):
+    """The flow file cannot be used; the message names the file and the bad key."""
+
+
+class PluginRef(BaseModel):
+    """A plugin by name, with its options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plugin: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(PluginRef):
+    """An LLM plugin and how many candidate responses it generates per record."""
+
+    generations: int = Field(default=1, ge=1, le=16)
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    sources: list[PluginRef] = Field(default_factory=list)
+    route: PluginRef | None = None
+    generate: list[ModelRef] = Field(default_factory=list)
+    judge: PluginRef | None = None
+    publish: PluginRef | None = None
+    export: list[PluginRef] = Field(default_factory=list)
+    sinks: list[PluginRef] = Field(default_factory=list)
+
+    def plugin_refs(self) -> list[tuple[str, PluginKind, PluginRef]]:
+        """Every plugin the flow names, with the key it sits under and its kind."""
+        refs: list[tuple[str, PluginKind, PluginRef]] = []
+        singles = (
+            (self.route, "route", PluginKind.routers),
+            (self.judge, "judge", PluginKind.rubrics),
+            (self.publish, "publish", PluginKind.templates),
+        )
+        for single, key, kind in singles:
+            if single is not None:
+                refs.append((key, kind, single))
+        lists: tuple[tuple[list[Any], str, PluginKind], ...] = (
+            (self.sources, "sources", PluginKind.sources),
+            (self.generate, "generate", PluginKind.llms),
+            (self.export, "export", PluginKind.formats),
+            (self.sinks, "sinks", PluginKind.sinks),
+        )
+        for items, key, kind in lists:
+            refs.extend((f"{key}.{i}", kind, ref) for i, ref in enumerate(items))
+        return refs
+
+
+class FlowsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flows: dict[str, Flow] = Field(min_length=1)
+
+    def get(self, name: str) -> Flow:
+        try:
+            return self.flows[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown flow {name!r}; defined: {', '.join(sorted(self.flows))}"
+            ) from None
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    if error["type"] == "missing":
+        return f"{location}: required key is missing"
+    return f"{location}: {error['msg']}"
+
+
+def parse_flows(data: Any, source: str) -> FlowsConfig:
+    """Validate already-parsed YAML; errors name `source` and each bad key."""
+    try:
+        return FlowsConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise FlowFileError(f"{source}: {problems}") from None
+
+
+def load_flows(path: Path) -> FlowsConfig:
+    """Read and validate a flow file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FlowFileError(f"{path}: cannot read flow file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FlowFileError(f"{path}: not valid YAML: {exc}") from None
+    return parse_flows(data, str(path))
+
+
+def check_plugins(flows: FlowsConfig, registry: PluginRegistry, source: str) -> None:
+    """Fail unless every plugin every flow names is installed."""
+    problems: list[str] = []
+    for flow_name, flow in flows.flows.items():
+        for key, kind, ref in flow.plugin_refs():
+            try:
+                registry.check(kind, ref.plugin)
+            except UnknownPluginError as exc:
+                problems.append(f"flows.{flow_name}.{key}.plugin: {exc}")
+    if problems:
+        raise FlowFileError(f"{source}: " + "; ".join(problems))

@@ -1,0 +1,220 @@
+"""Running one Loopline service: broker, topics, handlers, health endpoint, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from pydantic import BaseModel
+
+from shared.broker import build_broker, ensure_topics
+from shared.events import dead_letter_topic
+from shared.flows import FlowsConfig, check_plugins, load_flows
+from shared.plugins import PluginRegistry
+from shared.settings import Settings
+from shared.telemetry import build_tracer_provider
+
+log = logging.getLogger("loopline.service")
+
+EventT = TypeVar("EventT", bound=BaseModel)
+
+
+@dataclass
+class ServiceStats:
+    started_at: float = field(default_factory=time.monotonic)
+    processed: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class ServiceContext:
+    """What a service's handlers get: its name, settings, flows, broker and counters."""
+
+    name: str
+    settings: Settings
+    flows: FlowsConfig
+    broker: KafkaBroker
+    stats: ServiceStats = field(default_factory=ServiceStats)
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.kafka.group_prefix}-{self.name}"
+
+    def consume(
+        self,
+        topic: str,
+        event_type: type[EventT],
+        handle: Callable[[EventT, ServiceContext], Awaitable[None]],
+    ) -> None:
+        """Subscribe `handle` to `topic` in the service's consumer group.
+
+        The message is validated as `event_type` (a bad one goes to the DLQ). The offset is
+        committed only after `handle` returned, so a crash means redelivery, never loss.
+        """
+        kafka = self.settings.kafka
+
+        async def on_message(message: KafkaMessage) -> None:
+            event = event_type.model_validate_json(message.body)
+            self.stats.in_flight += 1
+            try:
+                await handle(event, self)
+            finally:
+                self.stats.in_flight -= 1
+            self.stats.processed += 1
+
+        on_message.__name__ = f"{self.name}_{topic.replace('.', '_')}"
+        self.broker.subscriber(
+            topic,
+            group_id=self.group_id,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset=kafka.auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        )(on_message)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service: its name, the topics it reads and writes, and how it registers handlers."""
+
+    name: str
+    consumes: tuple[str, ...]
+    produces: tuple[str, ...]
+    register: Callable[[ServiceContext], None]
+    description: str = ""
+
+    def topics(self) -> list[str]:
+        """Every topic the service needs, with the dead-letter topics of its inputs."""
+        return [*self.consumes, *(dead_letter_topic(t) for t in self.consumes), *self.produces]
+
+
+def load_checked_flows(settings: Settings, registry: PluginRegistry | None = None) -> FlowsConfig:
+    flows = load_flows(settings.flows_file)
+    check_plugins(flows, registry or PluginRegistry(), str(settings.flows_file))
+    return flows
+
+
+async def _serve_health(context: ServiceContext, host: str, port: int) -> asyncio.Server:
+    """GET /healthz answers 200 while the broker answers a ping, else 503 (JSON body)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await asyncio.wait_for(reader.readline(), timeout=5)
+            path = request_line.decode(errors="replace").split(" ")[1:2]
+            connected = await context.broker.ping(timeout=2.0)
+            body: dict[str, Any] = {
+                "service": context.name,
+                "status": "ok" if connected else "broker unreachable",
+                "processed": context.stats.processed,
+                "in_flight": context.stats.in_flight,
+                "uptime_s": round(time.monotonic() - context.stats.started_at, 1),
+            }
+            status = "200 OK" if connected else "503 Service Unavailable"
+            if path != ["/healthz"]:
+                status, body = "404 Not Found", {"error": "only GET /healthz is served"}
+            payload = json.dumps(body).encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port)
+
+
+async def run_service(
+    spec: ServiceSpec,
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    flows: FlowsConfig | None = None,
+) -> ServiceContext:
+    """Run `spec` until SIGTERM/SIGINT (or `stop` is set), then drain and stop cleanly."""
+    flows = flows if flows is not None else load_checked_flows(settings)
+    tracer_provider = build_tracer_provider(spec.name, settings.telemetry)
+    broker, _ = build_broker(settings, spec.name, tracer_provider)
+    context = ServiceContext(name=spec.name, settings=settings, flows=flows, broker=broker)
+    spec.register(context)
+
+    created = await ensure_topics(settings.kafka, spec.topics())
+    if created:
+        log.info("%s: created topics %s", spec.name, ", ".join(created))
+    await broker.start()
+    health: asyncio.Server | None = None
+    if settings.health_port is not None:
+        health = await _serve_health(context, settings.health_host, settings.health_port)
+        bound = health.sockets[0].getsockname()[1]
+        log.info("%s: health at http://%s:%s/healthz", spec.name, settings.health_host, bound)
+    log.info(
+        "%s: running (group %s, consuming %s)",
+        spec.name,
+        context.group_id,
+        ", ".join(spec.consumes) or "nothing",
+    )
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info(
+            "%s: stopping, draining %d in-flight message(s) (timeout %.0fs)",
+            spec.name,
+            context.stats.in_flight,
+            settings.shutdown_timeout_s,
+        )
+        if health is not None:
+            health.close()
+        try:
+            await asyncio.wait_for(broker.stop(), timeout=settings.shutdown_timeout_s + 5)
+        except TimeoutError:
+            log.warning("%s: drain timed out; unfinished messages will be redelivered", spec.name)
+        tracer_provider.shutdown()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        log.info("%s: stopped after %d message(s)", spec.name, context.stats.processed)
+    return context
+
+
+def shell_service(
+    name: str,
+    consumes: str,
+    event_type: type[BaseModel],
+    produces: tuple[str, ...],
+    description: str,
+) -> ServiceSpec:
+    """A service that, so far, validates and logs what arrives on its input topic."""
+    service_log = logging.getLogger(f"loopline.{name}")
+
+    async def receive(event: BaseModel, context: ServiceContext) -> None:
+        record_id = getattr(event, "record_id", "?")
+        service_log.info("%s: received %s %s", name, type(event).__name__, record_id)
+
+    def register(context: ServiceContext) -> None:
+        context.consume(consumes, event_type, receive)
+
+    return ServiceSpec(
+        name=name,
+        consumes=(consumes,),
+        produces=produces,
+        register=register,
+        description=description,
+    )

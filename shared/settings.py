@@ -1,0 +1,91 @@
+"""Process settings from `LOOPLINE_*` environment variables (nested with `__`).
+
+Example: `LOOPLINE_KAFKA__BOOTSTRAP_SERVERS=broker:9092`, `LOOPLINE_ARGILLA__API_KEY=...`.
+Secrets are `SecretStr`: they print as `**********` and never reach a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "loopline"
+    group_prefix: str = "loopline"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+
+class RetrySettings(BaseModel):
+    """How often a failing handler is retried before its message goes to the dead-letter topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=10.0, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+
+
+class ArgillaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    api_url: str = "http://127.0.0.1:6900"
+    api_key: SecretStr = SecretStr("loopline.owner.apikey")
+
+
+class LLMSettings(BaseModel):
+    """The default OpenAI-compatible endpoint; a flow can name others."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_key: SecretStr = SecretStr("no-key")
+    model: str = "qwen2.5-coder-1.5b-instruct"
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class TelemetrySettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    service_name_prefix: str = "loopline"
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318 ; None disables export
+
+
+class Settings(BaseSettings):
+    """All settings of a Loopline process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPLINE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    flows_file: Path = Path("flows.yaml")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    shutdown_timeout_s: float = Field(default=15.0, gt=0)
+    stack_dir: Path = Path(".loopline")

@@ -1,0 +1,126 @@
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from services.ingester.routing import RouteAll
+from shared.flows import FlowFileError, check_plugins, load_flows, parse_flows
+from shared.llm import OpenAICompatibleLLM
+from shared.plugins import PluginKind, PluginLoadError, PluginRegistry, UnknownPluginError
+
+GOOD = """
+flows:
+  support:
+    route: {plugin: all}
+    generate:
+      - {plugin: openai, generations: 2, options: {model: m}}
+    judge: {plugin: multi-aspect, options: {aspects: [helpfulness]}}
+    publish: {plugin: preference}
+    export: [{plugin: dpo}, {plugin: sft}]
+  bare:
+    route: {plugin: all}
+"""
+
+
+def fake_registry(plugins: dict[str, dict[str, str]]) -> PluginRegistry:
+    def lister(group: str) -> Iterable[EntryPoint]:
+        kind = group.removeprefix("loopline.")
+        return [EntryPoint(name, value, group) for name, value in plugins.get(kind, {}).items()]
+
+    return PluginRegistry(lister)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "flows.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_flow_file_loads(tmp_path: Path) -> None:
+    flows = load_flows(write(tmp_path, GOOD))
+    support = flows.get("support")
+    assert support.generate[0].generations == 2
+    assert support.generate[0].options == {"model": "m"}
+    assert [ref.plugin for ref in support.export] == ["dpo", "sft"]
+    assert flows.get("bare").judge is None  # a stage left out is skipped
+    keys = [key for key, _, _ in support.plugin_refs()]
+    assert keys == ["route", "judge", "publish", "generate.0", "export.0", "export.1"]
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "flows:\n  support:\n    judge: {plugin: x, optoins: {}}\n")
+    with pytest.raises(FlowFileError) as caught:
+        load_flows(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "flows.support.judge.optoins: unknown key" in message
+
+
+def test_wrong_type_and_missing_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "flows:\n  a:\n    generate: [{generations: zero}]\n")
+    with pytest.raises(FlowFileError) as caught:
+        load_flows(path)
+    assert "flows.a.generate.0.plugin: required key is missing" in str(caught.value)
+    assert "flows.a.generate.0.generations" in str(caught.value)
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(FlowFileError, match="cannot read flow file"):
+        load_flows(tmp_path / "missing.yaml")
+    with pytest.raises(FlowFileError, match="not valid YAML"):
+        load_flows(write(tmp_path, "flows: [unclosed"))
+    with pytest.raises(FlowFileError, match=r"flows: .*at least 1"):
+        parse_flows({"flows": {}}, "inline")
+
+
+def test_unknown_unknown_flow_name() -> None:
+    flows = parse_flows({"flows": {"a": {}}}, "inline")
+    with pytest.raises(KeyError, match="unknown flow 'b'; defined: a"):
+        flows.get("b")
+
+
+def test_unknown_plugin_lists_what_is_available(tmp_path: Path) -> None:
+    registry = fake_registry(
+        {
+            "routers": {"all": "services.ingester.routing:RouteAll"},
+            "llms": {"openai": "shared.llm:OpenAICompatibleLLM"},
+            "rubrics": {"additive": "x:A", "pairwise": "x:P"},
+            "templates": {"preference": "x:T"},
+            "formats": {"dpo": "x:D"},
+        }
+    )
+    flows = load_flows(write(tmp_path, GOOD))
+    with pytest.raises(FlowFileError) as caught:
+        check_plugins(flows, registry, "flows.yaml")
+    message = str(caught.value)
+    assert (
+        "flows.support.judge.plugin: unknown rubrics plugin 'multi-aspect'; "
+        "available: additive, pairwise" in message
+    )
+    assert "flows.support.export.1.plugin: unknown formats plugin 'sft'; available: dpo" in message
+    assert "route" not in message.replace("routers", "")
+
+
+def test_registry_loads_and_reports() -> None:
+    registry = fake_registry({"sinks": {"broken": "no_such_module_xyz:Sink"}})
+    assert registry.names(PluginKind.sinks) == ["broken"]
+    with pytest.raises(PluginLoadError, match="no_such_module_xyz"):
+        registry.load(PluginKind.sinks, "broken")
+    with pytest.raises(UnknownPluginError, match="available: none installed"):
+        registry.load(PluginKind.rubrics, "anything")
+
+
+def test_builtins_register_through_real_entry_points() -> None:
+    registry = PluginRegistry()  # the installed package's own entry points
+    assert registry.load(PluginKind.llms, "openai") is OpenAICompatibleLLM
+    assert registry.load(PluginKind.routers, "all") is RouteAll
+    for kind in PluginKind:
+        assert registry.names(kind) == sorted(registry.names(kind))
+
+
+def test_repository_flow_file_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    flows = load_flows(root / "flows.yaml")
+    check_plugins(flows, PluginRegistry(), "flows.yaml")
+    assert "default" in flows.flows
