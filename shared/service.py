@@ -142,8 +142,12 @@ async def run_service(
     settings: Settings,
     stop: asyncio.Event | None = None,
     flows: FlowsConfig | None = None,
+    ready: asyncio.Event | None = None,
 ) -> ServiceContext:
-    """Run `spec` until SIGTERM/SIGINT (or `stop` is set), then drain and stop cleanly."""
+    """Run `spec` until SIGTERM/SIGINT (or `stop` is set), then drain and stop cleanly.
+
+    `ready` is set once the topics exist and the broker is consuming.
+    """
     flows = flows if flows is not None else load_checked_flows(settings)
     tracer_provider = build_tracer_provider(spec.name, settings.telemetry)
     broker, _ = build_broker(settings, spec.name, tracer_provider)
@@ -166,6 +170,8 @@ async def run_service(
         ", ".join(spec.consumes) or "nothing",
     )
 
+    if ready is not None:
+        ready.set()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,63 @@
+# Loopline developer commands. `make up` runs the whole system locally; `make test` runs the tests.
+# Both install what they need on a fresh machine (a virtualenv in .venv, the local stack's servers
+# and model weights in .loopline/install).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Model served by the local stack: 1.5b for `make up`, 0.5b (faster, smaller) for the tests.
+MODEL  ?= 1.5b
+
+.PHONY: help install up down status logs test unit integration lint clean
+
+help:
+	@echo "make up       start the local stack (Kafka, Argilla, LLM) and the six services"
+	@echo "make down     stop everything make up started"
+	@echo "make status   show what is running, with URLs"
+	@echo "make logs     follow the services' logs"
+	@echo "make test     lint, type-check, then run unit and integration tests (real stack)"
+	@echo "make unit     unit tests only (no servers)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/loopline stack up --model $(MODEL)
+	$(BIN)/loopline services up --model $(MODEL)
+
+down: install
+	-$(BIN)/loopline services down
+	$(BIN)/loopline stack down
+
+status: install
+	$(BIN)/loopline stack status
+	$(BIN)/loopline services status
+
+logs:
+	tail -n 50 -F .loopline/logs/service-*.log
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/loopline stack install --model 0.5b
+	$(BIN)/pytest -q tests/integration
+
+test: lint
+	$(BIN)/loopline stack install --model 0.5b
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
