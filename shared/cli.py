@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared import local_services, stack
 from shared.flows import FlowFileError
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceSpec, load_checked_flows, run_service
@@ -31,8 +32,133 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+stack_app = typer.Typer(
+    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), llama.cpp LLM.",
+    no_args_is_help=True,
+)
+services_app = typer.Typer(
+    help="The six services as background processes against the local stack.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+app.add_typer(services_app, name="services")
 console = Console()
 err = Console(stderr=True)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(help="State directory (default LOOPLINE_STACK_DIR or .loopline)."),
+]
+ModelOption = Annotated[
+    str, typer.Option(help="Model the LLM server serves: 1.5b (default) or 0.5b (small, fast).")
+]
+KafkaModeOption = Annotated[
+    str, typer.Option(help="durable (messages survive restarts) or memory (tests).")
+]
+
+
+def stack_config(
+    state_dir: Path | None, model: str = "1.5b", kafka_mode: str = "durable"
+) -> stack.StackConfig:
+    if model not in ("0.5b", "1.5b"):
+        raise typer.BadParameter(f"--model must be 0.5b or 1.5b, not {model!r}")
+    if kafka_mode not in ("durable", "memory"):
+        raise typer.BadParameter(f"--kafka-mode must be durable or memory, not {kafka_mode!r}")
+    return stack.StackConfig(
+        state_dir=state_dir or Settings().stack_dir,
+        model=model,
+        kafka_mode=kafka_mode,
+    )
+
+
+def show(statuses: list[stack.ComponentStatus]) -> bool:
+    table = Table("part", "state", "url", "pid", "detail")
+    for s in statuses:
+        state = "[green]healthy[/green]" if s.healthy else "[red]down[/red]"
+        table.add_row(s.name, state, s.url, str(s.pid or "-"), s.detail)
+    console.print(table)
+    return all(s.healthy for s in statuses)
+
+
+def progress(message: str) -> None:
+    err.print(f"[dim]·[/dim] {message}")
+
+
+@stack_app.command("install")
+def stack_install(state_dir: StateDir = None, model: ModelOption = "1.5b") -> None:
+    """Download and install the servers and the model weights (idempotent)."""
+    try:
+        stack.install(stack_config(state_dir, model), progress=progress)
+    except stack.StackError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@stack_app.command("up")
+def stack_up(
+    state_dir: StateDir = None, model: ModelOption = "1.5b", kafka_mode: KafkaModeOption = "durable"
+) -> None:
+    """Install if needed, then start every part that is not already running healthy."""
+    config = stack_config(state_dir, model, kafka_mode)
+    try:
+        statuses = stack.up(config, progress=progress)
+    except stack.StackError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    show(statuses)
+    console.print(
+        f"Kafka bootstrap: {config.kafka_bootstrap}\n"
+        f"Argilla: {config.argilla_url}  user {config.argilla_username} / password "
+        f"{config.argilla_password.get_secret_value()}  api key "
+        f"{config.argilla_api_key.get_secret_value()}\n"
+        f"LLM: {config.llm_base_url}  model {config.llm_model_name}"
+    )
+
+
+@stack_app.command("down")
+def stack_down(state_dir: StateDir = None) -> None:
+    """Stop every part by the pid in its pid file."""
+    stopped = stack.down(stack_config(state_dir))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(state_dir: StateDir = None, model: ModelOption = "1.5b") -> None:
+    """Show each part: healthy or not, URL, pid. Exit 1 if any part is down."""
+    if not show(stack.status(stack_config(state_dir, model))):
+        raise typer.Exit(1)
+
+
+@services_app.command("up")
+def services_up(
+    state_dir: StateDir = None,
+    model: ModelOption = "1.5b",
+    flows_file: Annotated[Path, typer.Option(help="Flow file the services use.")] = Path(
+        "flows.yaml"
+    ),
+) -> None:
+    """Start the six services in the background, pointed at the local stack."""
+    config = stack_config(state_dir, model)
+    try:
+        show(local_services.up(config, flows_file, progress=progress))
+    except stack.StackError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"logs: {config.log_dir}/service-*.log")
+
+
+@services_app.command("down")
+def services_down(state_dir: StateDir = None) -> None:
+    """Stop the six services (SIGTERM: they drain in-flight work first)."""
+    stopped = local_services.down(stack_config(state_dir))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status(state_dir: StateDir = None) -> None:
+    """Show each service: healthy or not, health URL, pid. Exit 1 if any is down."""
+    if not show(local_services.status(stack_config(state_dir))):
+        raise typer.Exit(1)
 
 
 def load_service(name: str) -> ServiceSpec:

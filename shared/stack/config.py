@@ -22,6 +22,7 @@ class StackPorts(BaseModel):
     search: int = 9200
     redis: int = 6379
     llm: int = 8080
+    services: int = 7100  # health ports of the six services: 7101, 7102, ...
 
 
 class StackConfig(BaseModel):

@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import httpx
 import pytest
@@ -55,19 +54,18 @@ class Collector:
             register=lambda ctx: ctx.consume(self.topic, Record, self.handle),
         )
 
-    async def wait_for(self, count: int, timeout: float = 45) -> None:
+    async def wait_for(self, count: int, within_s: float = 45) -> None:
         async with self.arrived:
-            await asyncio.wait_for(
-                self.arrived.wait_for(lambda: len(self.seen) >= count), timeout
-            )
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.seen) >= count), within_s)
 
 
 @asynccontextmanager
 async def running(spec: ServiceSpec, settings: Settings) -> AsyncIterator[None]:
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_service(spec, settings, stop=stop, flows=FLOWS, ready=ready))
-    await asyncio.wait([task, asyncio.create_task(ready.wait())], timeout=30,
-                       return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        [task, asyncio.create_task(ready.wait())], timeout=30, return_when=asyncio.FIRST_COMPLETED
+    )
     if task.done():
         task.result()  # raise the startup error
     assert ready.is_set(), "service did not start within 30 s"
@@ -129,7 +127,9 @@ async def test_messages_flow_through_a_real_topic_and_group(settings: Settings) 
         await collector.wait_for(20)
     assert sorted(collector.seen) == sorted(r.record_id for r in sent)
 
-    committed = await committed_offsets(settings.kafka, f"{settings.kafka.group_prefix}-flow", topic)
+    committed = await committed_offsets(
+        settings.kafka, f"{settings.kafka.group_prefix}-flow", topic
+    )
     assert sum(committed) == 20  # every offset committed, after its handler ran
 
 
@@ -141,16 +141,16 @@ async def committed_offsets(kafka: KafkaSettings, group: str, topic: str) -> lis
         if not partitions:
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
-        return [
-            await consumer.committed(TopicPartition(topic, p)) or 0 for p in sorted(partitions)
-        ]
+        return [await consumer.committed(TopicPartition(topic, p)) or 0 for p in sorted(partitions)]
     finally:
         await consumer.stop()
 
 
 async def read_dead_letters(kafka: KafkaSettings, topic: str, count: int) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(
-        f"{topic}.dlq", **admin_client_options(kafka), auto_offset_reset="earliest",
+        f"{topic}.dlq",
+        **admin_client_options(kafka),
+        auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
@@ -178,8 +178,12 @@ async def test_poison_message_lands_in_dlq_and_consumer_moves_on(settings: Setti
         await produce(
             settings.kafka,
             topic,
-            [before[0].to_bytes(), b"\x00not json at all", exploding.to_bytes(),
-             after[0].to_bytes()],
+            [
+                before[0].to_bytes(),
+                b"\x00not json at all",
+                exploding.to_bytes(),
+                after[0].to_bytes(),
+            ],
         )
         await collector.wait_for(2)
         # Partitions are consumed independently: wait for the dead letters before stopping.
@@ -229,7 +233,10 @@ def generator_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[str
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "shared", "run", "generator", "--health-port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield process, port, group_prefix

@@ -97,9 +97,7 @@ def test_completed_record_carries_its_responses_only() -> None:
         values={"rating": 4},
     )
     done = CompletedRecord(record=record, dataset="d", responses=[response])
-    assert CompletedRecord.model_validate_json(done.to_bytes()).responses[0].values == {
-        "rating": 4
-    }
+    assert CompletedRecord.model_validate_json(done.to_bytes()).responses[0].values == {"rating": 4}
     stranger = response.model_copy(update={"record_id": "other"})
     with pytest.raises(ValidationError, match="responses for other records"):
         CompletedRecord(record=record, dataset="d", responses=[stranger])

@@ -14,7 +14,9 @@ async def test_consume_validates_the_event_and_counts() -> None:
     settings = Settings()
     broker, _ = build_broker(settings, "unit")
     context = ServiceContext(
-        name="unit", settings=settings, flows=parse_flows({"flows": {"f": {}}}, "x"),
+        name="unit",
+        settings=settings,
+        flows=parse_flows({"flows": {"f": {}}}, "x"),
         broker=broker,
     )
     seen: list[Record] = []
@@ -49,8 +51,9 @@ def test_every_service_declares_its_topics_and_dead_letters() -> None:
     assert consumed["exporter"] == "records.completed"
 
 
-def test_cli_help_and_errors(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch)\
-        -> None:
+def test_cli_help_and_errors(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
