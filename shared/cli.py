@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -87,11 +89,8 @@ def progress(message: str) -> None:
 @stack_app.command("install")
 def stack_install(state_dir: StateDir = None, model: ModelOption = "1.5b") -> None:
     """Download and install the servers and the model weights (idempotent)."""
-    try:
+    with exit_on(stack.StackError, code=1):
         stack.install(stack_config(state_dir, model), progress=progress)
-    except stack.StackError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 @stack_app.command("up")
@@ -100,11 +99,8 @@ def stack_up(
 ) -> None:
     """Install if needed, then start every part that is not already running healthy."""
     config = stack_config(state_dir, model, kafka_mode)
-    try:
+    with exit_on(stack.StackError, code=1):
         statuses = stack.up(config, progress=progress)
-    except stack.StackError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     show(statuses)
     console.print(
         f"Kafka bootstrap: {config.kafka_bootstrap}\n"
@@ -139,11 +135,8 @@ def services_up(
 ) -> None:
     """Start the six services in the background, pointed at the local stack."""
     config = stack_config(state_dir, model)
-    try:
+    with exit_on(stack.StackError, code=1):
         show(local_services.up(config, flows_file, progress=progress))
-    except stack.StackError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
     console.print(f"logs: {config.log_dir}/service-*.log")
 
 
@@ -159,6 +152,16 @@ def services_status(state_dir: StateDir = None) -> None:
     """Show each service: healthy or not, health URL, pid. Exit 1 if any is down."""
     if not show(local_services.status(stack_config(state_dir))):
         raise typer.Exit(1)
+
+
+@contextmanager
+def exit_on(error: type[Exception], code: int) -> Iterator[None]:
+    """Turn `error` into a one-line message on stderr and exit status `code`."""
+    try:
+        yield
+    except error as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code) from None
 
 
 def load_service(name: str) -> ServiceSpec:
@@ -190,11 +193,8 @@ def run(
     settings = Settings()
     if health_port is not None:
         settings = settings.model_copy(update={"health_port": health_port})
-    try:
+    with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
-    except FlowFileError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
     asyncio.run(run_service(spec, settings, flows=flows))
 
 
@@ -218,9 +218,6 @@ def check_flows(
     settings = Settings()
     if path is not None:
         settings = settings.model_copy(update={"flows_file": path})
-    try:
+    with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
-    except FlowFileError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
     console.print(f"{settings.flows_file}: {len(flows.flows)} flow(s) OK: {', '.join(flows.flows)}")

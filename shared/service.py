@@ -201,11 +201,7 @@ async def run_service(
 
 
 def shell_service(
-    name: str,
-    consumes: str,
-    event_type: type[BaseModel],
-    produces: tuple[str, ...],
-    description: str,
+    name: str, doc: str | None, consumes: str, event_type: type[BaseModel], *produces: str
 ) -> ServiceSpec:
     """A service that, so far, validates and logs what arrives on its input topic."""
     service_log = logging.getLogger(f"loopline.{name}")
@@ -222,5 +218,5 @@ def shell_service(
         consumes=(consumes,),
         produces=produces,
         register=register,
-        description=description,
+        description=(doc or "").strip(),
     )

@@ -1,12 +1,9 @@
-"""The argilla-publisher service (a shell until its issue fills it in)."""
+"""argilla-publisher: publishes judged records into Argilla datasets.
+
+A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+"""
 
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
-from shared.service import ServiceSpec, shell_service
+from shared.service import shell_service
 
-SERVICE: ServiceSpec = shell_service(
-    name="argilla-publisher",
-    consumes=RECORDS_JUDGED,
-    event_type=Record,
-    produces=(RECORDS_PUBLISHED,),
-    description="publishes judged records into Argilla datasets",
-)
+SERVICE = shell_service("argilla-publisher", __doc__, RECORDS_JUDGED, Record, RECORDS_PUBLISHED)

@@ -1,12 +1,9 @@
-"""The exporter service (a shell until its issue fills it in)."""
+"""exporter: writes versioned training datasets from completed records.
+
+A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+"""
 
 from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, CompletedRecord
-from shared.service import ServiceSpec, shell_service
+from shared.service import shell_service
 
-SERVICE: ServiceSpec = shell_service(
-    name="exporter",
-    consumes=RECORDS_COMPLETED,
-    event_type=CompletedRecord,
-    produces=(DATASETS_EXPORTED,),
-    description="writes versioned training datasets from completed records",
-)
+SERVICE = shell_service("exporter", __doc__, RECORDS_COMPLETED, CompletedRecord, DATASETS_EXPORTED)

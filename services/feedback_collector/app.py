@@ -1,12 +1,16 @@
-"""The feedback-collector service (a shell until its issue fills it in)."""
+"""feedback-collector: captures annotators' responses from Argilla.
+
+A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+"""
 
 from shared.events import FEEDBACK_RESPONSES, RECORDS_COMPLETED, RECORDS_PUBLISHED, PublishedRecord
-from shared.service import ServiceSpec, shell_service
+from shared.service import shell_service
 
-SERVICE: ServiceSpec = shell_service(
-    name="feedback-collector",
-    consumes=RECORDS_PUBLISHED,
-    event_type=PublishedRecord,
-    produces=(FEEDBACK_RESPONSES, RECORDS_COMPLETED),
-    description="captures annotators' responses from Argilla",
+SERVICE = shell_service(
+    "feedback-collector",
+    __doc__,
+    RECORDS_PUBLISHED,
+    PublishedRecord,
+    FEEDBACK_RESPONSES,
+    RECORDS_COMPLETED,
 )

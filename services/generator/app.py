@@ -1,12 +1,9 @@
-"""The generator service (a shell until its issue fills it in)."""
+"""generator: asks the flow's LLMs for candidate responses.
+
+A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+"""
 
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, Record
-from shared.service import ServiceSpec, shell_service
+from shared.service import shell_service
 
-SERVICE: ServiceSpec = shell_service(
-    name="generator",
-    consumes=RECORDS_INGESTED,
-    event_type=Record,
-    produces=(RECORDS_GENERATED,),
-    description="asks the flow's LLMs for candidate responses",
-)
+SERVICE = shell_service("generator", __doc__, RECORDS_INGESTED, Record, RECORDS_GENERATED)

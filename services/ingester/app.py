@@ -1,12 +1,9 @@
-"""The ingester service (a shell until its issue fills it in)."""
+"""ingester: validates, dedupes, samples and routes incoming records.
+
+A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+"""
 
 from shared.events import RECORDS_INCOMING, RECORDS_INGESTED, Record
-from shared.service import ServiceSpec, shell_service
+from shared.service import shell_service
 
-SERVICE: ServiceSpec = shell_service(
-    name="ingester",
-    consumes=RECORDS_INCOMING,
-    event_type=Record,
-    produces=(RECORDS_INGESTED,),
-    description="validates, dedupes, samples and routes incoming records",
-)
+SERVICE = shell_service("ingester", __doc__, RECORDS_INCOMING, Record, RECORDS_INGESTED)
