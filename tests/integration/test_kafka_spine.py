@@ -281,3 +281,29 @@ async def test_service_process_reports_healthy_and_drains_on_sigterm(
     assert "generator: stopping" in output
     assert "stopped after" in output
     json.dumps(health)  # the health body is plain JSON
+
+
+async def test_stop_drains_in_flight_work_and_commits_it(settings: Settings) -> None:
+    topic = unique("spine.drain")
+    settings = settings_for(settings, unique("g"))
+    started, finished = asyncio.Event(), []
+
+    async def slow(record: Record, context: ServiceContext) -> None:
+        started.set()
+        await asyncio.sleep(2)
+        finished.append(record.record_id)
+
+    spec = ServiceSpec("drain", (topic,), (), lambda ctx: ctx.consume(topic, Record, slow))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_service(spec, settings, stop=stop, flows=FLOWS, ready=ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    await produce(settings.kafka, topic, [records("slow", 1)[0].to_bytes()])
+    await asyncio.wait_for(started.wait(), 30)
+    stop.set()  # what SIGTERM does, while the handler is mid-flight
+    context = await asyncio.wait_for(task, 30)
+    assert finished == ["slow-0"]  # not cancelled: drained
+    assert context.stats.processed == 1
+    assert (
+        sum(await committed_offsets(settings.kafka, f"{settings.kafka.group_prefix}-drain", topic))
+        == 1
+    )
