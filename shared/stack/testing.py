@@ -1,0 +1,46 @@
+"""Helpers for tests that run against a real local stack (one per test session)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from shared.stack.config import StackConfig, StackPorts
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
+    """A small, fast stack: in-memory Kafka, the 0.5B model, fresh free ports."""
+    taken: set[int] = set()
+
+    def pick() -> int:
+        while (port := free_port()) in taken:
+            pass
+        taken.add(port)
+        return port
+
+    ports = StackPorts(
+        kafka=pick(), object_store=pick(), argilla=pick(), search=pick(), redis=pick(), llm=pick()
+    )
+    return StackConfig(
+        state_dir=state_dir,
+        install_dir=install_dir,
+        kafka_mode="memory",
+        model="0.5b",
+        ports=ports,
+        llm_parallel=4,
+        llm_context=8192,
+    )
+
+
+# The same, under the name `test_config`. Marked as not a test: pytest would otherwise collect
+# it in any test module that imports it.
+test_config = config_for_tests
+test_config.__test__ = False  # type: ignore[attr-defined]
