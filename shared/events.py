@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 # Topic names. Each input topic has a dead-letter topic named `<topic>.dlq`.
 RECORDS_INCOMING = "records.incoming"  # raw records that apps produce to Kafka directly
 RECORDS_INGESTED = "records.ingested"
+RECORDS_UNROUTED = "records.unrouted"  # records a flow's router did not take, kept with the reason
 RECORDS_GENERATED = "records.generated"
 RECORDS_JUDGED = "records.judged"
 RECORDS_PUBLISHED = "records.published"
@@ -29,6 +30,7 @@ DATASETS_EXPORTED = "datasets.exported"
 ALL_TOPICS: tuple[str, ...] = (
     RECORDS_INCOMING,
     RECORDS_INGESTED,
+    RECORDS_UNROUTED,
     RECORDS_GENERATED,
     RECORDS_JUDGED,
     RECORDS_PUBLISHED,
@@ -91,7 +93,8 @@ class CandidateResponse(BaseModel):
 
     text: str
     model: str
-    source: Literal["app", "generator"] = "generator"
+    # app: the production app's own answer; dataset: imported with the record; generator: Loopline's
+    source: Literal["app", "dataset", "generator"] = "generator"
     params: dict[str, Any] = Field(default_factory=dict)
     finish_reason: str | None = None
     usage: TokenUsage | None = None
@@ -127,6 +130,16 @@ class Judgment(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
 
 
+class RouteDecision(BaseModel):
+    """What the flow's router decided for a record, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    routed: bool
+    router: str
+    reason: str
+
+
 def content_record_id(
     instruction: str | None, messages: list[ChatMessage] | None, context: str | None
 ) -> str:
@@ -152,6 +165,7 @@ class Record(Event):
     judgments: list[Judgment] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
+    route: RouteDecision | None = None
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
 

@@ -43,11 +43,32 @@ class ModelRef(PluginRef):
     generations: int = Field(default=1, ge=1, le=16)
 
 
+class DedupOptions(BaseModel):
+    """Exact-duplicate dropping: same normalised content within `window_s` seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    window_s: float = Field(default=24 * 3600, gt=0)
+    max_entries: int = Field(default=1_000_000, ge=1)
+
+
+class IngestOptions(BaseModel):
+    """What the ingester does to a flow's records before routing them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redact: PluginRef | None = None
+    dedup: DedupOptions = Field(default_factory=DedupOptions)
+    near_duplicates: PluginRef | None = None
+
+
 class Flow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
     sources: list[PluginRef] = Field(default_factory=list)
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
     route: PluginRef | None = None
     generate: list[ModelRef] = Field(default_factory=list)
     judge: PluginRef | None = None
@@ -59,6 +80,8 @@ class Flow(BaseModel):
         """Every plugin the flow names, with the key it sits under and its kind."""
         refs: list[tuple[str, PluginKind, PluginRef]] = []
         singles = (
+            (self.ingest.redact, "ingest.redact", PluginKind.redactors),
+            (self.ingest.near_duplicates, "ingest.near_duplicates", PluginKind.dedupers),
             (self.route, "route", PluginKind.routers),
             (self.judge, "judge", PluginKind.rubrics),
             (self.publish, "publish", PluginKind.templates),

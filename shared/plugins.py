@@ -23,6 +23,8 @@ class PluginKind(StrEnum):
     templates = "templates"
     formats = "formats"
     sinks = "sinks"
+    redactors = "redactors"
+    dedupers = "dedupers"
 
     @property
     def group(self) -> str:

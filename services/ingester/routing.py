@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-from shared.events import Record
-
-
-class RouteDecision(BaseModel):
-    routed: bool
-    reason: str
-
+from shared.events import Record, RouteDecision
 
 class RouteAll:
     """The default router: every record goes on."""
@@ -22,4 +14,4 @@ class RouteAll:
             raise ValueError(f"router 'all' takes no options, got {sorted(options)}")
 
     def decide(self, record: Record) -> RouteDecision:
-        return RouteDecision(routed=True, reason="route: all")
+        return RouteDecision(routed=True, router="all", reason="every record is routed")
