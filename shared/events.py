@@ -141,13 +141,21 @@ class RouteDecision(BaseModel):
 
 
 def content_record_id(
-    instruction: str | None, messages: list[ChatMessage] | None, context: str | None
+    instruction: str | None,
+    messages: list[ChatMessage] | None,
+    context: str | None,
+    responses: list[str] | None = None,
 ) -> str:
-    """A stable id derived from a record's content, for records that arrive without one."""
+    """A stable id derived from a record's content, for records that arrive without one.
+
+    The prompt and the responses it came with count: the same question answered differently
+    by the app is a different record.
+    """
     payload = {
         "instruction": instruction,
         "messages": [m.model_dump(mode="json") for m in messages or []],
         "context": context,
+        "responses": responses or [],
     }
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -178,7 +186,12 @@ class Record(Event):
             object.__setattr__(
                 self,
                 "record_id",
-                content_record_id(self.instruction, self.messages, self.context),
+                content_record_id(
+                    self.instruction,
+                    self.messages,
+                    self.context,
+                    [r.text for r in self.responses],
+                ),
             )
         return self
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_JUDGED
 from shared.plugins import PluginKind, PluginRegistry, UnknownPluginError
 
 
@@ -112,6 +113,26 @@ class FlowsConfig(BaseModel):
             raise KeyError(
                 f"unknown flow {name!r}; defined: {', '.join(sorted(self.flows))}"
             ) from None
+
+
+def next_topic(flow: Flow, after: str) -> str:
+    """The topic a record goes to after stage `after`: the input of the next stage the flow uses.
+
+    Stages a flow leaves out are skipped without a round trip through their service. A record
+    with no stage left waits on `records.judged` (the publisher's input), whose absence of a
+    `publish` stage the exporter will treat as auto-accept.
+    """
+    order = ("ingest", "generate", "judge", "publish")
+    inputs = {"generate": RECORDS_INGESTED, "judge": RECORDS_GENERATED, "publish": RECORDS_JUDGED}
+    uses = {
+        "generate": bool(flow.generate),
+        "judge": flow.judge is not None,
+        "publish": flow.publish is not None,
+    }
+    for stage in order[order.index(after) + 1 :]:
+        if uses[stage]:
+            return inputs[stage]
+    return RECORDS_JUDGED
 
 
 def _describe(error: Any) -> str:

@@ -8,10 +8,11 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import uvicorn
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -36,6 +37,13 @@ class ServiceStats:
     in_flight: int = 0
 
 
+@dataclass(frozen=True)
+class HttpServer:
+    app: Any
+    host: str
+    port: int
+
+
 @dataclass
 class ServiceContext:
     """What a service's handlers get: its name, settings, flows, broker and counters."""
@@ -45,6 +53,11 @@ class ServiceContext:
     flows: FlowsConfig
     broker: KafkaBroker
     stats: ServiceStats = field(default_factory=ServiceStats)
+    http_servers: list[HttpServer] = field(default_factory=list)
+
+    def serve_http(self, app: Any, host: str, port: int) -> None:
+        """Serve an ASGI app while the service runs (started after the broker, stopped first)."""
+        self.http_servers.append(HttpServer(app, host, port))
 
     @property
     def group_id(self) -> str:
@@ -137,6 +150,30 @@ async def _serve_health(context: ServiceContext, host: str, port: int) -> asynci
     return await asyncio.start_server(answer, host, port)
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """Uvicorn inside a service: the service, not uvicorn, handles SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _start_http(spec: HttpServer) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(
+        spec.app, host=spec.host, port=spec.port, log_level="warning", lifespan="off",
+        access_log=False,
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raise the start-up error (e.g. port in use)
+            raise RuntimeError(f"HTTP server on {spec.host}:{spec.port} stopped during start-up")
+        await asyncio.sleep(0.02)
+    log.info("HTTP API at http://%s:%s (docs at /docs)", spec.host, spec.port)
+    return server, task
+
+
 async def run_service(
     spec: ServiceSpec,
     settings: Settings,
@@ -158,6 +195,7 @@ async def run_service(
     if created:
         log.info("%s: created topics %s", spec.name, ", ".join(created))
     await broker.start()
+    servers = [await _start_http(server) for server in context.http_servers]
     health: asyncio.Server | None = None
     if settings.health_port is not None:
         health = await _serve_health(context, settings.health_host, settings.health_port)
@@ -188,6 +226,9 @@ async def run_service(
         )
         if health is not None:
             health.close()
+        for server, task in servers:
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=settings.shutdown_timeout_s + 5)
         try:
             await asyncio.wait_for(broker.stop(), timeout=settings.shutdown_timeout_s + 5)
         except TimeoutError:

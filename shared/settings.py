@@ -65,6 +65,39 @@ class LLMSettings(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0)
 
 
+class ApiKey(BaseModel):
+    """One client's key for the ingester's HTTP API, and the flows it may ingest into."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1)
+    key: SecretStr
+    flows: list[str] = Field(default_factory=lambda: ["*"])  # "*": every flow
+
+    def allows(self, flow: str) -> bool:
+        return "*" in self.flows or flow in self.flows
+
+
+class IngestSettings(BaseModel):
+    """The ingester's HTTP API.
+
+    Keys come as JSON, e.g. `LOOPLINE_INGEST__API_KEYS='[{"name": "support-bot",
+    "key": "...", "flows": ["support"]}]'`. With no keys configured the API is open (and says so
+    in its log at startup).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8100, ge=0, le=65535)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    max_batch: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    default_flow: str = "default"
+    idempotency_window_s: float = Field(default=24 * 3600, gt=0)
+    idempotency_max_keys: int = Field(default=100_000, ge=1)
+
+
 class TelemetrySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -85,6 +118,7 @@ class Settings(BaseSettings):
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)

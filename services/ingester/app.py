@@ -1,9 +1,56 @@
-"""ingester: validates, dedupes, samples and routes incoming records.
+"""ingester: takes records in, validates, redacts, dedupes, samples and routes them.
 
-A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+Inputs: the HTTP API (`/v1/records`, OTLP `/v1/traces`), one JSON record per message on the
+`records.incoming` topic, and `loopline ingest` for files and datasets. Output: the input topic of
+the flow's next stage (`records.ingested` when it generates), or `records.unrouted`.
 """
 
-from shared.events import RECORDS_INCOMING, RECORDS_INGESTED, Record
-from shared.service import shell_service
+from __future__ import annotations
 
-SERVICE = shell_service("ingester", __doc__, RECORDS_INCOMING, Record, RECORDS_INGESTED)
+from typing import Any
+
+from pydantic import RootModel
+
+from services.ingester.api import create_app
+from services.ingester.pipeline import BrokerPublisher, IngestPipeline
+from shared.dead_letters import PermanentError
+from shared.events import (
+    RECORDS_GENERATED,
+    RECORDS_INCOMING,
+    RECORDS_INGESTED,
+    RECORDS_JUDGED,
+    RECORDS_UNROUTED,
+)
+from shared.service import ServiceContext, ServiceSpec
+
+
+class IncomingRecord(RootModel[dict[str, Any]]):
+    """A message on `records.incoming`: one record as a JSON object."""
+
+
+def register(context: ServiceContext) -> None:
+    settings = context.settings.ingest
+    pipeline = IngestPipeline(
+        context.flows, BrokerPublisher(context.broker), settings.default_flow
+    )
+
+    async def from_kafka(message: IncomingRecord, ctx: ServiceContext) -> None:
+        result = await pipeline.ingest([message.root])
+        if result.rejected:
+            errors = "; ".join(f"{e.path}: {e.message}" for e in result.rejected[0].errors)
+            raise PermanentError(f"invalid record: {errors}")
+
+    async def broker_ready() -> bool:
+        return bool(await context.broker.ping(timeout=2.0))
+
+    context.consume(RECORDS_INCOMING, IncomingRecord, from_kafka)
+    context.serve_http(create_app(pipeline, settings, broker_ready), settings.host, settings.port)
+
+
+SERVICE = ServiceSpec(
+    name="ingester",
+    consumes=(RECORDS_INCOMING,),
+    produces=(RECORDS_INGESTED, RECORDS_GENERATED, RECORDS_JUDGED, RECORDS_UNROUTED),
+    register=register,
+    description=__doc__ or "",
+)

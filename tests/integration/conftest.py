@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from services.ingester.app import SERVICE
 from shared import stack
-from shared.settings import KafkaSettings, RetrySettings, Settings
-from shared.stack.testing import config_for_tests
+from shared.flows import FlowsConfig, parse_flows
+from shared.settings import ApiKey, IngestSettings, KafkaSettings, RetrySettings, Settings
+from shared.stack.testing import config_for_tests, free_port
+
+from .ingest_helpers import ADMIN_KEY, SUPPORT_KEY, running_service
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,3 +54,59 @@ def settings(local_stack: stack.StackConfig) -> Settings:
         retry=RetrySettings(max_attempts=2, backoff_initial_s=0.05),
         shutdown_timeout_s=10,
     )
+
+
+INGEST_FLOWS: dict[str, Any] = {
+    "flows": {
+        "support": {
+            "ingest": {"redact": {"plugin": "pii"}},
+            "generate": [{"plugin": "openai"}],
+        },
+        "sampled": {
+            "route": {"plugin": "rules", "options": {"sample_rate": 0.5}},
+            "generate": [{"plugin": "openai"}],
+        },
+        "filtered": {
+            "route": {
+                "plugin": "rules",
+                "options": {"require_tags": ["prod"], "cap": {"max_records": 3, "per_s": 3600}},
+            },
+            "generate": [{"plugin": "openai"}],
+        },
+        "near": {
+            "ingest": {"near_duplicates": {"plugin": "minhash", "options": {"threshold": 0.8}}},
+            "generate": [{"plugin": "openai"}],
+        },
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def ingest_flows() -> FlowsConfig:
+    return parse_flows(INGEST_FLOWS, "test flows")
+
+
+@pytest.fixture(scope="session")
+def ingest_settings(settings: Settings) -> Settings:
+    ingest = IngestSettings(
+        port=free_port(),
+        default_flow="support",
+        max_batch=50,
+        max_body_bytes=64 * 1024,
+        api_keys=[
+            ApiKey(name="support-app", key=SUPPORT_KEY, flows=["support"]),  # type: ignore[arg-type]
+            ApiKey(name="admin", key=ADMIN_KEY, flows=["*"]),  # type: ignore[arg-type]
+        ],
+    )
+    kafka = settings.kafka.model_copy(update={"group_prefix": f"http-{uuid.uuid4().hex[:6]}"})
+    return settings.model_copy(update={"ingest": ingest, "kafka": kafka})
+
+
+@pytest.fixture(scope="session")
+async def api(
+    ingest_settings: Settings, ingest_flows: FlowsConfig
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_service(SERVICE, ingest_settings, ingest_flows):
+        base = f"http://127.0.0.1:{ingest_settings.ingest.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            yield client

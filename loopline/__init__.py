@@ -1,0 +1,1 @@
+"""Loopline's public Python API for LLM apps: `from loopline.client import LooplineClient`."""

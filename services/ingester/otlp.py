@@ -1,0 +1,609 @@
+"""OTLP trace export requests whose spans describe LLM calls, turned into raw record dicts.
+
+Apps that are already instrumented with OpenTelemetry (GenAI semantic conventions, or the older
+OpenLLMetry-style indexed attributes) can export their traces to the ingester instead of producing
+records themselves. Each LLM span becomes one raw record dict, which the ingester then validates
+as a `shared.events.Record`; spans that are not LLM calls, or that carry no prompt text (content
+capture switched off in the app), are counted and skipped.
+
+Supported prompt shapes, tried in order:
+
+1. `gen_ai.input.messages` (JSON, current semconv) plus optional `gen_ai.system_instructions`;
+2. span events `gen_ai.{system,user,assistant,tool}.message` (older semconv);
+3. `gen_ai.prompt.{i}.role` / `gen_ai.prompt.{i}.content` (OpenLLMetry legacy attributes).
+
+The response comes from `gen_ai.output.messages`, a `gen_ai.choice` event or
+`gen_ai.completion.0.content`, in that order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped,unused-ignore]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+__all__ = [
+    "OTLPFormatError",
+    "SpanConversion",
+    "export_response",
+    "parse_export_request",
+    "spans_to_records",
+]
+
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+JSON_CONTENT_TYPE = "application/json"
+_PROTOBUF_TYPES = frozenset({PROTOBUF_CONTENT_TYPE, "application/protobuf"})
+_JSON_TYPES = frozenset({JSON_CONTENT_TYPE})
+
+# A span is an LLM call when it carries any of these.
+_LLM_MARKERS = (
+    "gen_ai.operation.name",
+    "gen_ai.system",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+)
+_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_CHOICE_EVENT = "gen_ai.choice"
+_REQUEST_PARAMS = ("temperature", "top_p", "max_tokens")
+_LEGACY_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
+_ROLES = {
+    "system": "system",
+    "developer": "system",  # OpenAI's newer name for the system prompt
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "model": "assistant",
+    "ai": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+_FLOW_KEY = "loopline.flow"
+_TAGS_KEY = "loopline.tags"
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class OTLPFormatError(ValueError):
+    """The body of an OTLP export request cannot be parsed."""
+
+
+@dataclass
+class SpanConversion:
+    """What `spans_to_records` made of one export request."""
+
+    records: list[dict[str, Any]]
+    ignored_not_llm: int
+    ignored_no_content: int
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing and answering export requests
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def parse_export_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """Decode an OTLP/HTTP trace export body, binary protobuf or OTLP/JSON."""
+    media_type = _media_type(content_type)
+    if body.startswith(_GZIP_MAGIC):
+        raise OTLPFormatError(
+            "OTLP body is gzip-compressed; decompress it (Content-Encoding) before parsing"
+        )
+    if media_type in _PROTOBUF_TYPES:
+        return _parse_protobuf(body)
+    if media_type in _JSON_TYPES:
+        return _parse_json(body)
+    raise OTLPFormatError(
+        f"unsupported OTLP content type {content_type!r}; "
+        f"expected {PROTOBUF_CONTENT_TYPE!r} or {JSON_CONTENT_TYPE!r}"
+    )
+
+
+def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, ValueError, TypeError) as exc:
+        raise OTLPFormatError(f"invalid OTLP protobuf body: {exc}") from exc
+    return request
+
+
+def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
+    if not isinstance(document, dict):
+        raise OTLPFormatError(
+            f"invalid OTLP/JSON body: expected an object, got {type(document).__name__}"
+        )
+    _hex_ids_to_base64(document)
+    request = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
+    return request
+
+
+def _field(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
+    return obj[camel] if camel in obj else obj.get(snake)
+
+
+def _as_dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """OTLP/JSON carries trace and span ids as hex; protobuf's JSON mapping wants base64."""
+    for resource_spans in _as_dicts(_field(document, "resourceSpans", "resource_spans")):
+        for scope_spans in _as_dicts(_field(resource_spans, "scopeSpans", "scope_spans")):
+            for span in _as_dicts(scope_spans.get("spans")):
+                _convert_ids(span)
+                for link in _as_dicts(span.get("links")):
+                    _convert_ids(link)
+
+
+_ID_BYTES = {
+    "traceId": 16,
+    "trace_id": 16,
+    "spanId": 8,
+    "span_id": 8,
+    "parentSpanId": 8,
+    "parent_span_id": 8,
+}
+
+
+def _convert_ids(obj: dict[str, Any]) -> None:
+    for key, size in _ID_BYTES.items():
+        value = obj.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise OTLPFormatError(f"invalid OTLP/JSON body: {key} must be a hex string")
+        if len(value) == 2 * size and _HEX.match(value):
+            obj[key] = base64.b64encode(binascii.unhexlify(value)).decode("ascii")
+            continue
+        # Tolerate clients that use protobuf's own JSON mapping (base64): a base64 id of 8 or 16
+        # bytes always ends in '=', so it can never be mistaken for hex.
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if len(decoded) != size:
+            raise OTLPFormatError(
+                f"invalid OTLP/JSON body: {key} {value!r} is not {2 * size} hex characters"
+            )
+
+
+def export_response(content_type: str) -> tuple[bytes, str]:
+    """An empty (full success) export response, encoded like the request it answers."""
+    response = ExportTraceServiceResponse()
+    if _media_type(content_type) in _JSON_TYPES:
+        return json_format.MessageToJson(response).encode(), JSON_CONTENT_TYPE
+    return response.SerializeToString(), PROTOBUF_CONTENT_TYPE
+
+
+# --------------------------------------------------------------------------------------------
+# OTLP values
+
+
+def _any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a plain Python value (None when unset)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    return {kv.key: _any_value(kv.value) for kv in key_values}
+
+
+def _str(value: Any) -> str | None:
+    """A non-empty string attribute, else None."""
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _json_value(value: Any) -> Any:
+    """Attribute values that hold JSON arrive as strings; structured values pass through."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value
+
+
+def _iso(unix_nano: int) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=unix_nano // 1000)
+    return moment.isoformat()
+
+
+# --------------------------------------------------------------------------------------------
+# Message text
+
+
+def _role(value: Any, default: str = "user") -> str:
+    if not isinstance(value, str) or not value.strip():
+        return default
+    return _ROLES.get(value.strip().lower(), "user")
+
+
+def _text(content: Any) -> str:
+    """The text of message content: a string, a list of parts, or a single part."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [_part_text(part) for part in content]
+        return "\n".join(text for text in texts if text)
+    if isinstance(content, dict):
+        return _part_text(content)
+    return ""
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, dict):
+        return ""
+    kind = part.get("type")
+    if kind is not None and kind != "text":
+        return ""  # images, tool calls, tool results, reasoning...
+    for key in ("content", "text"):
+        if isinstance(part.get(key), str):
+            return str(part[key])
+    return ""
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    """Text of a message object: semconv `parts`, else an OpenAI-style `content`."""
+    if isinstance(message.get("parts"), list):
+        return _text(message["parts"])
+    return _text(message.get("content"))
+
+
+def _message(role: str, text: str) -> dict[str, str] | None:
+    return {"role": role, "content": text} if text.strip() else None
+
+
+def _looks_like_parts(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, dict) and "type" in item for item in value)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt shapes
+
+
+def _system_instructions(attrs: Mapping[str, Any]) -> dict[str, str] | None:
+    raw = attrs.get("gen_ai.system_instructions")
+    if raw is None:
+        return None
+    parsed = _json_value(raw)
+    if parsed is None and isinstance(raw, str):
+        parsed = raw  # a plain string, not JSON
+    return _message("system", _text(parsed))
+
+
+def _messages_from_input_attribute(attrs: Mapping[str, Any]) -> list[dict[str, str]]:
+    parsed = _json_value(attrs.get("gen_ai.input.messages"))
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    messages = []
+    for item in _as_dicts(parsed):
+        message = _message(_role(item.get("role")), _message_text(item))
+        if message:
+            messages.append(message)
+    return messages
+
+
+def _event_content(attrs: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(text, role given inside the event or None) of a message or choice event."""
+    if "content" in attrs:
+        return _text(attrs["content"]), None
+    for key in ("gen_ai.event.content", "body"):
+        if key not in attrs:
+            continue
+        raw = attrs[key]
+        parsed = _json_value(raw)
+        if isinstance(parsed, dict):
+            role = parsed.get("role")
+            inner = parsed.get("message")
+            body = inner if isinstance(inner, dict) else parsed
+            if isinstance(body, dict) and isinstance(body.get("role"), str):
+                role = body["role"]
+            return _message_text(body), role if isinstance(role, str) else None
+        if parsed is None and isinstance(raw, str):
+            return raw, None  # plain text that is not JSON
+        return _text(parsed), None
+    return "", None
+
+
+def _messages_from_events(events: Iterable[Any]) -> list[dict[str, str]]:
+    messages = []
+    for event in events:
+        default_role = _MESSAGE_EVENTS.get(event.name)
+        if default_role is None:
+            continue
+        attrs = _attributes(event.attributes)
+        text, role = _event_content(attrs)
+        message = _message(_role(role or attrs.get("role"), default_role), text)
+        if message:
+            messages.append(message)
+    return messages
+
+
+def _messages_from_legacy_attributes(attrs: Mapping[str, Any]) -> list[dict[str, str]]:
+    indexed: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        match = _LEGACY_PROMPT.match(key)
+        if match:
+            indexed.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    messages = []
+    for index in sorted(indexed):
+        fields = indexed[index]
+        message = _message(_role(fields.get("role")), _legacy_content(fields.get("content")))
+        if message:
+            messages.append(message)
+    return messages
+
+
+def _legacy_content(value: Any) -> str:
+    # OpenLLMetry stores multi-part content as a JSON array of typed parts.
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        parsed = _json_value(value)
+        if _looks_like_parts(parsed):
+            return _text(parsed)
+    return _text(value)
+
+
+def _input_messages(attrs: Mapping[str, Any], events: list[Any]) -> list[dict[str, str]]:
+    messages = (
+        _messages_from_input_attribute(attrs)
+        or _messages_from_events(events)
+        or _messages_from_legacy_attributes(attrs)
+    )
+    system = _system_instructions(attrs)
+    if system and not (messages and messages[0]["role"] == "system"):
+        messages.insert(0, system)
+    return messages
+
+
+# --------------------------------------------------------------------------------------------
+# Response
+
+
+def _output(attrs: Mapping[str, Any], events: list[Any]) -> tuple[str, str | None]:
+    """(response text, finish reason) from whichever output shape the span carries."""
+    parsed = _json_value(attrs.get("gen_ai.output.messages"))
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    outputs = _as_dicts(parsed)
+    if outputs:
+        first = outputs[0]
+        text = _message_text(first)
+        if text.strip():
+            return text, _str(first.get("finish_reason"))
+
+    choices = [event for event in events if event.name == _CHOICE_EVENT]
+    for event in sorted(choices, key=_choice_index):
+        text, reason = _choice_event(_attributes(event.attributes))
+        if text.strip():
+            return text, reason
+
+    text = _legacy_content(attrs.get("gen_ai.completion.0.content"))
+    if text.strip():
+        return text, _str(attrs.get("gen_ai.completion.0.finish_reason"))
+    return "", None
+
+
+def _choice_index(event: Any) -> int:
+    attrs = _attributes(event.attributes)
+    index = _int(attrs.get("index"))
+    if index is None:
+        body = _json_value(attrs.get("body"))
+        index = _int(body.get("index")) if isinstance(body, dict) else None
+    return index if index is not None else 0
+
+
+def _choice_event(attrs: Mapping[str, Any]) -> tuple[str, str | None]:
+    reason = _str(attrs.get("finish_reason"))
+    body = _json_value(attrs.get("body"))
+    if reason is None and isinstance(body, dict):
+        reason = _str(body.get("finish_reason"))
+    if "message" in attrs:
+        message = _json_value(attrs["message"])
+        if isinstance(message, dict):
+            return _message_text(message), reason
+        if message is None and isinstance(attrs["message"], str):
+            return attrs["message"], reason
+        return _text(message), reason
+    text, _ = _event_content(attrs)
+    return text, reason
+
+
+def _finish_reasons(attrs: Mapping[str, Any]) -> str | None:
+    value = attrs.get("gen_ai.response.finish_reasons")
+    if isinstance(value, list):
+        return next((item for item in value if _str(item)), None)
+    return _str(value)
+
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    def first(*keys: str) -> int | None:
+        for key in keys:
+            value = _int(attrs.get(key))
+            if value is not None and value >= 0:
+                return value
+        return None
+
+    prompt = first("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+    completion = first("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    if prompt is None or completion is None:
+        return None
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
+
+
+def _params(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    params = {}
+    for name in _REQUEST_PARAMS:
+        value = attrs.get(f"gen_ai.request.{name}")
+        if value is not None:
+            params[name] = value
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# Spans to records
+
+
+def _is_llm_span(attrs: Mapping[str, Any]) -> bool:
+    return any(attrs.get(key) is not None for key in _LLM_MARKERS)
+
+
+def _tags(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _record_id(trace_id_hex: str, span_id_hex: str) -> str:
+    """The record id of a span: stable, so a re-exported span dedupes."""
+    return hashlib.sha256(f"{trace_id_hex}:{span_id_hex}".encode()).hexdigest()[:32]
+
+
+def spans_to_records(request: ExportTraceServiceRequest, default_flow: str) -> SpanConversion:
+    """Turn every LLM span of an export request into a raw record dict."""
+    conversion = SpanConversion(records=[], ignored_not_llm=0, ignored_no_content=0)
+    for resource_spans in request.resource_spans:
+        resource_attrs = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attrs = _attributes(span.attributes)
+                if not _is_llm_span(attrs):
+                    conversion.ignored_not_llm += 1
+                    continue
+                record = _span_record(span, attrs, resource_attrs, default_flow)
+                if record is None:
+                    conversion.ignored_no_content += 1
+                    continue
+                conversion.records.append(record)
+    return conversion
+
+
+def _span_record(
+    span: Any,
+    attrs: Mapping[str, Any],
+    resource_attrs: Mapping[str, Any],
+    default_flow: str,
+) -> dict[str, Any] | None:
+    events = list(span.events)
+    messages = _input_messages(attrs, events)
+    if not messages:
+        return None  # the app does not capture message content
+
+    text, finish_reason = _output(attrs, events)
+    if not text and len(messages) > 1 and messages[-1]["role"] == "assistant":
+        # The app logged the whole conversation, answer included, as input.
+        text = messages.pop()["content"]
+    finish_reason = finish_reason or _finish_reasons(attrs)
+
+    trace_id = bytes(span.trace_id).hex()
+    span_id = bytes(span.span_id).hex()
+    start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
+
+    responses: list[dict[str, Any]] = []
+    if text:
+        response: dict[str, Any] = {
+            "text": text,
+            "model": _str(attrs.get("gen_ai.response.model"))
+            or _str(attrs.get("gen_ai.request.model"))
+            or "unknown",
+            "source": "app",
+            "finish_reason": finish_reason,
+            "params": _params(attrs),
+        }
+        usage = _usage(attrs)
+        if usage is not None:
+            response["usage"] = usage
+        if start and end >= start:
+            response["latency_ms"] = (end - start) / 1e6
+        if end:
+            response["created_at"] = _iso(end)
+        responses.append(response)
+
+    metadata: dict[str, Any] = {
+        "source": "otlp",
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "span_name": span.name,
+    }
+    optional = {
+        "service_name": _str(resource_attrs.get("service.name")),
+        "provider": _str(attrs.get("gen_ai.provider.name")) or _str(attrs.get("gen_ai.system")),
+        "operation": _str(attrs.get("gen_ai.operation.name")),
+    }
+    metadata.update({key: value for key, value in optional.items() if value is not None})
+
+    record: dict[str, Any] = {
+        "record_id": _record_id(trace_id, span_id),
+        "flow": _str(attrs.get(_FLOW_KEY)) or _str(resource_attrs.get(_FLOW_KEY)) or default_flow,
+        "messages": messages,
+        "responses": responses,
+        "metadata": metadata,
+    }
+    tags = _tags(attrs.get(_TAGS_KEY))
+    if tags is not None:
+        record["tags"] = tags
+    if start:
+        record["created_at"] = _iso(start)
+    return record

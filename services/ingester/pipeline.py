@@ -1,0 +1,229 @@
+"""The ingester's one path for every input: validate, redact, dedupe, route, publish.
+
+HTTP, OTLP traces, the `records.incoming` topic and batch imports all go through
+`IngestPipeline.ingest`, so a record is treated the same whichever way it came in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ValidationError
+
+from services.ingester.dedup import SeenWindow, content_fingerprint, record_text
+from services.ingester.plugins import NearDuplicateDetector, Redactor, Router
+from services.ingester.redaction import redact_record_input
+from shared.events import RECORDS_UNROUTED, Record
+from shared.flows import Flow, FlowsConfig, next_topic
+from shared.plugins import PluginKind, PluginRegistry
+
+log = logging.getLogger("loopline.ingester")
+
+
+class FieldError(BaseModel):
+    path: str
+    message: str
+
+
+class Rejection(BaseModel):
+    index: int
+    errors: list[FieldError]
+
+
+class IngestResult(BaseModel):
+    """Per request: what was accepted (new or duplicate) and what was rejected, and why."""
+
+    accepted: list[str] = []
+    duplicates: list[str] = []
+    unrouted: list[str] = []
+    rejected: list[Rejection] = []
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    published: int = 0
+    duplicates: int = 0
+    near_duplicates: int = 0
+    unrouted: int = 0
+    rejected: int = 0
+    redactions: int = 0
+    otlp_spans_not_llm: int = 0
+    otlp_spans_without_content: int = 0
+
+
+class Publisher(Protocol):
+    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Publish (topic, key, value) messages; return once the broker acknowledged them all."""
+        ...
+
+
+class BrokerPublisher:
+    """Publishes through the service's FastStream broker, many sends in flight at once."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        pending = [
+            await self.broker.publish(value, topic=topic, key=key.encode(), no_confirm=True)
+            for topic, key, value in messages
+        ]
+        await asyncio.gather(*pending)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(
+            path=".".join(str(part) for part in error["loc"]) or "(record)",
+            message=error["msg"],
+        )
+        for error in exc.errors()
+    ]
+
+
+@dataclass
+class FlowSteps:
+    """One flow's ingest steps, with their plugins built once."""
+
+    flow: Flow
+    router: Router
+    redactor: Redactor | None
+    near_duplicates: NearDuplicateDetector | None
+    seen: SeenWindow[str] | None
+    topic: str
+
+    @classmethod
+    def build(cls, flow: Flow, registry: PluginRegistry) -> FlowSteps:
+        def plugin(kind: PluginKind, ref: Any) -> Any:
+            return registry.load(kind, ref.plugin)(**ref.options) if ref is not None else None
+
+        options = flow.ingest
+        route = flow.route
+        return cls(
+            flow=flow,
+            router=plugin(PluginKind.routers, route) if route else registry.load(
+                PluginKind.routers, "all"
+            )(),
+            redactor=plugin(PluginKind.redactors, options.redact),
+            near_duplicates=plugin(PluginKind.dedupers, options.near_duplicates),
+            seen=SeenWindow(options.dedup.window_s, options.dedup.max_entries)
+            if options.dedup.enabled
+            else None,
+            topic=next_topic(flow, "ingest"),
+        )
+
+
+@dataclass
+class _Batch:
+    result: IngestResult = field(default_factory=IngestResult)
+    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    remember: list[tuple[FlowSteps, list[str], str]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        flows: FlowsConfig,
+        publisher: Publisher,
+        default_flow: str,
+        registry: PluginRegistry | None = None,
+    ) -> None:
+        registry = registry or PluginRegistry()
+        self.steps = {name: FlowSteps.build(flow, registry) for name, flow in flows.flows.items()}
+        self.publisher = publisher
+        self.default_flow = default_flow
+        self.stats = IngestStats()
+
+    def stats_otlp(self, not_llm: int, without_content: int) -> None:
+        self.stats.otlp_spans_not_llm += not_llm
+        self.stats.otlp_spans_without_content += without_content
+        if not_llm or without_content:
+            log.info(
+                "OTLP: ignored %d span(s) that are not LLM calls and %d without content",
+                not_llm, without_content,
+            )
+
+    def flow_of(self, item: Any) -> str:
+        flow = item.get("flow") if isinstance(item, dict) else None
+        return flow if isinstance(flow, str) and flow else self.default_flow
+
+    async def ingest(self, items: Sequence[Any]) -> IngestResult:
+        """Ingest a batch; returns once every accepted record is on the broker."""
+        batch = _Batch()
+        for index, item in enumerate(items):
+            self._one(index, item, batch)
+        self.stats.received += len(items)
+        if batch.messages:
+            await self.publisher.publish_many(batch.messages)
+        # Only what reached the broker counts as seen: a failed publish can be retried.
+        for steps, keys, record_id in batch.remember:
+            if steps.seen is not None:
+                for key in keys:
+                    steps.seen.add(key, record_id)
+        self.stats.published += len(batch.messages)
+        return batch.result
+
+    def _reject(self, batch: _Batch, index: int, errors: list[FieldError]) -> None:
+        batch.result.rejected.append(Rejection(index=index, errors=errors))
+        self.stats.rejected += 1
+
+    def _one(self, index: int, item: Any, batch: _Batch) -> None:
+        if not isinstance(item, dict):
+            self._reject(batch, index, [FieldError(path="(record)", message="not a JSON object")])
+            return
+        flow_name = self.flow_of(item)
+        steps = self.steps.get(flow_name)
+        if steps is None:
+            known = ", ".join(sorted(self.steps))
+            message = f"unknown flow {flow_name!r}; defined: {known}"
+            self._reject(batch, index, [FieldError(path="flow", message=message)])
+            return
+        data = {**item, "flow": flow_name}
+        if steps.redactor is not None:
+            data, found = redact_record_input(data, steps.redactor)
+            if found:
+                self.stats.redactions += sum(found.values())
+                data["metadata"] = {**data.get("metadata", {}), "redactions": found}
+        try:
+            record = Record.model_validate(data)
+        except ValidationError as exc:
+            self._reject(batch, index, field_errors(exc))
+            return
+        self._dedupe_and_route(record, steps, batch)
+
+    def _dedupe_and_route(self, record: Record, steps: FlowSteps, batch: _Batch) -> None:
+        record_id = record.record_id
+        keys = [f"id:{record_id}", f"content:{content_fingerprint(record)}"]
+        if steps.seen is not None and (
+            any(key in batch.keys or steps.seen.get(key) is not None for key in keys)
+        ):
+            batch.result.accepted.append(record_id)
+            batch.result.duplicates.append(record_id)
+            self.stats.duplicates += 1
+            log.debug("duplicate record %s dropped", record_id)
+            return
+        if steps.near_duplicates is not None:
+            earlier = steps.near_duplicates.check_and_add(record_id, record_text(record))
+            if earlier is not None:
+                batch.result.accepted.append(record_id)
+                batch.result.duplicates.append(record_id)
+                self.stats.near_duplicates += 1
+                log.debug("record %s dropped as near-duplicate of %s", record_id, earlier)
+                return
+        decision = steps.router.decide(record)
+        routed = record.model_copy(update={"route": decision})
+        topic = steps.topic if decision.routed else RECORDS_UNROUTED
+        if not decision.routed:
+            batch.result.unrouted.append(record_id)
+            self.stats.unrouted += 1
+        batch.keys.update(keys)
+        batch.messages.append((topic, record_id, routed.to_bytes()))
+        batch.remember.append((steps, keys, record_id))
+        batch.result.accepted.append(record_id)

@@ -1,0 +1,72 @@
+"""Helpers for ingester integration tests: run the service in-process, read topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.broker import admin_client_options
+from shared.events import Record
+from shared.flows import FlowsConfig
+from shared.service import ServiceSpec, run_service
+from shared.settings import KafkaSettings, Settings
+
+SUPPORT_KEY, ADMIN_KEY = "key-support-0123456789", "key-admin-9876543210"
+
+
+@asynccontextmanager
+async def running_service(
+    spec: ServiceSpec, settings: Settings, flows: FlowsConfig
+) -> AsyncIterator[None]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_service(spec, settings, stop=stop, flows=flows, ready=ready))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    waiter.cancel()
+    assert ready.is_set(), "service did not start within 60 s"
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def read_records(
+    kafka: KafkaSettings,
+    topic: str,
+    wanted: set[str],
+    settle_s: float = 1.0,
+    within_s: float = 30.0,
+) -> list[Record]:
+    """Every record on `topic` whose id is in `wanted` (read from the start; duplicates kept).
+
+    Reads until every wanted id arrived, then `settle_s` longer so extra copies would show.
+    """
+    consumer = AIOKafkaConsumer(
+        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[Record] = []
+    try:
+        deadline = time.monotonic() + within_s
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    record = Record.model_validate_json(message.value or b"")
+                    if record.record_id in wanted:
+                        found.append(record)
+            if settled_at is None and wanted <= {r.record_id for r in found}:
+                settled_at = time.monotonic()
+            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
+                break
+    finally:
+        await consumer.stop()
+    return found
