@@ -9,14 +9,23 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from shared import local_services, stack
-from shared.flows import FlowFileError
+from shared.broker import build_broker, ensure_topics
+from shared.flows import FlowFileError, FlowsConfig
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceSpec, load_checked_flows, run_service
 from shared.settings import Settings
@@ -214,6 +223,110 @@ def run(
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     asyncio.run(run_service(spec, settings, flows=flows))
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="JSONL, CSV, Parquet file or save_to_disk folder.")],
+    flow: Annotated[str, typer.Option(help="Flow the records go into.")],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="column=field (repeatable), e.g. question=instruction."),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Column mapping preset: dolly, orca_dpo, alpaca, dpo, prompt_completion, "
+            "messages, sharegpt. Default: detected from the columns."
+        ),
+    ] = None,
+    source_format: Annotated[
+        str | None, typer.Option("--format", help="jsonl, csv, parquet or datasets (detected).")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a DatasetDict (default all).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Records per publish batch.")] = 500,
+) -> None:
+    """Import a file or dataset into a flow, through the ingester's pipeline, onto Kafka.
+
+    Fields a column can map to: record_id, instruction, context, system, messages, response,
+    chosen, rejected, tags, category, metadata.<name>. Bad rows are reported with their line or
+    row number and do not stop the others.
+    """
+    from services.ingester.batch_import import import_rows
+    from services.ingester.sources import Mapping, SourceError, count_rows, detect_format
+
+    configure_logging("WARNING")
+    settings = Settings()
+    with exit_on(FlowFileError, code=2):
+        flows = load_checked_flows(settings)
+    if flow not in flows.flows:
+        err.print(f"[red]error:[/red] unknown flow {flow!r}; defined: {', '.join(flows.flows)}")
+        raise typer.Exit(2)
+    with exit_on(SourceError, code=2):
+        fmt = source_format or detect_format(path)
+        total = count_rows(path, fmt, split)
+
+    def mapping_for(columns: list[str]) -> Mapping:
+        return Mapping.from_options(preset, list(map_ or []), columns)
+
+    summary = asyncio.run(
+        _import(
+            settings, flows, path, fmt, flow, mapping_for, split, batch_size, total, import_rows
+        )
+    )
+    console.print(
+        f"{path}: {summary.rows} rows → ingested {summary.ingested} "
+        f"({summary.unrouted} not routed), duplicates {summary.duplicates}, "
+        f"rejected {summary.rejected}"
+    )
+    for reason in summary.reasons:
+        console.print(f"  rejected {reason}")
+    if summary.rejected > len(summary.reasons):
+        console.print(f"  ... and {summary.rejected - len(summary.reasons)} more")
+
+
+async def _import(
+    settings: Settings,
+    flows: FlowsConfig,
+    path: Path,
+    fmt: str,
+    flow: str,
+    mapping_for: Any,
+    split: str | None,
+    batch_size: int,
+    total: int | None,
+    import_rows: Any,
+) -> Any:
+    from services.ingester.app import SERVICE as INGESTER
+    from services.ingester.pipeline import BrokerPublisher, IngestPipeline
+
+    broker, _ = build_broker(settings, "ingest-cli")
+    await ensure_topics(settings.kafka, INGESTER.produces)
+    await broker.start()
+    try:
+        pipeline = IngestPipeline(flows, BrokerPublisher(broker), default_flow=flow)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as bar:
+            task = bar.add_task(f"ingesting {path.name}", total=total)
+            with exit_on(ValueError, code=2):
+                return await import_rows(
+                    path,
+                    fmt,
+                    flow,
+                    pipeline,
+                    mapping_for,
+                    split,
+                    batch_size,
+                    advance=lambda n: bar.advance(task, n),
+                )
+    finally:
+        await broker.stop()
 
 
 @app.command()

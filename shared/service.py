@@ -160,7 +160,11 @@ class _EmbeddedServer(uvicorn.Server):
 
 async def _start_http(spec: HttpServer) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = uvicorn.Config(
-        spec.app, host=spec.host, port=spec.port, log_level="warning", lifespan="off",
+        spec.app,
+        host=spec.host,
+        port=spec.port,
+        log_level="warning",
+        lifespan="off",
         access_log=False,
     )
     server = _EmbeddedServer(config)

@@ -54,7 +54,9 @@ def require_type(request: Request, allowed: tuple[str, ...]) -> str:
     kind = media_type(request)
     if kind not in allowed:
         shown = kind or "none"
-        raise HTTPException(415, f"content type {shown} is not supported; send {' or '.join(allowed)}")
+        raise HTTPException(
+            415, f"content type {shown} is not supported; send {' or '.join(allowed)}"
+        )
     return kind
 
 
@@ -148,8 +150,12 @@ def create_app(
             scoped = f"{key.name if key else ''}:{idempotency_key}"
             earlier = replies.get(scoped)
             if earlier is not None:
-                return Response(earlier[1], earlier[0], media_type="application/json",
-                                headers={"Idempotent-Replay": "true"})
+                return Response(
+                    earlier[1],
+                    earlier[0],
+                    media_type="application/json",
+                    headers={"Idempotent-Replay": "true"},
+                )
         result = await pipeline.ingest(items)
         status = 422 if result.rejected and not result.accepted else 200
         content = result.model_dump_json().encode()
@@ -183,8 +189,9 @@ def create_app(
             keys.authorize(key, {pipeline.flow_of(item) for item in converted.records})
             result = await pipeline.ingest(converted.records)
             if result.rejected:
-                log.warning("OTLP: %d span(s) rejected: %s", len(result.rejected),
-                            result.rejected[0].errors)
+                log.warning(
+                    "OTLP: %d span(s) rejected: %s", len(result.rejected), result.rejected[0].errors
+                )
         answer, answer_type = export_response(kind)
         return Response(answer, 200, media_type=answer_type)
 

@@ -30,9 +30,7 @@ class IncomingRecord(RootModel[dict[str, Any]]):
 
 def register(context: ServiceContext) -> None:
     settings = context.settings.ingest
-    pipeline = IngestPipeline(
-        context.flows, BrokerPublisher(context.broker), settings.default_flow
-    )
+    pipeline = IngestPipeline(context.flows, BrokerPublisher(context.broker), settings.default_flow)
 
     async def from_kafka(message: IncomingRecord, ctx: ServiceContext) -> None:
         result = await pipeline.ingest([message.root])

@@ -107,9 +107,9 @@ class FlowSteps:
         route = flow.route
         return cls(
             flow=flow,
-            router=plugin(PluginKind.routers, route) if route else registry.load(
-                PluginKind.routers, "all"
-            )(),
+            router=plugin(PluginKind.routers, route)
+            if route
+            else registry.load(PluginKind.routers, "all")(),
             redactor=plugin(PluginKind.redactors, options.redact),
             near_duplicates=plugin(PluginKind.dedupers, options.near_duplicates),
             seen=SeenWindow(options.dedup.window_s, options.dedup.max_entries)
@@ -147,7 +147,8 @@ class IngestPipeline:
         if not_llm or without_content:
             log.info(
                 "OTLP: ignored %d span(s) that are not LLM calls and %d without content",
-                not_llm, without_content,
+                not_llm,
+                without_content,
             )
 
     def flow_of(self, item: Any) -> str:

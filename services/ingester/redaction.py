@@ -37,10 +37,12 @@ Finder = Callable[[str], Iterator[Span]]
 # --- secrets -------------------------------------------------------------------------------------
 
 _TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = (
-    # PEM private keys; a block cut off before its END line is masked to the end of its base64.
+    # PEM private keys: the BEGIN line, the base64 body (and any `Proc-Type:` headers), and the END
+    # line; a block cut off before its END line is masked to the end of its body. The body may only
+    # hold PEM characters, so everything scanned is consumed and the search stays linear.
     re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-        r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|[A-Za-z0-9+/=\s:,-]*)"
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|(?![A-Za-z0-9+/=\s:,.-]))"
     ),
     # JSON Web Tokens: three base64url parts, the first (the header) starting `eyJ` (`{"`).
     re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]+"),

@@ -73,6 +73,7 @@ INGEST_FLOWS: dict[str, Any] = {
             },
             "generate": [{"plugin": "openai"}],
         },
+        "imports": {"generate": [{"plugin": "openai"}]},
         "near": {
             "ingest": {"near_duplicates": {"plugin": "minhash", "options": {"threshold": 0.8}}},
             "generate": [{"plugin": "openai"}],

@@ -123,7 +123,7 @@ async def test_batch_reports_each_item_and_accepted_ones_arrive(
     assert rejected[3] == [
         {
             "path": "flow",
-            "message": "unknown flow 'nope'; defined: filtered, near, sampled, support",
+            "message": "unknown flow 'nope'; defined: filtered, imports, near, sampled, support",
         }
     ]
     assert any(e["path"] == "instructions" for e in rejected[4])
