@@ -95,6 +95,10 @@ def build_broker(
         enable_idempotence=False,  # Tansu rejects it; handlers are idempotent instead.
         allow_auto_create_topics=False,
         graceful_timeout=settings.shutdown_timeout_s,
+        # FastStream's per-message "Received"/"Processed" lines only at DEBUG, through the
+        # process's own logging configuration.
+        logger=logging.getLogger(f"loopline.{service}.broker"),
+        log_level=logging.DEBUG,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             dead_letters,

@@ -222,7 +222,17 @@ def run(
         settings = settings.model_copy(update={"health_port": health_port})
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
-    asyncio.run(run_service(spec, settings, flows=flows))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run_service(spec, settings, flows=flows))
+
+
+def event_loop_factory() -> Any:
+    """uvloop's event loop where it is installed (faster I/O), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @app.command()
