@@ -41,11 +41,14 @@ def make_batches(count: int, run: str) -> list[list[dict[str, object]]]:
             {
                 "flow": "bench",
                 "instruction": f"How do I paginate results in a REST API? ({run} {b}-{i})",
-                "responses": [{
-                    "text": "Use cursor-based pagination: return a `next` token with each page "
-                            "and accept it as a query parameter on the next request.",
-                    "model": "app-model", "source": "app",
-                }],
+                "responses": [
+                    {
+                        "text": "Use cursor-based pagination: return a `next` token with each page "
+                        "and accept it as a query parameter on the next request.",
+                        "model": "app-model",
+                        "source": "app",
+                    }
+                ],
                 "metadata": {"app": "docs-bot", "user_tier": "pro", "latency_ms": 812},
                 "tags": ["prod", "api"],
             }
@@ -60,7 +63,8 @@ async def anchor(bootstrap: str, batches: list[list[dict[str, object]]]) -> floa
     await producer.start()
     payloads = [
         (str(uuid.uuid4()).encode(), json.dumps(record).encode())
-        for batch in batches for record in batch
+        for batch in batches
+        for record in batch
     ]
     started = time.perf_counter()
     futures = [await producer.send("bench.anchor", value, key=key) for key, value in payloads]
@@ -136,7 +140,8 @@ def main() -> None:
         }
         ingester = subprocess.Popen(
             [sys.executable, "-m", "shared", "run", "ingester", "--log-level", "WARNING"],
-            env=env, start_new_session=True,
+            env=env,
+            start_new_session=True,
         )
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz", ingester)
@@ -146,8 +151,9 @@ def main() -> None:
             batches = make_batches(args.batches, run)
             anchor_rate = asyncio.run(anchor(config.kafka_bootstrap, batches))
             rate, latencies, accepted = asyncio.run(
-                loopline(f"http://127.0.0.1:{port}/v1/records", batches, args.concurrency,
-                         args.seconds)
+                loopline(
+                    f"http://127.0.0.1:{port}/v1/records", batches, args.concurrency, args.seconds
+                )
             )
         finally:
             os.killpg(ingester.pid, signal.SIGTERM)
@@ -159,8 +165,10 @@ def main() -> None:
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"records per request      {BATCH}")
     print(f"anchor (raw aiokafka)    {anchor_rate:10,.0f} records/s")
-    print(f"loopline HTTP ingest     {rate:10,.0f} records/s  ({accepted:,} records, "
-          f"{len(latencies)} requests, concurrency {args.concurrency})")
+    print(
+        f"loopline HTTP ingest     {rate:10,.0f} records/s  ({accepted:,} records, "
+        f"{len(latencies)} requests, concurrency {args.concurrency})"
+    )
     print(f"request latency          p50 {p50:.1f} ms   p99 {p99:.1f} ms")
     print(f"loopline / anchor        {rate / anchor_rate:10.2f}")
     print(f"target                   >= 5,000 records/s: {'met' if rate >= 5000 else 'NOT met'}")
