@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -220,8 +221,11 @@ async def test_restarted_consumer_resumes_from_committed_offset(settings: Settin
 
 
 @pytest.fixture()
-def generator_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+def generator_process(
+    settings: Settings, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     port = free_port()
+    log_file = tmp_path / "generator.log"
     group_prefix = unique("proc")
     env = {
         **os.environ,
@@ -231,15 +235,16 @@ def generator_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[str
         "LOOPLINE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
         "LOOPLINE_FLOWS_FILE": str(REPO / "flows.yaml"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared", "run", "generator", "--health-port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared", "run", "generator", "--health-port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
-        yield process, port, group_prefix
+        yield process, port, log_file
     finally:
         if process.poll() is None:
             process.kill()
@@ -247,14 +252,14 @@ def generator_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[str
 
 
 async def test_service_process_reports_healthy_and_drains_on_sigterm(
-    settings: Settings, generator_process: tuple[subprocess.Popen[str], int, str]
+    settings: Settings, generator_process: tuple[subprocess.Popen[str], int, Path]
 ) -> None:
-    process, port, _ = generator_process
+    process, port, log_file = generator_process
     health: dict[str, object] = {}
     async with httpx.AsyncClient() as client:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, log_file.read_text()
             try:
                 response = await client.get(f"http://127.0.0.1:{port}/healthz")
                 if response.status_code == 200:
@@ -267,17 +272,18 @@ async def test_service_process_reports_healthy_and_drains_on_sigterm(
 
     record = Record(record_id=unique("proc-rec"), flow="default", instruction="hello")
     await produce(settings.kafka, RECORDS_INGESTED, [record.to_bytes()])
+    # The topic may hold records from other tests: wait for this one in the service's log.
+    deadline = time.monotonic() + 45
+    while f"received Record {record.record_id}" not in log_file.read_text():
+        assert time.monotonic() < deadline, log_file.read_text()
+        await asyncio.sleep(0.3)
     async with httpx.AsyncClient() as client:
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            body = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
-            if body["processed"] >= 1:
-                break
-            await asyncio.sleep(0.3)
+        body = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
+    assert body["processed"] >= 1
     process.send_signal(signal.SIGTERM)
-    output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    await asyncio.to_thread(process.wait, timeout=30)
+    output = log_file.read_text()
     assert process.returncode == 0, output
-    assert f"received Record {record.record_id}" in output
     assert "generator: stopping" in output
     assert "stopped after" in output
     json.dumps(health)  # the health body is plain JSON
