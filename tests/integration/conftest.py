@@ -17,7 +17,7 @@ from shared.flows import FlowsConfig, parse_flows
 from shared.settings import ApiKey, IngestSettings, KafkaSettings, RetrySettings, Settings
 from shared.stack.testing import config_for_tests, free_port
 
-from .ingest_helpers import ADMIN_KEY, SUPPORT_KEY, running_service
+from .service_helpers import ADMIN_KEY, SUPPORT_KEY, running_service
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ from shared.events import RECORDS_INGESTED, Record
 from shared.settings import Settings
 
 from .conftest import INGEST_FLOWS
-from .ingest_helpers import read_records
+from .service_helpers import read_records
 
 
 def expected_ids(rows: list[dict[str, Any]], source: str, preset: str | None = None) -> set[str]:

@@ -20,7 +20,7 @@ from loopline.client import LooplineClient
 from shared.events import RECORDS_INGESTED
 from shared.settings import Settings
 
-from .ingest_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
+from .service_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
 
 
 def span_record_id(span: ReadableSpan) -> str:

@@ -10,8 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from shared.settings import KafkaSettings, Settings
 from shared.stack.testing import free_port
 
 from .conftest import REPO
+from .service_helpers import running_service
 
 FLOWS = parse_flows({"flows": {"test": {}}}, "inline")
 
@@ -58,23 +58,6 @@ class Collector:
     async def wait_for(self, count: int, within_s: float = 45) -> None:
         async with self.arrived:
             await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.seen) >= count), within_s)
-
-
-@asynccontextmanager
-async def running(spec: ServiceSpec, settings: Settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_service(spec, settings, stop=stop, flows=FLOWS, ready=ready))
-    await asyncio.wait(
-        [task, asyncio.create_task(ready.wait())], timeout=30, return_when=asyncio.FIRST_COMPLETED
-    )
-    if task.done():
-        task.result()  # raise the startup error
-    assert ready.is_set(), "service did not start within 30 s"
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
@@ -122,7 +105,7 @@ async def test_messages_flow_through_a_real_topic_and_group(settings: Settings) 
     topic = unique("spine.flow")
     collector = Collector(topic)
     settings = settings_for(settings, unique("g"))
-    async with running(collector.spec("flow"), settings):
+    async with running_service(collector.spec("flow"), settings, FLOWS):
         sent = records("flow", 20)
         await produce(settings.kafka, topic, [r.to_bytes() for r in sent])
         await collector.wait_for(20)
@@ -175,7 +158,7 @@ async def test_poison_message_lands_in_dlq_and_consumer_moves_on(settings: Setti
     settings = settings_for(settings, unique("g"))
     before, after = records("ok", 1), records("ok", 1, start=1)
     exploding = Record(record_id="boom-1", flow="test", instruction="explode")
-    async with running(collector.spec("poison"), settings):
+    async with running_service(collector.spec("poison"), settings, FLOWS):
         await produce(
             settings.kafka,
             topic,
@@ -207,13 +190,13 @@ async def test_restarted_consumer_resumes_from_committed_offset(settings: Settin
     topic = unique("spine.resume")
     settings = settings_for(settings, unique("g"))
     first = Collector(topic)
-    async with running(first.spec("resume"), settings):
+    async with running_service(first.spec("resume"), settings, FLOWS):
         await produce(settings.kafka, topic, [r.to_bytes() for r in records("a", 5)])
         await first.wait_for(5)
     # Produced while nobody consumes: must not be lost.
     await produce(settings.kafka, topic, [r.to_bytes() for r in records("b", 5)])
     second = Collector(topic)
-    async with running(second.spec("resume"), settings):
+    async with running_service(second.spec("resume"), settings, FLOWS):
         await second.wait_for(5)
         await asyncio.sleep(1.5)  # anything replayed past the committed offset would show now
     assert sorted(first.seen) == [f"a-{i}" for i in range(5)]
