@@ -110,6 +110,7 @@ class Rating(BaseModel):
     aspect: str
     score: float
     rationale: str = ""
+    criteria_met: list[str] = Field(default_factory=list)  # additive rubrics: the points earned
 
 
 class Judgment(BaseModel):
@@ -120,11 +121,17 @@ class Judgment(BaseModel):
     rubric: str
     judge_model: str
     status: Literal["ok", "failed"] = "ok"
-    # ratings[i] belongs to responses[i] of the record (any shuffle already undone).
+    # ratings[i] belongs to responses[i] of the record (the shuffle already undone).
     ratings: list[list[Rating]] = Field(default_factory=list)
+    # Pairwise: the index (into the record's responses) of the better one; None with tie=True.
     preferred: int | None = None
-    margin: float | None = None
-    agreement: float | None = None
+    tie: bool = False
+    rationale: str = ""
+    # The order the judge saw: order[k] is the record's index of the response shown k-th.
+    order: list[int] = Field(default_factory=list)
+    repeat: int = Field(default=0, ge=0)  # which of the flow's repeated judgments this is
+    margin: float | None = None  # best minus worst overall score
+    agreement: float | None = None  # across repeated judgments, 0..1
     raw_output: str | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=utc_now)
