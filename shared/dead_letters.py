@@ -105,10 +105,15 @@ class DeadLetters:
         return _RetryThenDeadLetter(msg, context=context, owner=self)
 
     async def send(self, message: Any, exc: BaseException, attempts: int) -> None:
-        """Publish the original bytes of `message` to its topic's DLQ with the reason."""
+        """Dead-letter every Kafka record of `message` (one, or all of a batch)."""
+        raw = message.raw_message
+        for record in raw if isinstance(raw, list | tuple) else [raw]:
+            await self.send_record(record, exc, attempts)
+
+    async def send_record(self, record: Any, exc: BaseException, attempts: int) -> None:
+        """Publish the original bytes of one consumed record to its topic's DLQ with the reason."""
         if self._broker is None:
             raise RuntimeError("DeadLetters used before bind(broker)")
-        record = message.raw_message
         topic = str(getattr(record, "topic", "") or "unknown")
         partition = getattr(record, "partition", None)
         offset = getattr(record, "offset", None)
@@ -123,7 +128,7 @@ class DeadLetters:
             H_OFFSET: "" if offset is None else str(offset),
         }
         await self._broker.publish(
-            message.body,
+            record.value or b"",
             topic=dead_letter_topic(topic),
             key=getattr(record, "key", None),
             headers=headers,

@@ -44,6 +44,15 @@ class ModelRef(PluginRef):
     generations: int = Field(default=1, ge=1, le=16)
 
 
+class JudgeRef(PluginRef):
+    """A rubric plugin, the LLM that judges with it, and how often each record is judged."""
+
+    llm: PluginRef | None = None  # default: the `openai` plugin at LOOPLINE_LLM__*
+    repeats: int = Field(default=1, ge=1, le=8)
+    max_tokens: int = Field(default=800, ge=64)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+
+
 class DedupOptions(BaseModel):
     """Exact-duplicate dropping: same normalised content within `window_s` seconds."""
 
@@ -72,7 +81,9 @@ class Flow(BaseModel):
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     route: PluginRef | None = None
     generate: list[ModelRef] = Field(default_factory=list)
-    judge: PluginRef | None = None
+    # Records that arrive with the app's own response: generate extra candidates to compare?
+    generate_if_answered: bool = True
+    judge: JudgeRef | None = None
     publish: PluginRef | None = None
     export: list[PluginRef] = Field(default_factory=list)
     sinks: list[PluginRef] = Field(default_factory=list)
@@ -90,6 +101,8 @@ class Flow(BaseModel):
         for single, key, kind in singles:
             if single is not None:
                 refs.append((key, kind, single))
+        if self.judge is not None and self.judge.llm is not None:
+            refs.append(("judge.llm", PluginKind.llms, self.judge.llm))
         lists: tuple[tuple[list[Any], str, PluginKind], ...] = (
             (self.sources, "sources", PluginKind.sources),
             (self.generate, "generate", PluginKind.llms),

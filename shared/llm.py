@@ -1,32 +1,94 @@
-"""A small client for OpenAI-compatible chat-completions endpoints (llama.cpp, vLLM, TGI, OpenAI).
+"""A client for OpenAI-compatible chat-completions endpoints (llama.cpp, vLLM, TGI, OpenAI).
 
 The chat template is the server's. Errors come back as `LLMError` with the server's own message
 and whether retrying could help.
+
+What makes it fit for production traffic:
+
+- in-flight requests are bounded per endpoint (base URL), across every client in the process;
+- each attempt has a deadline (`timeout_s` for the whole request);
+- 429s, 5xx, timeouts, connection errors and garbled 200s are retried with exponential backoff
+  and full jitter, honouring `Retry-After`; errors a retry cannot fix fail at once;
+- optional request and token rate limits per endpoint and model, shared across clients;
+- `stats` counts requests, retries, failures and tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
+import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
 from shared.events import ChatMessage, TokenUsage
+from shared.rate_limit import InFlightLimit, TokenBucket, shared_bucket, shared_semaphore
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Statuses a retry can fix: also every 5xx (see `is_retryable_status`).
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# A server's Retry-After up to this long is always honoured, even above `backoff_max_s`.
+RETRY_AFTER_HONOURED_MAX_S = 120.0
+
+# Options of the client itself; every other option of a flow is a generation parameter.
+CLIENT_OPTIONS = frozenset(
+    {
+        "base_url",
+        "model",
+        "api_key",
+        "api_key_env",
+        "timeout_s",
+        "max_in_flight",
+        "max_retries",
+        "backoff_initial_s",
+        "backoff_max_s",
+        "requests_per_minute",
+        "tokens_per_minute",
+    }
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code in RETRYABLE_STATUS or status_code >= 500
 
 
 class LLMError(RuntimeError):
-    """A chat completion failed."""
+    """A chat completion failed.
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    `retryable` says whether trying again later could help; `attempts` is how many requests were
+    made; `retry_after_s` is the wait the server asked for, if it did.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        *,
+        retryable: bool | None = None,
+        attempts: int = 1,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.attempts = attempts
+        self.retry_after_s = retry_after_s
+        self._retryable = retryable
 
     @property
     def retryable(self) -> bool:
-        return self.status_code is None or self.status_code in RETRYABLE_STATUS
+        if self._retryable is not None:
+            return self._retryable
+        return self.status_code is None or is_retryable_status(self.status_code)
 
 
 class ChatCompletion(BaseModel):
@@ -37,33 +99,234 @@ class ChatCompletion(BaseModel):
     latency_ms: float
 
 
+@dataclass
+class LLMStats:
+    """Counters of one client.
+
+    requests: `chat` calls; retries: extra attempts after a retryable error; failures: `chat`
+    calls that raised `LLMError`; prompt_tokens / completion_tokens: as the server reported.
+    """
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         error = response.json().get("error", {})
         message = error.get("message") if isinstance(error, dict) else str(error)
-    except ValueError:
+    except (ValueError, AttributeError):
         message = None
     return message or response.text[:500] or response.reason_phrase
 
 
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    milliseconds = lowered.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            value = float(milliseconds)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return max(0.0, value / 1000)
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _resolve_api_key(api_key: SecretStr | str | None, api_key_env: str | None) -> SecretStr | None:
+    if api_key is not None and api_key_env is not None:
+        raise ValueError("give api_key or api_key_env, not both")
+    if api_key_env is not None:
+        value = os.environ.get(api_key_env)
+        if not value:
+            raise ValueError(f"api_key_env: the environment variable {api_key_env} is not set")
+        return SecretStr(value)
+    if isinstance(api_key, str):
+        return SecretStr(api_key)
+    return api_key
+
+
 class OpenAICompatibleLLM:
-    """Chat completions against one model of one OpenAI-compatible endpoint."""
+    """Chat completions against one model of one OpenAI-compatible endpoint.
+
+    `params` and any other keyword argument are generation parameters sent with every request
+    (temperature, top_p, max_tokens, seed, stop, ...); `chat(**params)` overrides them per call.
+    The in-flight limit is per base URL and the rate limits per base URL and model, shared by
+    every client of the running event loop; the first client to use one decides its size (and
+    its clock and sleep).
+    """
 
     def __init__(
         self,
         base_url: str,
         model: str,
-        api_key: SecretStr | None = None,
+        api_key: SecretStr | str | None = None,
         timeout_s: float = 120.0,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         client: httpx.AsyncClient | None = None,
+        *,
+        api_key_env: str | None = None,
+        max_in_flight: int = 8,
+        max_retries: int = 4,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+        **generation_params: Any,
     ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries cannot be negative, got {max_retries}")
+        if backoff_initial_s < 0 or backoff_max_s < 0:
+            raise ValueError("backoff_initial_s and backoff_max_s cannot be negative")
+        for name, rate in (
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            if rate is not None and rate <= 0:
+                raise ValueError(f"{name} must be positive, got {rate}")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.params = dict(params or {})
-        headers = {"authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else {}
-        self._client = client or httpx.AsyncClient(timeout=timeout_s, headers=headers)
+        self.params: dict[str, Any] = {**(params or {}), **generation_params}
+        self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
+        self.max_retries = max_retries
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.stats = LLMStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        key = _resolve_api_key(api_key, api_key_env)
+        secret = key.get_secret_value() if key is not None else ""
+        self._headers = {"authorization": f"Bearer {secret}"} if secret else {}
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max(100, max_in_flight)),
+        )
         self._owns_client = client is None
+        self._limits_loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: InFlightLimit | None = None
+        self._request_bucket: TokenBucket | None = None
+        self._token_bucket: TokenBucket | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        options: Mapping[str, Any],
+        default_base_url: str,
+        default_model: str,
+        default_api_key: SecretStr | None,
+    ) -> OpenAICompatibleLLM:
+        """A client from a flow's options: client options apart, everything else is `params`.
+
+        A missing (or null) `base_url` / `model` takes the default. The default key is only sent
+        to the default endpoint: a flow naming another base URL brings its own key (`api_key` or
+        `api_key_env`) or none.
+        """
+        client_options = {
+            name: value
+            for name, value in options.items()
+            if name in CLIENT_OPTIONS and value is not None
+        }
+        generation = {name: value for name, value in options.items() if name not in CLIENT_OPTIONS}
+        explicit = generation.pop("params", None) or {}
+        if not isinstance(explicit, Mapping):
+            raise TypeError(f"params must be a mapping, got {type(explicit).__name__}")
+        base_url = str(client_options.pop("base_url", default_base_url))
+        model = str(client_options.pop("model", default_model))
+        if "api_key" not in client_options and "api_key_env" not in client_options:
+            same_endpoint = base_url.rstrip("/") == default_base_url.rstrip("/")
+            client_options["api_key"] = default_api_key if same_endpoint else None
+        return cls(base_url, model, params={**explicit, **generation}, **client_options)
+
+    # -- limits -------------------------------------------------------------------------------
+
+    def _bind_limits(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._limits_loop is loop:
+            return
+        self._in_flight = shared_semaphore(("llm-in-flight", self.base_url), self.max_in_flight)
+        self._request_bucket = (
+            shared_bucket(
+                ("llm-requests", self.base_url, self.model),
+                self.requests_per_minute,
+                clock=self._clock,
+                sleep=self._sleep,
+            )
+            if self.requests_per_minute is not None
+            else None
+        )
+        self._token_bucket = (
+            shared_bucket(
+                ("llm-tokens", self.base_url, self.model),
+                self.tokens_per_minute,
+                clock=self._clock,
+                sleep=self._sleep,
+            )
+            if self.tokens_per_minute is not None
+            else None
+        )
+        self._limits_loop = loop
+
+    @property
+    def in_flight_limit(self) -> InFlightLimit:
+        """This endpoint's shared in-flight limit (needs a running event loop)."""
+        self._bind_limits()
+        assert self._in_flight is not None
+        return self._in_flight
+
+    @property
+    def request_bucket(self) -> TokenBucket | None:
+        """The shared requests-per-minute bucket, if limited (needs a running event loop)."""
+        self._bind_limits()
+        return self._request_bucket
+
+    @property
+    def token_bucket(self) -> TokenBucket | None:
+        """The shared tokens-per-minute bucket, if limited (needs a running event loop)."""
+        self._bind_limits()
+        return self._token_bucket
+
+    # -- requests -----------------------------------------------------------------------------
+
+    @staticmethod
+    def estimate_tokens(body: Mapping[str, Any]) -> int:
+        """Tokens a request may use: prompt characters / 4 plus the completion budget."""
+        chars = 0
+        for message in body.get("messages", []):
+            content = message.get("content") if isinstance(message, Mapping) else None
+            chars += len(content) if isinstance(content, str) else len(str(content or ""))
+        budget = body.get("max_tokens", body.get("max_completion_tokens"))
+        completion = budget if isinstance(budget, int) and budget > 0 else 0
+        return math.ceil(chars / 4) + completion
 
     async def chat(
         self,
@@ -80,35 +343,127 @@ class OpenAICompatibleLLM:
         }
         if response_format is not None:
             body["response_format"] = response_format
-        started = time.perf_counter()
-        try:
-            response = await self._client.post(f"{self.base_url}/chat/completions", json=body)
-        except httpx.TimeoutException as exc:
-            raise LLMError(f"{self.base_url}: timed out: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise LLMError(f"{self.base_url}: cannot connect: {exc!r}") from exc
-        latency_ms = (time.perf_counter() - started) * 1000
+        self._bind_limits()
+        self.stats.requests += 1
+        estimate = self.estimate_tokens(body)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                completion = await self._attempt(body, estimate)
+            except LLMError as exc:
+                exc.attempts = attempts
+                if not exc.retryable:
+                    self.stats.failures += 1
+                    raise
+                if attempts > self.max_retries:
+                    self.stats.failures += 1
+                    raise LLMError(
+                        f"{self.base_url}: gave up after {attempts} attempts; last error: {exc}",
+                        exc.status_code,
+                        retryable=True,
+                        attempts=attempts,
+                        retry_after_s=exc.retry_after_s,
+                    ) from exc
+                self.stats.retries += 1
+                await self._sleep(self._retry_wait(attempts, exc.retry_after_s))
+                continue
+            if completion.usage is not None:
+                self.stats.prompt_tokens += completion.usage.prompt_tokens
+                self.stats.completion_tokens += completion.usage.completion_tokens
+            return completion
+
+    def _retry_wait(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            if retry_after_s <= RETRY_AFTER_HONOURED_MAX_S:
+                return retry_after_s
+            return min(retry_after_s, self.backoff_max_s)
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(attempt - 1, 60))
+        return self._rng.uniform(0.0, ceiling)
+
+    async def _attempt(self, body: dict[str, Any], estimate: int) -> ChatCompletion:
+        assert self._in_flight is not None
+        async with self._in_flight:
+            if self._request_bucket is not None:
+                await self._request_bucket.acquire(1)
+            if self._token_bucket is not None:
+                await self._token_bucket.acquire(estimate)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self._client.post(
+                        f"{self.base_url}/chat/completions", json=body, headers=self._headers
+                    )
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                raise LLMError(
+                    f"{self.base_url}: no complete answer within {self.timeout_s:g} s: {exc!r}"
+                ) from exc
+            except httpx.RequestError as exc:
+                raise LLMError(f"{self.base_url}: request failed: {exc!r}") from exc
+            latency_ms = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise LLMError(
                 f"{self.base_url}: HTTP {response.status_code}: {_error_message(response)}",
                 status_code=response.status_code,
+                retry_after_s=parse_retry_after(response.headers),
             )
-        data = response.json()
-        choice = data["choices"][0]
+        completion = self._parse(response, latency_ms)
+        if self._token_bucket is not None and completion.usage is not None:
+            difference = completion.usage.total_tokens - estimate
+            if difference > 0:
+                self._token_bucket.debit(difference)
+            elif difference < 0:
+                self._token_bucket.credit(-difference)
+        return completion
+
+    def _parse(self, response: httpx.Response, latency_ms: float) -> ChatCompletion:
+        def garbled(reason: str) -> LLMError:
+            return LLMError(
+                f"{self.base_url}: HTTP 200 but {reason}: {response.text[:200]!r}",
+                status_code=response.status_code,
+                retryable=True,
+            )
+
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise garbled("the body is not JSON") from exc
+        if not isinstance(data, dict):
+            raise garbled("the body is not a JSON object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise garbled("no choices")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise garbled("the choice has no message")
+        content = message.get("content")
         usage = data.get("usage")
+        token_usage: TokenUsage | None = None
+        if isinstance(usage, dict):
+            try:
+                token_usage = TokenUsage(
+                    prompt_tokens=usage.get("prompt_tokens") or 0,
+                    completion_tokens=usage.get("completion_tokens") or 0,
+                )
+            except ValueError as exc:
+                raise garbled("the usage is invalid") from exc
+        model = data.get("model")
+        finish_reason = choice.get("finish_reason")
         return ChatCompletion(
-            text=choice["message"].get("content") or "",
-            model=data.get("model", self.model),
-            finish_reason=choice.get("finish_reason"),
-            usage=TokenUsage(
-                prompt_tokens=usage.get("prompt_tokens", 0),
-                completion_tokens=usage.get("completion_tokens", 0),
-            )
-            if usage
-            else None,
+            text=content if isinstance(content, str) else "",
+            model=model if isinstance(model, str) and model else self.model,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            usage=token_usage,
             latency_ms=latency_ms,
         )
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    async def __aenter__(self) -> OpenAICompatibleLLM:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()

@@ -19,8 +19,9 @@ from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
 
 from shared.broker import build_broker, ensure_topics
+from shared.dead_letters import DeadLetters, PermanentError
 from shared.events import dead_letter_topic
-from shared.flows import FlowsConfig, check_plugins, load_flows
+from shared.flows import Flow, FlowsConfig, check_plugins, load_flows
 from shared.plugins import PluginRegistry
 from shared.settings import Settings
 from shared.telemetry import build_tracer_provider
@@ -52,12 +53,20 @@ class ServiceContext:
     settings: Settings
     flows: FlowsConfig
     broker: KafkaBroker
+    dead_letters: DeadLetters
     stats: ServiceStats = field(default_factory=ServiceStats)
     http_servers: list[HttpServer] = field(default_factory=list)
 
     def serve_http(self, app: Any, host: str, port: int) -> None:
         """Serve an ASGI app while the service runs (started after the broker, stopped first)."""
         self.http_servers.append(HttpServer(app, host, port))
+
+    def flow(self, name: str) -> Flow:
+        """The flow a record names (an unknown one is a permanent error: dead-lettered)."""
+        flow = self.flows.flows.get(name)
+        if flow is None:
+            raise PermanentError(f"flow {name!r} is not in this service's flow file")
+        return flow
 
     @property
     def group_id(self) -> str:
@@ -94,6 +103,51 @@ class ServiceContext:
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         )(on_message)
+
+    def consume_concurrently(
+        self,
+        topic: str,
+        event_type: type[EventT],
+        handle: Callable[[EventT, ServiceContext], Awaitable[None]],
+        max_batch: int,
+    ) -> None:
+        """Handle up to `max_batch` messages of `topic` at once (for slow, I/O-bound work).
+
+        The batch's offsets are committed once every message in it was handled or
+        dead-lettered: a message that fails validation or whose handler raises goes to the DLQ
+        on its own (the handler does its own retries) and the others go on. Only a failure to
+        write a dead letter fails the batch, which is then consumed again.
+        """
+        kafka = self.settings.kafka
+
+        async def one(record: Any) -> None:
+            try:
+                event = event_type.model_validate_json(record.value or b"")
+                await handle(event, self)
+            except Exception as exc:
+                await self.dead_letters.send_record(record, exc, attempts=1)
+            else:
+                self.stats.processed += 1
+
+        async def on_batch(message: KafkaMessage) -> None:
+            records = list(message.raw_message)
+            self.stats.in_flight += len(records)
+            try:
+                await asyncio.gather(*(one(record) for record in records))
+            finally:
+                self.stats.in_flight -= len(records)
+
+        on_batch.__name__ = f"{self.name}_{topic.replace('.', '_')}_batch"
+        self.broker.subscriber(
+            topic,
+            group_id=self.group_id,
+            batch=True,
+            max_records=max_batch,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset=kafka.auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        )(on_batch)
 
 
 @dataclass(frozen=True)
@@ -191,8 +245,10 @@ async def run_service(
     """
     flows = flows if flows is not None else load_checked_flows(settings)
     tracer_provider = build_tracer_provider(spec.name, settings.telemetry)
-    broker, _ = build_broker(settings, spec.name, tracer_provider)
-    context = ServiceContext(name=spec.name, settings=settings, flows=flows, broker=broker)
+    broker, dead_letters = build_broker(settings, spec.name, tracer_provider)
+    context = ServiceContext(
+        name=spec.name, settings=settings, flows=flows, broker=broker, dead_letters=dead_letters
+    )
     spec.register(context)
 
     created = await ensure_topics(settings.kafka, spec.topics())

@@ -122,4 +122,6 @@ class Settings(BaseSettings):
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
+    # Records the generator and the judge work on at once (LLM calls are bounded per endpoint).
+    max_concurrent_records: int = Field(default=64, ge=1)
     stack_dir: Path = Path(".loopline")

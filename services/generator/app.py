@@ -1,9 +1,77 @@
 """generator: asks the flow's LLMs for candidate responses.
 
-A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+Reads `records.ingested`; for each record, every model the flow names is asked for its number of
+generations, all at once. Many records are in flight together (bounded by
+LOOPLINE_MAX_CONCURRENT_RECORDS and each endpoint's own in-flight limit), so the endpoints stay
+busy. A record whose LLM calls fail after the client's retries goes to `records.ingested.dlq`.
 """
 
-from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, Record
-from shared.service import shell_service
+from __future__ import annotations
 
-SERVICE = shell_service("generator", __doc__, RECORDS_INGESTED, Record, RECORDS_GENERATED)
+import asyncio
+from typing import Any
+
+from shared.events import (
+    RECORDS_GENERATED,
+    RECORDS_INGESTED,
+    RECORDS_JUDGED,
+    CandidateResponse,
+    Record,
+    utc_now,
+)
+from shared.flows import Flow, ModelRef, next_topic
+from shared.llm_plugins import build_llm
+from shared.plugins import PluginRegistry
+from shared.service import ServiceContext, ServiceSpec
+
+
+def calls_for(flow: Flow, record: Record, models: list[tuple[ModelRef, Any]]) -> list[Any]:
+    """One LLM per generation wanted for this record (none if the flow keeps app answers)."""
+    if record.responses and not flow.generate_if_answered:
+        return []
+    return [llm for ref, llm in models for _ in range(ref.generations)]
+
+
+def register(context: ServiceContext) -> None:
+    registry = PluginRegistry()
+    models = {
+        name: [(ref, build_llm(ref, context.settings.llm, registry)) for ref in flow.generate]
+        for name, flow in context.flows.flows.items()
+    }
+
+    async def generate(record: Record, ctx: ServiceContext) -> None:
+        flow = ctx.flow(record.flow)
+        llms = calls_for(flow, record, models[record.flow])
+        prompt = record.prompt_messages()
+        completions = await asyncio.gather(*(llm.chat(prompt) for llm in llms))
+        candidates = [
+            CandidateResponse(
+                text=completion.text,
+                model=llm.model,
+                source="generator",
+                params=dict(llm.params),
+                finish_reason=completion.finish_reason,
+                usage=completion.usage,
+                latency_ms=completion.latency_ms,
+            )
+            for llm, completion in zip(llms, completions, strict=True)
+        ]
+        updated = record.model_copy(
+            update={"responses": [*record.responses, *candidates], "updated_at": utc_now()}
+        )
+        await ctx.broker.publish(
+            updated.to_bytes(), topic=next_topic(flow, "generate"), key=record.record_id.encode()
+        )
+
+    context.consume_concurrently(
+        RECORDS_INGESTED, Record, generate, context.settings.max_concurrent_records
+    )
+
+
+SERVICE = ServiceSpec(
+    name="generator",
+    consumes=(RECORDS_INGESTED,),
+    produces=(RECORDS_GENERATED, RECORDS_JUDGED),
+    register=register,
+    description=__doc__ or "",
+)

@@ -1,9 +1,60 @@
 """judge: scores responses with the flow's LLM-as-judge rubric.
 
-A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+Reads `records.generated`; for each record with responses, the flow's rubric asks the judge LLM
+for a structured verdict (JSON schema), with the responses shuffled and the shuffle undone, as
+many times as the flow's `repeats`. Judgments (ratings, rationales, margin, agreement, or a
+failure with the raw text) are added to the record, which goes on to the flow's next stage.
 """
 
-from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record
-from shared.service import shell_service
+from __future__ import annotations
 
-SERVICE = shell_service("judge", __doc__, RECORDS_GENERATED, Record, RECORDS_JUDGED)
+from typing import Any
+
+from services.judge.judging import judge_record
+from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record, utc_now
+from shared.flows import next_topic
+from shared.llm_plugins import build_llm
+from shared.plugins import PluginKind, PluginRegistry
+from shared.service import ServiceContext, ServiceSpec
+
+
+def register(context: ServiceContext) -> None:
+    registry = PluginRegistry()
+    judges: dict[str, tuple[Any, Any]] = {}
+    for name, flow in context.flows.flows.items():
+        if flow.judge is not None:
+            rubric = registry.load(PluginKind.rubrics, flow.judge.plugin)(**flow.judge.options)
+            judges[name] = (rubric, build_llm(flow.judge.llm, context.settings.llm, registry))
+
+    async def judge(record: Record, ctx: ServiceContext) -> None:
+        flow = ctx.flow(record.flow)
+        judgments = []
+        if flow.judge is not None and record.responses:
+            rubric, llm = judges[record.flow]
+            judgments = await judge_record(
+                record,
+                rubric,
+                llm,
+                repeats=flow.judge.repeats,
+                max_tokens=flow.judge.max_tokens,
+                temperature=flow.judge.temperature,
+            )
+        updated = record.model_copy(
+            update={"judgments": [*record.judgments, *judgments], "updated_at": utc_now()}
+        )
+        await ctx.broker.publish(
+            updated.to_bytes(), topic=next_topic(flow, "judge"), key=record.record_id.encode()
+        )
+
+    context.consume_concurrently(
+        RECORDS_GENERATED, Record, judge, context.settings.max_concurrent_records
+    )
+
+
+SERVICE = ServiceSpec(
+    name="judge",
+    consumes=(RECORDS_GENERATED,),
+    produces=(RECORDS_JUDGED,),
+    register=register,
+    description=__doc__ or "",
+)

@@ -7,9 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.broker import admin_client_options
+from shared.dead_letters import DeadLetter
 from shared.events import Record
 from shared.flows import FlowsConfig
 from shared.service import ServiceSpec, run_service
@@ -70,3 +71,46 @@ async def read_records(
     finally:
         await consumer.stop()
     return found
+
+
+async def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(**admin_client_options(kafka), acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=value[:16])
+    finally:
+        await producer.stop()
+
+
+async def read_dead_letters(
+    kafka: KafkaSettings, topic: str, wanted: set[str], within_s: float = 60.0
+) -> list[DeadLetter]:
+    """Dead letters of `topic` whose original body is a record with an id in `wanted`."""
+    consumer = AIOKafkaConsumer(
+        f"{topic}.dlq",
+        **admin_client_options(kafka),
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    letters: list[DeadLetter] = []
+    try:
+        deadline = time.monotonic() + within_s
+        while (
+            time.monotonic() < deadline
+            and {Record.model_validate_json(letter.body).record_id for letter in letters} < wanted
+        ):
+            batch = await consumer.getmany(timeout_ms=300)
+            for messages in batch.values():
+                for message in messages:
+                    try:
+                        record_id = Record.model_validate_json(message.value or b"").record_id
+                    except ValueError:
+                        continue
+                    if record_id in wanted:
+                        headers = {k: v.decode() for k, v in message.headers}
+                        letters.append(DeadLetter.from_headers(message.value or b"", headers))
+    finally:
+        await consumer.stop()
+    return letters

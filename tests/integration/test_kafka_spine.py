@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.broker import admin_client_options, ensure_topics
@@ -27,7 +27,7 @@ from shared.settings import KafkaSettings, Settings
 from shared.stack.testing import free_port
 
 from .conftest import REPO
-from .service_helpers import running_service
+from .service_helpers import produce, running_service
 
 FLOWS = parse_flows({"flows": {"test": {}}}, "inline")
 
@@ -58,16 +58,6 @@ class Collector:
     async def wait_for(self, count: int, within_s: float = 45) -> None:
         async with self.arrived:
             await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.seen) >= count), within_s)
-
-
-async def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(**admin_client_options(kafka), acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(topic, value, key=value[:16])
-    finally:
-        await producer.stop()
 
 
 def records(prefix: str, n: int, start: int = 0) -> list[Record]:

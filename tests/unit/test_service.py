@@ -1,5 +1,6 @@
 import pytest
 from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 from typer.testing import CliRunner
 
 from shared.broker import build_broker
@@ -12,12 +13,13 @@ from shared.settings import Settings
 
 async def test_consume_validates_the_event_and_counts() -> None:
     settings = Settings()
-    broker, _ = build_broker(settings, "unit")
+    broker, dead_letters = build_broker(settings, "unit")
     context = ServiceContext(
         name="unit",
         settings=settings,
         flows=parse_flows({"flows": {"f": {}}}, "x"),
         broker=broker,
+        dead_letters=dead_letters,
     )
     seen: list[Record] = []
 
@@ -74,3 +76,37 @@ def test_cli_help_and_errors(
 
     result = runner.invoke(app, ["plugins"])
     assert "loopline.llms" in result.output and "openai" in result.output
+
+
+async def test_concurrent_consumption_dead_letters_each_failure_alone() -> None:
+    settings = Settings()
+    broker, dead_letters = build_broker(settings, "unit")
+    context = ServiceContext(
+        name="unit",
+        settings=settings,
+        flows=parse_flows({"flows": {"f": {}}}, "x"),
+        broker=broker,
+        dead_letters=dead_letters,
+    )
+    handled: list[str] = []
+    letters: list[tuple[bytes, str]] = []
+
+    async def handle(record: Record, ctx: ServiceContext) -> None:
+        if record.instruction == "fail":
+            raise RuntimeError("model said no")
+        handled.append(record.record_id)
+
+    context.consume_concurrently(RECORDS_INGESTED, Record, handle, max_batch=10)
+
+    @broker.subscriber(f"{RECORDS_INGESTED}.dlq")
+    async def dlq(message: KafkaMessage) -> None:
+        letters.append((message.body, message.headers["loopline-error"]))
+
+    good = Record(record_id="ok", flow="f", instruction="hi").to_bytes()
+    bad = Record(record_id="bad", flow="f", instruction="fail").to_bytes()
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(good, b"not json", bad, topic=RECORDS_INGESTED)
+    assert handled == ["ok"]
+    assert context.stats.processed == 1
+    assert sorted(body for body, _ in letters) == sorted([b"not json", bad])
+    assert any(error == "RuntimeError: model said no" for _, error in letters)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: in-process fakes of the servers Loopline talks to."""
