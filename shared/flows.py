@@ -16,10 +16,10 @@ A stage a flow leaves out is skipped. A bad file fails at startup with the file 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_JUDGED
 from shared.plugins import PluginKind, PluginRegistry, UnknownPluginError
@@ -53,6 +53,27 @@ class JudgeRef(PluginRef):
     temperature: float = Field(default=0.0, ge=0, le=2)
 
 
+class PublishRef(PluginRef):
+    """An Argilla template plugin and where and how its records are annotated."""
+
+    dataset: str | None = None  # default: the flow's name
+    workspace: str | None = None  # default: LOOPLINE_ARGILLA__WORKSPACE
+    min_submitted: int = Field(default=1, ge=1)  # overlap: submissions a record needs
+    # split: each record goes to exactly one of `annotators`, in a workspace of their own
+    mode: Literal["overlap", "split"] = "overlap"
+    annotators: list[str] = Field(default_factory=list)
+    # a dataset whose settings differ from the template: fail, or publish to `<name>-v<N>`
+    on_settings_change: Literal["fail", "new_version"] = "fail"
+    batch_size: int = Field(default=256, ge=1)
+    flush_interval_s: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _split_needs_annotators(self) -> PublishRef:
+        if self.mode == "split" and not self.annotators:
+            raise ValueError("mode 'split' needs a list of `annotators`")
+        return self
+
+
 class DedupOptions(BaseModel):
     """Exact-duplicate dropping: same normalised content within `window_s` seconds."""
 
@@ -84,7 +105,7 @@ class Flow(BaseModel):
     # Records that arrive with the app's own response: generate extra candidates to compare?
     generate_if_answered: bool = True
     judge: JudgeRef | None = None
-    publish: PluginRef | None = None
+    publish: PublishRef | None = None
     export: list[PluginRef] = Field(default_factory=list)
     sinks: list[PluginRef] = Field(default_factory=list)
 

@@ -52,6 +52,7 @@ class ArgillaSettings(BaseModel):
 
     api_url: str = "http://127.0.0.1:6900"
     api_key: SecretStr = SecretStr("loopline.owner.apikey")
+    workspace: str = "admin"
 
 
 class LLMSettings(BaseModel):
