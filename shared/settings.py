@@ -99,6 +99,29 @@ class IngestSettings(BaseModel):
     idempotency_max_keys: int = Field(default=100_000, ge=1)
 
 
+class FeedbackSettings(BaseModel):
+    """The feedback collector: where Argilla's webhooks reach it and how often it reconciles.
+
+    `public_url` is the address Argilla's worker posts to (registered as a webhook at startup);
+    behind a proxy or in containers it differs from `host:port`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8200, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8200/argilla/webhooks"
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
+    # Each reconciliation pass looks this far behind its checkpoint again, so a response that
+    # was written while a pass or a restart was under way is still caught (duplicates are fine).
+    reconcile_overlap_s: float = Field(default=300.0, ge=0)
+    page_size: int = Field(default=500, ge=1, le=1000)
+    signature_tolerance_s: float = Field(default=300.0, gt=0)
+    # How many messages at the end of each `feedback.responses` partition are read at startup
+    # to recover the checkpoint.
+    checkpoint_tail_messages: int = Field(default=50, ge=1)
+
+
 class TelemetrySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -120,6 +143,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)

@@ -1,9 +1,152 @@
-"""argilla-publisher: publishes judged records into Argilla datasets.
+"""argilla-publisher: publishes judged records into Argilla annotation datasets.
 
-A shell until its issue fills it in: it validates and logs what arrives on its input topic.
+Reads `records.judged` in batches (flushed by size or time), maps each record with its flow's
+template (fields, questions, metadata, judge scores as suggestions), and upserts them in bulk with
+the Argilla record id = `record_id`, so a redelivered event updates instead of duplicating.
+Offsets are committed only after Argilla accepted the batch; while Argilla is down the batch is
+retried with backoff, nothing is lost. Emits `records.published` per record.
 """
 
-from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
-from shared.service import shell_service
+from __future__ import annotations
 
-SERVICE = shell_service("argilla-publisher", __doc__, RECORDS_JUDGED, Record, RECORDS_PUBLISHED)
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import argilla as rg
+from argilla._exceptions import (
+    BadRequestError,
+    RecordsIngestionError,
+    UnprocessableEntityError,
+)
+from faststream.exceptions import NackMessage
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
+
+from services.argilla_publisher.targets import Publication, Target, prepare
+from shared.dead_letters import PermanentError
+from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
+from shared.plugins import PluginKind, PluginRegistry
+from shared.service import ServiceContext, ServiceSpec
+
+log = logging.getLogger("loopline.argilla_publisher")
+
+# Argilla refuses these records as they are: retrying cannot help.
+REFUSED = (BadRequestError, UnprocessableEntityError, RecordsIngestionError)
+RETRY_BUDGET_S = 240.0  # then the batch fails, is consumed again, and retried again
+BACKOFF_MAX_S = 30.0
+
+
+async def upsert(target: Target, records: list[Any], sleep: Any = asyncio.sleep) -> None:
+    """Bulk upsert into Argilla; while it is unreachable or failing, back off and retry.
+
+    Past the retry budget the batch is nacked: its offsets stay uncommitted and it is consumed
+    again, so an Argilla outage of any length loses nothing (and fills no dead-letter topic).
+    """
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(target.dataset.records.log, records, batch_size=len(records))
+            return
+        except REFUSED:
+            raise
+        except Exception as exc:  # unreachable, 5xx, timeouts: Argilla's trouble, not the data's
+            if time.monotonic() + delay > deadline:
+                log.error(
+                    "Argilla still failing after %.0fs; the batch will be consumed again",
+                    RETRY_BUDGET_S,
+                )
+                raise NackMessage() from exc
+            log.warning(
+                "Argilla upsert of %d record(s) into %s failed (%s: %s); retrying in %.1fs",
+                len(records),
+                target.name,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            await sleep(delay)
+            delay = min(BACKOFF_MAX_S, delay * 2)
+
+
+def register(context: ServiceContext) -> None:
+    settings = context.settings.argilla
+    registry = PluginRegistry()
+    client = rg.Argilla(api_url=settings.api_url, api_key=settings.api_key.get_secret_value())
+    publications: dict[str, Publication] = {}
+    for name, flow in context.flows.flows.items():
+        if flow.publish is None:
+            continue
+        template = registry.load(PluginKind.templates, flow.publish.plugin)(**flow.publish.options)
+        publications[name] = prepare(client, name, flow.publish, template, settings.workspace)
+    refs = [flow.publish for flow in context.flows.flows.values() if flow.publish is not None]
+    batch_size = max((ref.batch_size for ref in refs), default=256)
+    flush_ms = int(min((ref.flush_interval_s for ref in refs), default=2.0) * 1000)
+
+    async def on_batch(message: KafkaMessage) -> None:
+        groups: dict[Target, list[tuple[Any, Record, Any]]] = defaultdict(list)
+        for consumed in message.raw_message:
+            try:
+                record = Record.model_validate_json(consumed.value or b"")
+                publication = publications.get(record.flow)
+                if publication is None:
+                    context.flow(record.flow)  # unknown flow: PermanentError, dead-lettered
+                    log.debug(
+                        "flow %s has no publish stage; %s skipped", record.flow, record.record_id
+                    )
+                    continue
+                target = publication.target_for(consumed.partition, consumed.offset)
+                groups[target].append((consumed, record, publication.template.to_record(record)))
+            except (ValidationError, PermanentError, ValueError) as exc:
+                await context.dead_letters.send_record(consumed, exc, attempts=1)
+        for target, items in groups.items():
+            try:
+                await upsert(target, [argilla_record for _, _, argilla_record in items])
+            except REFUSED as exc:
+                for consumed, _, _ in items:
+                    await context.dead_letters.send_record(consumed, exc, attempts=1)
+                continue
+            sent = [
+                await context.broker.publish(
+                    PublishedRecord(
+                        record_id=record.record_id,
+                        flow=record.flow,
+                        dataset=target.name,
+                        workspace=target.workspace,
+                    ).to_bytes(),
+                    topic=RECORDS_PUBLISHED,
+                    key=record.record_id.encode(),
+                    no_confirm=True,
+                )
+                for _, record, _ in items
+            ]
+            await asyncio.gather(*sent)
+            context.stats.processed += len(items)
+            log.info("published %d record(s) to %s/%s", len(items), target.workspace, target.name)
+
+    kafka = context.settings.kafka
+    context.broker.subscriber(
+        RECORDS_JUDGED,
+        group_id=context.group_id,
+        batch=True,
+        max_records=batch_size,
+        batch_timeout_ms=flush_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset=kafka.auto_offset_reset,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=int((RETRY_BUDGET_S + 60) * 1000),
+    )(on_batch)
+
+
+SERVICE = ServiceSpec(
+    name="argilla-publisher",
+    consumes=(RECORDS_JUDGED,),
+    produces=(RECORDS_PUBLISHED,),
+    register=register,
+    description=__doc__ or "",
+)

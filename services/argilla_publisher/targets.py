@@ -1,0 +1,123 @@
+"""Where a flow's records land in Argilla: workspaces, datasets and, in split mode, annotators.
+
+Everything is created idempotently from the flow file at start-up. An existing dataset whose
+settings differ from the template's either stops the service with the difference spelled out,
+or (with `on_settings_change: new_version`) the flow publishes to `<name>-v2`, `-v3`, ...
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import argilla as rg
+
+from services.argilla_publisher.dataset_settings import settings_diff
+from shared.flows import PublishRef
+
+log = logging.getLogger("loopline.argilla_publisher")
+MAX_VERSIONS = 50
+
+
+class SettingsDriftError(RuntimeError):
+    """An existing Argilla dataset does not match the flow's template."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Argilla dataset that records are published to."""
+
+    dataset: Any  # rg.Dataset
+    workspace: str
+    annotator: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.dataset.name)
+
+
+def ensure_workspace(client: rg.Argilla, name: str) -> Any:
+    workspace = client.workspaces(name)
+    if workspace is None:
+        workspace = rg.Workspace(name=name, client=client).create()
+        log.info("created Argilla workspace %s", name)
+    return workspace
+
+
+def ensure_member(client: rg.Argilla, username: str, workspace: Any) -> None:
+    user = client.users(username)
+    if user is None:
+        raise RuntimeError(
+            f"Argilla user {username!r} (an annotator of a split flow) does not exist; "
+            "create it first"
+        )
+    if all(member.username != username for member in workspace.users):
+        user.add_to_workspace(workspace)
+        log.info("added %s to workspace %s", username, workspace.name)
+
+
+def ensure_dataset(
+    client: rg.Argilla, name: str, workspace: str, settings: rg.Settings, policy: str
+) -> Any:
+    """The dataset `name` (or its newest matching version) with exactly `settings`."""
+    for version in range(1, MAX_VERSIONS + 1):
+        candidate = name if version == 1 else f"{name}-v{version}"
+        existing = client.datasets(candidate, workspace=workspace)
+        if existing is None:
+            dataset = rg.Dataset(
+                name=candidate, workspace=workspace, settings=settings, client=client
+            ).create()
+            log.info("created Argilla dataset %s/%s", workspace, candidate)
+            return dataset
+        differences = settings_diff(existing.settings, settings)
+        if not differences:
+            return existing
+        if policy != "new_version":
+            raise SettingsDriftError(
+                f"Argilla dataset {workspace}/{candidate} exists with other settings than the "
+                f"template: {'; '.join(differences)}. Update the flow, delete the dataset, or "
+                "set `on_settings_change: new_version`"
+            )
+        log.warning(
+            "dataset %s/%s differs (%s); trying the next version",
+            workspace,
+            candidate,
+            "; ".join(differences),
+        )
+    raise SettingsDriftError(f"no free version of dataset {name} in {workspace}")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A flow's template and targets: one dataset (overlap) or one per annotator (split)."""
+
+    flow: str
+    template: Any
+    targets: tuple[Target, ...]
+
+    def target_for(self, partition: int, offset: int) -> Target:
+        """Split mode: round robin by the record's place in its partition, so a redelivered
+        record always goes to the same annotator and each gets a balanced share."""
+        return self.targets[(partition + offset) % len(self.targets)]
+
+
+def prepare(
+    client: rg.Argilla, flow: str, ref: PublishRef, template: Any, default_workspace: str
+) -> Publication:
+    name = ref.dataset or flow
+    workspace = ref.workspace or default_workspace
+    settings = template.settings(ref.min_submitted)
+    if ref.mode == "overlap":
+        ensure_workspace(client, workspace)
+        dataset = ensure_dataset(client, name, workspace, settings, ref.on_settings_change)
+        return Publication(flow, template, (Target(dataset, workspace),))
+    targets = []
+    for annotator in ref.annotators:
+        own = f"{workspace}-{annotator}"
+        ensure_member(client, annotator, ensure_workspace(client, own))
+        # Each annotator's copy needs one submission: the record is theirs alone.
+        own_settings = template.settings(1)
+        dataset = ensure_dataset(client, name, own, own_settings, ref.on_settings_change)
+        targets.append(Target(dataset, own, annotator))
+    return Publication(flow, template, tuple(targets))
