@@ -147,6 +147,7 @@ class ServiceContext:
             auto_offset_reset=kafka.auto_offset_reset,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
         )(on_batch)
 
 

@@ -34,6 +34,9 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # How long one batch of slow work (LLM calls) may take before the group gives its partitions
+    # to another member. Generous: a batch waits on endpoints that may be busy or rate-limited.
+    max_poll_interval_ms: int = Field(default=3_600_000, ge=10_000)
 
 
 class RetrySettings(BaseModel):
@@ -148,5 +151,5 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Records the generator and the judge work on at once (LLM calls are bounded per endpoint).
-    max_concurrent_records: int = Field(default=64, ge=1)
+    max_concurrent_records: int = Field(default=32, ge=1)
     stack_dir: Path = Path(".loopline")

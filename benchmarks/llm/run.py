@@ -306,25 +306,28 @@ async def produce(kafka: KafkaSettings, records: list[Record]) -> None:
 
 
 def bench_flows(max_tokens: int, judge_max_tokens: int) -> FlowsConfig:
+    """The benchmark's flows, each with a warm-up twin (`bench-warm-...`) of tiny budgets."""
     generate = {
         "plugin": "openai",
         "generations": GENERATIONS,
         "options": {"temperature": TEMPERATURE, "max_tokens": max_tokens},
     }
-    warm = {"plugin": "openai", "options": {"temperature": TEMPERATURE, "max_tokens": 8}}
-    judge = {"plugin": "multi-aspect", "max_tokens": judge_max_tokens}
-    data = {
-        "flows": {
-            "bench-generate": {"generate": [generate]},
-            "bench-judge": {"generate": [generate], "judge": judge},
-            "bench-warm-generate": {"generate": [warm]},
-            "bench-warm-judge": {
-                "generate": [{**warm, "generations": 2}],
-                "judge": {"plugin": "multi-aspect", "max_tokens": 64},
-            },
-        }
+    warm = {**generate, "options": {"temperature": TEMPERATURE, "max_tokens": 8}}
+    judges: dict[str, dict[str, Any]] = {
+        "judge": {"plugin": "multi-aspect"},
+        "judge-overall": {"plugin": "multi-aspect", "options": {"aspects": ["overall"]}},
     }
-    return parse_flows(data, "benchmarks/llm/run.py")
+    flows: dict[str, Any] = {
+        "bench-generate": {"generate": [generate]},
+        "bench-warm-generate": {"generate": [warm]},
+    }
+    for name, judge in judges.items():
+        flows[f"bench-{name}"] = {
+            "generate": [generate],
+            "judge": {**judge, "max_tokens": judge_max_tokens},
+        }
+        flows[f"bench-warm-{name}"] = {"generate": [warm], "judge": {**judge, "max_tokens": 64}}
+    return parse_flows({"flows": flows}, "benchmarks/llm/run.py")
 
 
 async def loopline(
@@ -476,6 +479,67 @@ def warm_up(base_url: str, model: str) -> None:
     asyncio.run(go())
 
 
+def _without(value: Any, key: str) -> Any:
+    """`value` (JSON-like) with every `key` left out of every mapping in it."""
+    if isinstance(value, dict):
+        return {k: _without(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without(v, key) for v in value]
+    return value
+
+
+def probe_judge(base_url: str, model: str, max_tokens: int) -> list[str]:
+    """One multi-aspect judge call on a fixed record, with the output constrained as the judge
+    sends it (JSON schema), with the schema's string length limits left out, and free."""
+    from services.judge.rubrics import MultiAspectRubric
+    from services.judge.structured import response_format_for
+    from shared.events import CandidateResponse
+
+    rubric = MultiAspectRubric()
+    record = Record(
+        flow="probe",
+        instruction=INSTRUCTIONS[0],
+        responses=[
+            CandidateResponse(
+                text="def is_palindrome(s):\n    s = ''.join(c.lower() for c in s if c.isalnum())"
+                "\n    return s == s[::-1]\n\nIt normalises the string and compares it with "
+                "its reverse.",
+                model=model,
+            ),
+            CandidateResponse(
+                text="Compare the string with its reverse: `s == s[::-1]`.", model=model
+            ),
+        ],
+    )
+    messages = [m.model_dump(mode="json") for m in rubric.messages(record, list(record.responses))]
+    schema = response_format_for(rubric.output_model(2))
+    unbounded = _without(schema, "maxLength")
+    modes: list[tuple[str, dict[str, Any] | None]] = [
+        ("json_schema (as the judge sends it)", schema),
+        ("json_schema without maxLength", unbounded),
+        ("no response_format", None),
+    ]
+    lines = []
+    for label, response_format in modes:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": JUDGE_TEMPERATURE,
+        }
+        if response_format is not None:
+            body["response_format"] = response_format
+        started = time.perf_counter()
+        answer = httpx.post(f"{base_url}/chat/completions", json=body, timeout=900).json()
+        elapsed = time.perf_counter() - started
+        timings = answer.get("timings", {})
+        lines.append(
+            f"{label:<38}{answer['usage']['completion_tokens']:5} tokens {elapsed:6.1f} s  "
+            f"{timings.get('predicted_per_token_ms', 0):6.1f} ms/token"
+        )
+    return lines
+
+
 def print_table(results: list[Result]) -> None:
     print()
     print(
@@ -498,6 +562,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128, help="per generation")
     parser.add_argument("--judge-max-tokens", type=int, default=900, help="per judge call")
     parser.add_argument("--skip-distilabel", action="store_true")
+    parser.add_argument(
+        "--probe-judge",
+        action="store_true",
+        help="also time one judge call with and without the JSON-schema constraint",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="per contender, seconds")
     args = parser.parse_args()
     if not 1 <= args.instructions <= len(INSTRUCTIONS):
@@ -600,6 +669,14 @@ def main() -> None:
                 judged=True,
             )
             results.append(full)
+            # The same work as UltraFeedback's overall-rating: one score and reason per response.
+            overall = loopline_result(
+                "loopline generator + judge (1 aspect: overall)",
+                [GENERATOR, JUDGE],
+                "bench-judge-overall",
+                judged=True,
+            )
+            results.append(overall)
 
             distilabel: Result | None = None
             if python is not None:
@@ -627,6 +704,7 @@ def main() -> None:
                 )
                 print(f"  done: {distilabel.name} ({side['wall_s']:.0f} s)")
                 results.append(distilabel)
+            probes = probe_judge(base_url, model, args.judge_max_tokens) if args.probe_judge else []
         finally:
             stack.down(config)
 
@@ -653,6 +731,16 @@ def main() -> None:
             f"(target >= 2x: {'met' if speedup >= 2 else 'NOT met'})"
         )
         print(f"loopline vs distilabel, tokens/s              {rate:6.2f}x")
+        same_work = distilabel.wall_s / overall.wall_s
+        print(
+            f"loopline (1 aspect) vs distilabel, speed-up   {same_work:6.2f}x  "
+            "(the same judge work as UltraFeedback overall-rating)"
+        )
+    if probes:
+        print()
+        print("one multi-aspect judge call, alone on the endpoint:")
+        for probe in probes:
+            print(f"  {probe}")
 
 
 if __name__ == "__main__":
