@@ -3,7 +3,7 @@
 Run by the benchmark virtualenv's interpreter (`.loopline/bench/distilabel`), never by the
 project's: it imports distilabel and the standard library only. Reads a JSON job from the file
 named on the command line and prints one JSON line with the wall time of `pipeline.run` and how
-many rows came out (with and without a rating):
+many rows came out (with a rating, and the generated texts):
 
     python distilabel_side.py job.json
 
@@ -62,8 +62,14 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         for ratings in out["ratings"]
         if ratings and all(isinstance(r, int | float) for r in ratings)
     )
-    generations = sum(len([g for g in gens or [] if g]) for gens in out["generation"])
-    return {"wall_s": wall_s, "rows": len(out), "rated_rows": rated, "generations": generations}
+    texts = [g for gens in out["generation"] for g in gens or [] if g]
+    return {
+        "wall_s": wall_s,
+        "rows": len(out),
+        "rated_rows": rated,
+        "generations": len(texts),
+        "generation_texts": texts,
+    }
 
 
 def main() -> int:

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,8 +185,16 @@ class Meter:
             ours_s=self._ours_s(),
         )
 
-    def result(self, name: str, before: Counters, wall_s: float, done: str, **extra: Any) -> Result:
-        after = self.read()
+    def result(
+        self,
+        name: str,
+        before: Counters,
+        wall_s: float,
+        done: str,
+        after: Counters | None = None,
+        **extra: Any,
+    ) -> Result:
+        after = after or self.read()
         foreign_s = max(0.0, (after.busy_s - before.busy_s) - (after.ours_s - before.ours_s))
         return Result(
             name=name,
@@ -198,6 +205,16 @@ class Meter:
             other_cpu=foreign_s / (wall_s * (os.cpu_count() or 1)) if wall_s > 0 else 0.0,
             **extra,
         )
+
+
+@dataclass
+class LooplineRun:
+    wall_s: float
+    records: list[Record]  # the first copy of each record that came out
+    dead: int  # records dead-lettered
+    copies: int  # records that came out again (redelivered and redone) within the run
+    before: Counters
+    after: Counters
 
 
 def _pid_of(config: StackConfig, component: str) -> int | None:
@@ -251,6 +268,7 @@ class Collector:
         )
         self.judged: dict[str, dict[str, tuple[float, Record]]] = {}
         self.dead: dict[str, set[str]] = {}
+        self.copies: dict[str, int] = {}  # records seen again (redelivered and redone)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -277,7 +295,10 @@ class Collector:
                     if not tag:
                         continue
                     if message.topic == RECORDS_JUDGED:
-                        self.judged.setdefault(tag, {}).setdefault(record.record_id, (now, record))
+                        seen = self.judged.setdefault(tag, {})
+                        if record.record_id in seen:
+                            self.copies[tag] = self.copies.get(tag, 0) + 1
+                        seen.setdefault(record.record_id, (now, record))
                     else:
                         self.dead.setdefault(tag, set()).add(record.record_id)
 
@@ -336,13 +357,14 @@ async def loopline(
     flows: FlowsConfig,
     flow: str,
     instructions: list[str],
-    measure: Callable[[], Awaitable[float]] | None = None,
+    meter: Meter,
     timeout_s: float = 3600,
-) -> tuple[float, dict[str, tuple[float, Record]], int]:
+) -> LooplineRun:
     """Run `specs` in-process; time `instructions` from the first produce to the last out.
 
     A warm-up record first goes through the whole pipeline (so the consumer groups are
-    assigned and every stage has answered once). Returns (wall s, records out, dead letters).
+    assigned and every stage has answered once). The counters are read right before the
+    first produce and right after the last record came out.
     """
     run = uuid.uuid4().hex[:8]
     stops: list[asyncio.Event] = []
@@ -378,14 +400,21 @@ async def loopline(
         records = [
             Record(flow=flow, instruction=text, metadata={"bench": tag}) for text in instructions
         ]
-        if measure is not None:
-            await measure()
+        before = meter.read()
         started = time.perf_counter()
         await produce(settings.kafka, records)
         await collector.wait(tag, len(records), timeout_s)
+        after = meter.read()
         out = collector.judged.get(tag, {})
         last = max((at for at, _ in out.values()), default=time.perf_counter())
-        return last - started, out, len(collector.dead.get(tag, set()))
+        return LooplineRun(
+            wall_s=last - started,
+            records=[record for _, record in out.values()],
+            dead=len(collector.dead.get(tag, set())),
+            copies=collector.copies.get(tag, 0),
+            before=before,
+            after=after,
+        )
     finally:
         await collector.stop()
         for stop in stops:
@@ -468,6 +497,13 @@ def run_distilabel(
 
 
 # --- the run --------------------------------------------------------------------------------------
+
+
+def count_tokens(config: StackConfig, texts: list[str]) -> int:
+    """How many tokens the served model's tokenizer makes of `texts` (llama.cpp /tokenize)."""
+    url = f"http://{config.host}:{config.ports.llm}/tokenize"
+    with httpx.Client(timeout=60) as client:
+        return sum(len(client.post(url, json={"content": t}).json()["tokens"]) for t in texts)
 
 
 def warm_up(base_url: str, model: str) -> None:
@@ -631,28 +667,24 @@ def main() -> None:
             def loopline_result(
                 name: str, specs: list[ServiceSpec], flow: str, judged: bool
             ) -> Result:
-                holder: dict[str, Counters] = {}
-
-                async def mark() -> float:
-                    holder["before"] = meter.read()
-                    return 0.0
-
-                wall, out, dead = asyncio.run(
-                    loopline(specs, settings, flows, flow, instructions, mark, args.timeout)
+                run = asyncio.run(
+                    loopline(specs, settings, flows, flow, instructions, meter, args.timeout)
                 )
-                records = [record for _, record in out.values()]
+                records = run.records
                 candidates = [c for r in records for c in r.responses]
                 generated = sum(c.usage.completion_tokens for c in candidates if c.usage)
                 done = f"{len(records)} records, {len(candidates)} completions"
                 if judged:
                     ok = sum(1 for r in records if any(j.status == "ok" for j in r.judgments))
                     done += f", {ok} judged ok"
-                if dead:
-                    done += f", {dead} dead-lettered"
+                if run.dead:
+                    done += f", {run.dead} dead-lettered"
+                if run.copies:
+                    done += f", {run.copies} records redone (redelivered)"
                 result = meter.result(
-                    name, holder["before"], wall, done, generation_tokens=generated
+                    name, run.before, run.wall_s, done, after=run.after, generation_tokens=generated
                 )
-                print(f"  done: {name} ({wall:.0f} s)")
+                print(f"  done: {name} ({run.wall_s:.0f} s)")
                 return result
 
             generator_only = loopline_result(
@@ -700,6 +732,7 @@ def main() -> None:
                     side["wall_s"],
                     f"{side['rows']} rows, {side['generations']} completions, "
                     f"{side['rated_rows']} rated",
+                    generation_tokens=count_tokens(config, side["generation_texts"]),
                     notes=[f"(the whole subprocess, imports included: {process_s:.1f} s)"],
                 )
                 print(f"  done: {distilabel.name} ({side['wall_s']:.0f} s)")
@@ -709,12 +742,13 @@ def main() -> None:
             stack.down(config)
 
     print_table(results)
+    print()
     for r in results:
-        if r.generation_tokens is not None and "judge" in r.name:
+        if r.generation_tokens is not None and r is not generator_only and r not in anchors:
             judge_tokens = r.tokens - r.generation_tokens
             print(
                 f"{r.name}: {r.generation_tokens:,} generation + ~{judge_tokens:,} judge "
-                "completion tokens (generation tokens from the records' usage)"
+                "completion tokens"
             )
     anchor = max(anchors, key=lambda r: r.tokens_per_s)
     share = generator_only.tokens_per_s / anchor.tokens_per_s

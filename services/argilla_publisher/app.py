@@ -103,7 +103,10 @@ def register(context: ServiceContext) -> None:
                 groups[target].append((consumed, record, publication.template.to_record(record)))
             except (ValidationError, PermanentError, ValueError) as exc:
                 await context.dead_letters.send_record(consumed, exc, attempts=1)
-        for target, items in groups.items():
+        for target, all_items in groups.items():
+            # One bulk upsert may hold a record once: the newest event of a record id wins.
+            newest = {record.record_id: (c, record, a) for c, record, a in all_items}
+            items = list(newest.values())
             try:
                 await upsert(target, [argilla_record for _, _, argilla_record in items])
             except REFUSED as exc:

@@ -24,7 +24,7 @@ class SettingsDriftError(RuntimeError):
     """An existing Argilla dataset does not match the flow's template."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per dataset
 class Target:
     """One Argilla dataset that records are published to."""
 

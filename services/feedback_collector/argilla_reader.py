@@ -7,6 +7,7 @@ registered through the SDK (`client.webhooks`), which is synchronous and runs in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,24 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
     "record.completed",
 )
 WEBHOOK_DESCRIPTION = "Loopline feedback-collector"
+
+
+class _RedactSecrets(logging.Filter):
+    """The SDK logs a webhook's repr, secret included, at INFO: blank the secret out."""
+
+    pattern = re.compile(r"secret=(['\"])[^'\"]*\1")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "secret=" in message:
+            record.msg, record.args = self.pattern.sub("secret='**********'", message), None
+        return True
+
+
+def _redact_sdk_secrets() -> None:
+    sdk_log = logging.getLogger("argilla.sdk")
+    if not any(isinstance(f, _RedactSecrets) for f in sdk_log.filters):
+        sdk_log.addFilter(_RedactSecrets())
 
 
 class ArgillaUnavailableError(RuntimeError):
@@ -128,6 +147,7 @@ def ensure_webhook(
     Returns the secrets of every webhook registered for `url`: should an older duplicate exist
     (made by something else), its deliveries verify too.
     """
+    _redact_sdk_secrets()
     client = rg.Argilla(api_url=api_url, api_key=api_key)
     try:
         existing = [hook for hook in client.webhooks.list() if _same_url(hook.url, url)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from datetime import datetime
 
 from shared.events import (
     FEEDBACK_RESPONSES,
@@ -52,7 +51,6 @@ class Emitter:
         self._memory = memory
         self.responses_sent = 0
         self.completed_sent = 0
-        self.newest_response: datetime | None = None
 
     def _seen(self, key: Hashable) -> bool:
         if key in self._sent:
@@ -73,9 +71,7 @@ class Emitter:
         await self._send(FEEDBACK_RESPONSES, event.record_id.encode(), event.to_bytes())
         self._remember(key)
         self.responses_sent += 1
-        if self.newest_response is None or event.responded_at > self.newest_response:
-            self.newest_response = event.responded_at
-        log.info(
+        log.debug(
             "response: %s %s %s in %s",
             event.annotator,
             event.status.value,
@@ -92,7 +88,7 @@ class Emitter:
         await self._send(RECORDS_COMPLETED, event.record_id.encode(), event.to_bytes())
         self._remember(key)
         self.completed_sent += 1
-        log.info(
+        log.debug(
             "completed: %s in %s with %d response(s)",
             event.record_id,
             event.dataset,

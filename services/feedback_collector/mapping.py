@@ -7,7 +7,6 @@ Argilla record's extra metadata `loopline_record` (its JSON, as the publisher wr
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -241,9 +240,3 @@ class WatchedDatasets:
 
     def select(self, datasets: Iterable[ArgillaDataset]) -> list[ArgillaDataset]:
         return [d for d in datasets if self.matches(d.workspace, d.name)]
-
-
-def describe(values: dict[str, Any]) -> str:
-    """A short rendering of response values for log lines."""
-    text = json.dumps(values, ensure_ascii=False, default=str)
-    return text if len(text) <= 120 else text[:117] + "..."

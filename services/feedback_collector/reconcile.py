@@ -11,8 +11,9 @@ responses, and emits:
 - a `CompletedRecord` for every record in status `completed` with such a response (or itself
   updated, i.e. completed, since then).
 
-Datasets whose `last_activity_at` (touched by every response written) is older than that are
-skipped without listing their records. Completed records go out first, then the responses in
+Every watched dataset is listed in full on every pass: its `last_activity_at` would be a cheap
+filter, but Argilla does not touch it when responses come in bulk (`records.log` by the owner),
+exactly the responses no webhook reports. Completed records go out first, then the responses in
 `responded_at` order, so the checkpoint recovered from the topic after a crash never skips an
 unsent one. The checkpoint then moves to the newest `responded_at` seen.
 """
@@ -70,11 +71,7 @@ class Reconciler:
         datasets = self.watched.select(await self.reader.datasets())
         responses: list[AnnotatorResponse] = []
         completions: list[CompletedRecord] = []
-        active = 0
         for dataset in datasets:
-            if dataset.last_activity_at < since:
-                continue
-            active += 1
             async for page in self.reader.records(dataset.id, self.page_size):
                 for record in page:
                     fresh = [r for r in record.responses if r.updated_at > since]
@@ -114,17 +111,16 @@ class Reconciler:
             await self.emitter.response(answer)
             self.checkpoint = max(self.checkpoint, answer.responded_at)
         result = PassResult(
-            datasets=active,
+            datasets=len(datasets),
             responses_seen=len(responses),
             responses_sent=self.emitter.responses_sent - sent_before[0],
             completed_sent=self.emitter.completed_sent - sent_before[1],
             checkpoint=self.checkpoint,
         )
         log.info(
-            "reconciled %d active of %d watched dataset(s): %d response(s) since %s, "
+            "reconciled %d watched dataset(s): %d response(s) since %s, "
             "%d sent, %d completed record(s) sent; checkpoint %s",
             result.datasets,
-            len(datasets),
             result.responses_seen,
             since.isoformat(),
             result.responses_sent,

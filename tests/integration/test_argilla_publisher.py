@@ -71,7 +71,10 @@ def annotators(client: rg.Argilla) -> dict[str, str]:
                 username=name, password="annotator-pass", role="annotator", client=client
             ).create()
         )
-        keys[name] = str(user.api_key)
+        # The SDK's user model drops the key; the owner reads it from the REST API.
+        fetched = client.http_client.get(f"/api/v1/users/{user.id}")
+        fetched.raise_for_status()
+        keys[name] = fetched.json()["api_key"]
     return keys
 
 
@@ -212,9 +215,8 @@ def test_settings_drift_fails_with_the_difference_or_versions(
             questions=[rg.LabelQuestion(name="q", labels=["x", "y"])],
         ),
     ).create()
-    from services.argilla_publisher.templates import PreferenceTemplate
-
     from services.argilla_publisher.targets import prepare
+    from services.argilla_publisher.templates import PreferenceTemplate
     from shared.flows import PublishRef
 
     with pytest.raises(SettingsDriftError) as caught:

@@ -7,6 +7,7 @@ read back equal to the template's. The datasets are deleted at the end.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -95,7 +96,9 @@ LONG_RAW = ('{"rationale": "Ünïcødé, \\"quotes\\", \\n newlines, emoji 🚀,
 ]
 
 
+@functools.cache
 def records_for(name: str) -> list[Record]:
+    """The records of template `name`'s dataset (the same objects on every call)."""
     if name == "preference":
         return [
             record(
