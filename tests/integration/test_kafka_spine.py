@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.broker import admin_client_options, ensure_topics
 from shared.dead_letters import DeadLetter
-from shared.events import RECORDS_INGESTED, Record
+from shared.events import RECORDS_COMPLETED, CompletedRecord, Record
 from shared.flows import parse_flows
 from shared.service import ServiceContext, ServiceSpec, run_service
 from shared.settings import KafkaSettings, Settings
@@ -194,11 +194,11 @@ async def test_restarted_consumer_resumes_from_committed_offset(settings: Settin
 
 
 @pytest.fixture()
-def generator_process(
+def exporter_process(
     settings: Settings, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     port = free_port()
-    log_file = tmp_path / "generator.log"
+    log_file = tmp_path / "exporter.log"
     group_prefix = unique("proc")
     env = {
         **os.environ,
@@ -210,7 +210,7 @@ def generator_process(
     }
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared", "run", "generator", "--health-port", str(port)],
+            [sys.executable, "-m", "shared", "run", "exporter", "--health-port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -225,9 +225,9 @@ def generator_process(
 
 
 async def test_service_process_reports_healthy_and_drains_on_sigterm(
-    settings: Settings, generator_process: tuple[subprocess.Popen[str], int, Path]
+    settings: Settings, exporter_process: tuple[subprocess.Popen[str], int, Path]
 ) -> None:
-    process, port, log_file = generator_process
+    process, port, log_file = exporter_process
     health: dict[str, object] = {}
     async with httpx.AsyncClient() as client:
         deadline = time.monotonic() + 60
@@ -241,13 +241,14 @@ async def test_service_process_reports_healthy_and_drains_on_sigterm(
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.3)
-    assert health.get("service") == "generator" and health.get("status") == "ok", health
+    assert health.get("service") == "exporter" and health.get("status") == "ok", health
 
     record = Record(record_id=unique("proc-rec"), flow="default", instruction="hello")
-    await produce(settings.kafka, RECORDS_INGESTED, [record.to_bytes()])
+    completed = CompletedRecord(record=record, dataset="d")
+    await produce(settings.kafka, RECORDS_COMPLETED, [completed.to_bytes()])
     # The topic may hold records from other tests: wait for this one in the service's log.
     deadline = time.monotonic() + 45
-    while f"received Record {record.record_id}" not in log_file.read_text():
+    while f"received CompletedRecord {record.record_id}" not in log_file.read_text():
         assert time.monotonic() < deadline, log_file.read_text()
         await asyncio.sleep(0.3)
     async with httpx.AsyncClient() as client:
@@ -257,7 +258,7 @@ async def test_service_process_reports_healthy_and_drains_on_sigterm(
     await asyncio.to_thread(process.wait, timeout=30)
     output = log_file.read_text()
     assert process.returncode == 0, output
-    assert "generator: stopping" in output
+    assert "exporter: stopping" in output
     assert "stopped after" in output
     json.dumps(health)  # the health body is plain JSON
 
