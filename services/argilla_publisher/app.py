@@ -36,11 +36,25 @@ log = logging.getLogger("loopline.argilla_publisher")
 
 # Argilla refuses these records as they are: retrying cannot help.
 REFUSED = (BadRequestError, UnprocessableEntityError, RecordsIngestionError)
+CHUNK_SIZE = 250
+PARALLEL_CHUNKS = 3
 RETRY_BUDGET_S = 240.0  # then the batch fails, is consumed again, and retried again
 BACKOFF_MAX_S = 30.0
 
 
 async def upsert(target: Target, records: list[Any], sleep: Any = asyncio.sleep) -> None:
+    """Upsert in chunks, a few at once: the server indexes one while it stores the next."""
+    limit = asyncio.Semaphore(PARALLEL_CHUNKS)
+
+    async def one(chunk: list[Any]) -> None:
+        async with limit:
+            await upsert_chunk(target, chunk, sleep)
+
+    chunks = [records[i : i + CHUNK_SIZE] for i in range(0, len(records), CHUNK_SIZE)]
+    await asyncio.gather(*(one(chunk) for chunk in chunks))
+
+
+async def upsert_chunk(target: Target, records: list[Any], sleep: Any = asyncio.sleep) -> None:
     """Bulk upsert into Argilla; while it is unreachable or failing, back off and retry.
 
     Past the retry budget the batch is nacked: its offsets stay uncommitted and it is consumed
