@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from shared.broker import build_broker, ensure_topics
 from shared.dead_letters import DeadLetters, PermanentError
-from shared.events import dead_letter_topic
-from shared.flows import Flow, FlowsConfig, check_plugins, load_flows
+from shared.events import Record, dead_letter_topic, utc_now
+from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
 from shared.plugins import PluginRegistry
 from shared.settings import Settings
 from shared.telemetry import build_tracer_provider
@@ -67,6 +67,12 @@ class ServiceContext:
         if flow is None:
             raise PermanentError(f"flow {name!r} is not in this service's flow file")
         return flow
+
+    async def pass_on(self, record: Record, stage: str, **changes: Any) -> None:
+        """Publish `record` with `changes` to the input of the next stage its flow uses."""
+        updated = record.model_copy(update={**changes, "updated_at": utc_now()})
+        topic = next_topic(self.flow(record.flow), stage)
+        await self.broker.publish(updated.to_bytes(), topic=topic, key=record.record_id.encode())
 
     @property
     def group_id(self) -> str:

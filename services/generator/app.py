@@ -17,9 +17,8 @@ from shared.events import (
     RECORDS_JUDGED,
     CandidateResponse,
     Record,
-    utc_now,
 )
-from shared.flows import Flow, ModelRef, next_topic
+from shared.flows import Flow, ModelRef
 from shared.llm_plugins import build_llm
 from shared.plugins import PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
@@ -56,12 +55,7 @@ def register(context: ServiceContext) -> None:
             )
             for llm, completion in zip(llms, completions, strict=True)
         ]
-        updated = record.model_copy(
-            update={"responses": [*record.responses, *candidates], "updated_at": utc_now()}
-        )
-        await ctx.broker.publish(
-            updated.to_bytes(), topic=next_topic(flow, "generate"), key=record.record_id.encode()
-        )
+        await ctx.pass_on(record, "generate", responses=[*record.responses, *candidates])
 
     context.consume_concurrently(
         RECORDS_INGESTED, Record, generate, context.settings.max_concurrent_records

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.judge.judging import judge_record
-from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record, utc_now
-from shared.flows import next_topic
+from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record
 from shared.llm_plugins import build_llm
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
@@ -39,12 +38,7 @@ def register(context: ServiceContext) -> None:
                 max_tokens=flow.judge.max_tokens,
                 temperature=flow.judge.temperature,
             )
-        updated = record.model_copy(
-            update={"judgments": [*record.judgments, *judgments], "updated_at": utc_now()}
-        )
-        await ctx.broker.publish(
-            updated.to_bytes(), topic=next_topic(flow, "judge"), key=record.record_id.encode()
-        )
+        await ctx.pass_on(record, "judge", judgments=[*record.judgments, *judgments])
 
     context.consume_concurrently(
         RECORDS_GENERATED, Record, judge, context.settings.max_concurrent_records
