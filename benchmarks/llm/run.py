@@ -577,18 +577,19 @@ def probe_judge(base_url: str, model: str, max_tokens: int) -> list[str]:
 
 
 def print_table(results: list[Result]) -> None:
+    width = max(len(r.name) for r in results) + 2
     print()
     print(
-        f"{'contender':<44}{'wall s':>9}{'compl. tokens':>15}{'tokens/s':>10}"
+        f"{'contender':<{width}}{'wall s':>9}{'compl. tokens':>15}{'tokens/s':>10}"
         f"{'prompt tok':>12}{'other CPU':>11}  output"
     )
     for r in results:
         print(
-            f"{r.name:<44}{r.wall_s:9.1f}{r.tokens:15,}{r.tokens_per_s:10.1f}"
+            f"{r.name:<{width}}{r.wall_s:9.1f}{r.tokens:15,}{r.tokens_per_s:10.1f}"
             f"{r.prompt_tokens:12,}{r.other_cpu:10.0%}  {r.done}"
         )
         for note in r.notes:
-            print(f"{'':<46}{note}")
+            print(f"{'':<{width + 2}}{note}")
 
 
 def main() -> None:
@@ -610,6 +611,8 @@ def main() -> None:
     instructions = list(INSTRUCTIONS[: args.instructions])
 
     python = None if args.skip_distilabel else ensure_distilabel_venv()
+    # A SIGTERM ends the run like Ctrl-C: the `finally`s stop the stack and the subprocess.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="loopline-llm-bench-") as tmp:
         work = Path(tmp)
         config = config_for_tests(work / "stack", REPO / ".loopline" / "install")
