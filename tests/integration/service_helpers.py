@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
 
 from shared.broker import admin_client_options
 from shared.dead_letters import DeadLetter
@@ -16,6 +18,7 @@ from shared.flows import FlowsConfig
 from shared.service import ServiceSpec, run_service
 from shared.settings import KafkaSettings, Settings
 
+EventT = TypeVar("EventT", bound=BaseModel)
 SUPPORT_KEY, ADMIN_KEY = "key-support-0123456789", "key-admin-9876543210"
 
 
@@ -38,6 +41,41 @@ async def running_service(
         await asyncio.wait_for(task, 30)
 
 
+async def read_events(
+    kafka: KafkaSettings,
+    topic: str,
+    event_type: type[EventT],
+    keep: Callable[[EventT], bool],
+    done: Callable[[list[EventT]], bool],
+    within_s: float = 45.0,
+    settle_s: float = 1.5,
+) -> list[EventT]:
+    """Every event on `topic` (from the start) that `keep` accepts, once `done` is true of them
+    (then `settle_s` longer, so that unexpected extra ones would show)."""
+    consumer = AIOKafkaConsumer(
+        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[EventT] = []
+    try:
+        deadline = time.monotonic() + within_s
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    event = event_type.model_validate_json(message.value or b"")
+                    if keep(event):
+                        found.append(event)
+            if settled_at is None and done(found):
+                settled_at = time.monotonic()
+            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
+                break
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def read_records(
     kafka: KafkaSettings,
     topic: str,
@@ -49,28 +87,15 @@ async def read_records(
 
     Reads until every wanted id arrived, then `settle_s` longer so extra copies would show.
     """
-    consumer = AIOKafkaConsumer(
-        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+    return await read_events(
+        kafka,
+        topic,
+        Record,
+        keep=lambda record: record.record_id in wanted,
+        done=lambda found: wanted <= {record.record_id for record in found},
+        within_s=within_s,
+        settle_s=settle_s,
     )
-    await consumer.start()
-    found: list[Record] = []
-    try:
-        deadline = time.monotonic() + within_s
-        settled_at: float | None = None
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                for message in messages:
-                    record = Record.model_validate_json(message.value or b"")
-                    if record.record_id in wanted:
-                        found.append(record)
-            if settled_at is None and wanted <= {r.record_id for r in found}:
-                settled_at = time.monotonic()
-            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
-                break
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:

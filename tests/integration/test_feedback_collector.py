@@ -12,20 +12,18 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import argilla as rg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
 from services.feedback_collector.app import SERVICE
 from services.feedback_collector.signatures import sign
 from shared import stack
-from shared.broker import admin_client_options
 from shared.events import (
     FEEDBACK_RESPONSES,
     RECORDS_COMPLETED,
@@ -35,10 +33,10 @@ from shared.events import (
     Record,
 )
 from shared.flows import FlowsConfig, parse_flows
-from shared.settings import ArgillaSettings, FeedbackSettings, KafkaSettings, Settings
+from shared.settings import ArgillaSettings, FeedbackSettings, Settings
 from shared.stack.testing import free_port
 
-from .service_helpers import running_service
+from .service_helpers import read_events, running_service
 
 EventT = TypeVar("EventT", bound=BaseModel)
 API_KEY = "X-Argilla-Api-Key"
@@ -210,41 +208,6 @@ async def update_response(
     async with _as(scenario.settings.argilla.api_url, scenario.annotators[annotator]) as client:
         answer = await client.put(f"/api/v1/responses/{response_id}", json=body)
         assert answer.status_code == 200, answer.text
-
-
-async def read_events(
-    kafka: KafkaSettings,
-    topic: str,
-    event_type: type[EventT],
-    keep: Callable[[EventT], bool],
-    done: Callable[[list[EventT]], bool],
-    within_s: float = 45.0,
-    settle_s: float = 1.5,
-) -> list[EventT]:
-    """Every event on `topic` (from the start) that `keep` accepts, once `done` is true of them
-    (then `settle_s` longer, so that unexpected extra ones would show)."""
-    consumer = AIOKafkaConsumer(
-        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    found: list[EventT] = []
-    try:
-        deadline = time.monotonic() + within_s
-        settled_at: float | None = None
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                for message in messages:
-                    event = event_type.model_validate_json(message.value or b"")
-                    if keep(event):
-                        found.append(event)
-            if settled_at is None and done(found):
-                settled_at = time.monotonic()
-            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
-                break
-    finally:
-        await consumer.stop()
-    return found
 
 
 def answers(events: list[AnnotatorResponse]) -> set[tuple[str, str, str, str]]:

@@ -11,16 +11,22 @@ from shared.service import ServiceContext
 from shared.settings import Settings
 
 
-async def test_consume_validates_the_event_and_counts() -> None:
+def unit_context() -> ServiceContext:
+    """A service context on a broker for FastStream's in-memory test broker."""
     settings = Settings()
     broker, dead_letters = build_broker(settings, "unit")
-    context = ServiceContext(
+    return ServiceContext(
         name="unit",
         settings=settings,
         flows=parse_flows({"flows": {"f": {}}}, "x"),
         broker=broker,
         dead_letters=dead_letters,
     )
+
+
+async def test_consume_validates_the_event_and_counts() -> None:
+    context = unit_context()
+    broker = context.broker
     seen: list[Record] = []
 
     async def handle(record: Record, ctx: ServiceContext) -> None:
@@ -81,15 +87,8 @@ def test_cli_help_and_errors(
 
 
 async def test_concurrent_consumption_dead_letters_each_failure_alone() -> None:
-    settings = Settings()
-    broker, dead_letters = build_broker(settings, "unit")
-    context = ServiceContext(
-        name="unit",
-        settings=settings,
-        flows=parse_flows({"flows": {"f": {}}}, "x"),
-        broker=broker,
-        dead_letters=dead_letters,
-    )
+    context = unit_context()
+    broker = context.broker
     handled: list[str] = []
     letters: list[tuple[bytes, str]] = []
 
