@@ -119,6 +119,21 @@ def render_responses(shown: Sequence[CandidateResponse]) -> str:
     )
 
 
+def judge_conversation(
+    system: str, record: Record, shown: list[CandidateResponse], ask: str
+) -> list[ChatMessage]:
+    """The system message, then the prompt, the responses in shown order, and what to do."""
+    user = (
+        f"{render_prompt(record)}\n\n"
+        f"The {len(shown)} candidate response(s):\n\n{render_responses(shown)}\n\n"
+        f"{ask}"
+    )
+    return [
+        ChatMessage(role=Role.system, content=system),
+        ChatMessage(role=Role.user, content=user),
+    ]
+
+
 def _reject_unknown(rubric: str, unknown: dict[str, Any], accepted: Sequence[str]) -> None:
     if unknown:
         allowed = ", ".join(accepted) if accepted else "none"
@@ -256,15 +271,7 @@ class MultiAspectRubric:
             f"rationale is one short sentence (under {ASPECT_RATIONALE_CHARS} characters) "
             "written before its score."
         )
-        user = (
-            f"{render_prompt(record)}\n\n"
-            f"The {len(shown)} candidate response(s):\n\n{render_responses(shown)}\n\n"
-            "Now score each response on each aspect."
-        )
-        return [
-            ChatMessage(role=Role.system, content=system),
-            ChatMessage(role=Role.user, content=user),
-        ]
+        return judge_conversation(system, record, shown, "Now score each response on each aspect.")
 
     def to_judgment_fields(self, output: BaseModel, n: int) -> JudgmentFields:
         items = output.model_dump(by_alias=True)["responses"]
@@ -373,15 +380,9 @@ class AdditiveRubric:
             f"rationale (under {RATIONALE_CHARS} characters) names what is missing or wrong, "
             "and comes before the verdicts."
         )
-        user = (
-            f"{render_prompt(record)}\n\n"
-            f"The {len(shown)} candidate response(s):\n\n{render_responses(shown)}\n\n"
-            "Now check each response against every criterion."
+        return judge_conversation(
+            system, record, shown, "Now check each response against every criterion."
         )
-        return [
-            ChatMessage(role=Role.system, content=system),
-            ChatMessage(role=Role.user, content=user),
-        ]
 
     def to_judgment_fields(self, output: BaseModel, n: int) -> JudgmentFields:
         items = output.model_dump(by_alias=True)["responses"]
