@@ -219,30 +219,46 @@ class AspectScore(BaseModel):
 
 DEFAULT_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness", "overall")
 
+_RATIONALE_MODES: tuple[str, ...] = ("per-response", "per-aspect")
+
 
 class MultiAspectRubric:
-    """Every response gets, for every aspect, a 1-5 score and a one-sentence reason."""
+    """Every response gets a 1-5 score on every aspect, with the reasons.
+
+    ``rationale: per-response`` (the default) asks for one short rationale per response that
+    covers its aspects, then the scores: about a quarter of the tokens of ``per-aspect``, which
+    asks for a one-sentence reason before every single score. Either way each `Rating` carries
+    the rationale that explains it.
+    """
 
     name = "multi-aspect"
 
-    def __init__(self, aspects: Sequence[str] = DEFAULT_ASPECTS, **unknown: Any) -> None:
-        _reject_unknown(self.name, unknown, ["aspects"])
+    def __init__(
+        self,
+        aspects: Sequence[str] = DEFAULT_ASPECTS,
+        rationale: str = "per-response",
+        **unknown: Any,
+    ) -> None:
+        _reject_unknown(self.name, unknown, ["aspects", "rationale"])
         self.aspects = _string_list(self.name, "aspects", aspects)
+        if rationale not in _RATIONALE_MODES:
+            raise RubricConfigError(
+                f"rubric {self.name!r}: rationale must be one of {list(_RATIONALE_MODES)}, "
+                f"got {rationale!r}"
+            )
+        self.per_aspect = rationale == "per-aspect"
         self._models: dict[int, type[BaseModel]] = {}
 
     def output_model(self, n_responses: int) -> type[BaseModel]:
         _check_count(self.name, n_responses)
         if n_responses not in self._models:
-            per_aspect: dict[str, Any] = {
-                f"aspect_{i}": (AspectScore, Field(alias=aspect))
-                for i, aspect in enumerate(self.aspects)
-            }
-            item = create_model(
-                "MultiAspectItem",
-                __config__=ConfigDict(extra="forbid"),
-                response=(_literal(_labels(n_responses)), ...),
-                **per_aspect,
-            )
+            fields: dict[str, Any] = {"response": (_literal(_labels(n_responses)), ...)}
+            if not self.per_aspect:
+                fields["rationale"] = (str, Field(max_length=RATIONALE_CHARS))
+            score: Any = AspectScore if self.per_aspect else Annotated[int, Field(ge=1, le=5)]
+            for i, aspect in enumerate(self.aspects):
+                fields[f"aspect_{i}"] = (score, Field(alias=aspect))
+            item = create_model("MultiAspectItem", __config__=ConfigDict(extra="forbid"), **fields)
             self._models[n_responses] = create_model(
                 "MultiAspectJudgment",
                 __base__=_LabelledResponses,
@@ -250,15 +266,28 @@ class MultiAspectRubric:
             )
         return self._models[n_responses]
 
+    def _answer_format(self) -> str:
+        """The JSON shape to answer in, and what a rationale is."""
+        if self.per_aspect:
+            scores = ", ".join(f'"{a}": {{"rationale": "...", "score": 1-5}}' for a in self.aspects)
+            return (
+                f'{{"responses": [{{"response": "A", {scores}}}, ...]}}\n'
+                f"Each rationale is one short sentence (under {ASPECT_RATIONALE_CHARS} "
+                "characters) written before its score."
+            )
+        scores = ", ".join(f'"{a}": 1-5' for a in self.aspects)
+        return (
+            f'{{"responses": [{{"response": "A", "rationale": "...", {scores}}}, ...]}}\n'
+            f"Each rationale is one or two short sentences (under {RATIONALE_CHARS} "
+            "characters) on the response's main strengths and flaws, written before its scores."
+        )
+
     def messages(self, record: Record, shown: list[CandidateResponse]) -> list[ChatMessage]:
         guide = "\n".join(
             f"- {aspect}: {ASPECT_GUIDE.get(aspect, 'judge the response on this aspect.')}"
             for aspect in self.aspects
         )
         labels = _labels(len(shown))
-        example_aspects = ", ".join(
-            f'"{a}": {{"rationale": "...", "score": 1-5}}' for a in self.aspects
-        )
         system = (
             "You are a strict, impartial reviewer of answers written by AI assistants. "
             "You score each candidate response on several aspects.\n\n"
@@ -266,10 +295,8 @@ class MultiAspectRubric:
             "Score every response on its own merits against the prompt; several responses may "
             f"share a score. {_FAIRNESS_NOTE} {_INJECTION_NOTE}\n\n"
             "Answer with a single JSON object and nothing else:\n"
-            f'{{"responses": [{{"response": "A", {example_aspects}}}, ...]}}\n'
-            f"with exactly one entry per response, in the order {', '.join(labels)}. Each "
-            f"rationale is one short sentence (under {ASPECT_RATIONALE_CHARS} characters) "
-            "written before its score."
+            f"{self._answer_format()}\n"
+            f"There is exactly one entry per response, in the order {', '.join(labels)}."
         )
         return judge_conversation(system, record, shown, "Now score each response on each aspect.")
 
@@ -277,18 +304,23 @@ class MultiAspectRubric:
         items = output.model_dump(by_alias=True)["responses"]
         if len(items) != n:
             raise RubricError(f"judge rated {len(items)} responses, expected {n}")
-        ratings = [
-            [
-                Rating(
-                    aspect=aspect,
-                    score=float(item[aspect]["score"]),
-                    rationale=item[aspect]["rationale"],
-                )
-                for aspect in self.aspects
+        return {
+            "ratings": [self._ratings(item) for item in items],
+            "preferred": None,
+            "tie": False,
+            "rationale": "",
+        }
+
+    def _ratings(self, item: dict[str, Any]) -> list[Rating]:
+        if self.per_aspect:
+            return [
+                Rating(aspect=a, score=float(item[a]["score"]), rationale=item[a]["rationale"])
+                for a in self.aspects
             ]
-            for item in items
+        return [
+            Rating(aspect=a, score=float(item[a]), rationale=item["rationale"])
+            for a in self.aspects
         ]
-        return {"ratings": ratings, "preferred": None, "tie": False, "rationale": ""}
 
 
 # --- additive -------------------------------------------------------------------------------------

@@ -93,13 +93,17 @@ def texts_with_mark(n: int, mark: int) -> list[str]:
 ASPECTS = ["helpfulness", "honesty", "instruction_following", "truthfulness", "overall"]
 
 
-def multi_aspect_marker(call: Call, aspects: list[str] = ASPECTS) -> str:
+def multi_aspect_marker(call: Call, aspects: list[str] = ASPECTS, per_aspect: bool = False) -> str:
     """5 on every aspect for the response with MARK in it, 1 for the others."""
     entries = []
     for label, text in call.shown():
         score = 5 if "MARK" in text else 1
         entry: dict[str, Any] = {"response": label}
-        entry.update({a: {"rationale": f"{a} of {label}", "score": score} for a in aspects})
+        if per_aspect:
+            entry.update({a: {"rationale": f"{a} of {label}", "score": score} for a in aspects})
+        else:
+            entry["rationale"] = f"all about {label}"
+            entry.update({a: score for a in aspects})
         entries.append(entry)
     return json.dumps({"responses": entries})
 
@@ -145,6 +149,7 @@ async def test_multi_aspect_prompt_and_schema() -> None:
     messages = rubric.messages(rec, list(reversed(rec.responses)))
     assert [m.role for m in messages] == [Role.system, Role.user]
     assert "helpfulness" in messages[0].content and "overall" in messages[0].content
+    assert '"rationale": "...", "helpfulness": 1-5, "overall": 1-5' in messages[0].content
     user = messages[1].content
     assert "reverses a string" in user and "Use Python 3." in user
     assert RESPONSE_TAG.findall(user) == [("A", "two"), ("B", "one")]
@@ -153,19 +158,44 @@ async def test_multi_aspect_prompt_and_schema() -> None:
     schema = model.model_json_schema()
     assert schema["properties"]["responses"]["minItems"] == 2
     assert schema["properties"]["responses"]["maxItems"] == 2
+    good = {"rationale": "ok", "helpfulness": 3, "overall": 4}
+    with pytest.raises(ValidationError):  # rationale too long
+        model.model_validate({"responses": [{**good, "response": "A", "rationale": "x" * 401}]})
+    with pytest.raises(ValidationError):  # score out of range
+        model.model_validate({"responses": [{**good, "response": "A", "overall": 6}]})
+    with pytest.raises(ValidationError, match="labelled"):  # entries out of order
+        model.model_validate({"responses": [{**good, "response": "B"}, {**good, "response": "A"}]})
+
+
+async def test_multi_aspect_per_aspect_rationales() -> None:
+    rubric = MultiAspectRubric(aspects=["helpfulness", "overall"], rationale="per-aspect")
+    rec = record(["one", "two"])
+    system = rubric.messages(rec, list(rec.responses))[0].content
+    assert '"helpfulness": {"rationale": "...", "score": 1-5}' in system
+    model = rubric.output_model(2)
     entry = {"rationale": "x" * 201, "score": 3}
     with pytest.raises(ValidationError):  # rationale too long
         model.model_validate({"responses": [{"response": "A", "helpfulness": entry}]})
-    good = {"rationale": "ok", "score": 3}
-    with pytest.raises(ValidationError, match="labelled"):  # entries out of order
-        model.model_validate(
-            {
-                "responses": [
-                    {"response": "B", "helpfulness": good, "overall": good},
-                    {"response": "A", "helpfulness": good, "overall": good},
-                ]
-            }
-        )
+
+    llm = ScriptedLLM(lambda c: multi_aspect_marker(c, ["helpfulness", "overall"], True))
+    [judgment] = await judge_record(record(["a", "b MARK"]), rubric, llm)
+    assert judgment.status == "ok", judgment.error
+    assert [[(r.aspect, r.score) for r in rs] for rs in judgment.ratings] == [
+        [("helpfulness", 1.0), ("overall", 1.0)],
+        [("helpfulness", 5.0), ("overall", 5.0)],
+    ]
+    shown = {rs[0].rationale for rs in judgment.ratings}
+    assert shown == {"helpfulness of A", "helpfulness of B"}
+
+
+async def test_multi_aspect_shared_rationale_on_every_rating() -> None:
+    llm = ScriptedLLM(multi_aspect_marker)
+    [judgment] = await judge_record(record(["a MARK", "b"]), MultiAspectRubric(), llm)
+    for ratings in judgment.ratings:
+        assert len({r.rationale for r in ratings}) == 1
+        assert ratings[0].rationale.startswith("all about ")
+    with pytest.raises(RubricConfigError, match="rationale must be one of"):
+        MultiAspectRubric(rationale="none")
 
 
 async def test_conversation_records_are_rendered() -> None:
@@ -671,11 +701,11 @@ async def test_agreement_drops_when_the_judge_flips() -> None:
     assert all(j.agreement == pytest.approx(2 / 3) for j in judgments)
 
     def flip_scores(call: Call) -> str:
-        text = multi_aspect_marker(call)
-        if call.index % 2 == 1:  # every other repeat rates the marked response worst
-            text = text.replace('"score": 5', '"score": 9').replace('"score": 1', '"score": 5')
-            text = text.replace('"score": 9', '"score": 1')
-        return text
+        if call.index % 2 == 0:
+            return multi_aspect_marker(call)
+        # every other repeat rates the marked response worst
+        flipped = [(label, "MARK" if "MARK" not in text else "") for label, text in call.shown()]
+        return multi_aspect_marker(_Shown(flipped))
 
     judgments = await judge_record(
         record(texts_with_mark(3, 1)), MultiAspectRubric(), ScriptedLLM(flip_scores), repeats=4
