@@ -8,7 +8,7 @@ flows:
       - {plugin: openai, generations: 2, options: {model: qwen2.5-coder-1.5b-instruct}}
     judge: {plugin: multi-aspect}
     publish: {plugin: preference}
-    export: [{plugin: dpo}]
+    export: {formats: [{plugin: dpo}, {plugin: sft}], every_records: 1000}
 ```
 A stage a flow leaves out is skipped. A bad file fails at startup with the file and the key.
 """
@@ -74,6 +74,57 @@ class PublishRef(PluginRef):
         return self
 
 
+class AutoAccept(BaseModel):
+    """When a judged record counts as accepted without people (all conditions must hold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_repeats: int = Field(default=1, ge=1)  # successful judgments the record needs
+    min_margin: float = Field(default=0.0, ge=0)  # best minus worst score, in every judgment
+    min_agreement: float | None = Field(default=None, ge=0, le=1)  # across repeats
+
+
+class HubTarget(BaseModel):
+    """Where each new version is pushed on the Hub (token: LOOPLINE_EXPORT__HF_TOKEN)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo_id: str = Field(min_length=3, pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+
+
+class ExportRef(BaseModel):
+    """Which dataset formats a flow exports, when, and what counts as accepted.
+
+    A plain list is short for `formats`: `export: [{plugin: dpo}]`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    formats: list[PluginRef] = Field(default_factory=list)
+    every_records: int = Field(default=1000, ge=0)  # new version after N changed records; 0: off
+    every_s: float = Field(default=3600.0, ge=0)  # or this long after a change; 0: off
+    test_size: float = Field(default=0.1, ge=0, lt=1)
+    split_seed: str = "loopline"
+    # Judged records accepted without people. Default: every judged record when the flow has
+    # no `publish` stage, none when it has one (people decide).
+    auto_accept: AutoAccept | None = None
+    push_to_hub: HubTarget | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_formats(cls, value: Any) -> Any:
+        return {"formats": value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _one_version_line_per_format(self) -> ExportRef:
+        names = [ref.plugin for ref in self.formats]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"formats {repeated} appear more than once (one per flow)")
+        return self
+
+
 class DedupOptions(BaseModel):
     """Exact-duplicate dropping: same normalised content within `window_s` seconds."""
 
@@ -106,7 +157,7 @@ class Flow(BaseModel):
     generate_if_answered: bool = True
     judge: JudgeRef | None = None
     publish: PublishRef | None = None
-    export: list[PluginRef] = Field(default_factory=list)
+    export: ExportRef = Field(default_factory=ExportRef)
     sinks: list[PluginRef] = Field(default_factory=list)
 
     def plugin_refs(self) -> list[tuple[str, PluginKind, PluginRef]]:
@@ -127,7 +178,7 @@ class Flow(BaseModel):
         lists: tuple[tuple[list[Any], str, PluginKind], ...] = (
             (self.sources, "sources", PluginKind.sources),
             (self.generate, "generate", PluginKind.llms),
-            (self.export, "export", PluginKind.formats),
+            (self.export.formats, "export.formats", PluginKind.formats),
             (self.sinks, "sinks", PluginKind.sinks),
         )
         for items, key, kind in lists:

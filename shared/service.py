@@ -56,6 +56,11 @@ class ServiceContext:
     dead_letters: DeadLetters
     stats: ServiceStats = field(default_factory=ServiceStats)
     http_servers: list[HttpServer] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` (say, closing an HTTP client pool) once the broker has drained."""
+        self.closers.append(close)
 
     def serve_http(self, app: Any, host: str, port: int) -> None:
         """Serve an ASGI app while the service runs (started after the broker, stopped first)."""
@@ -300,31 +305,11 @@ async def run_service(
             await asyncio.wait_for(broker.stop(), timeout=settings.shutdown_timeout_s + 5)
         except TimeoutError:
             log.warning("%s: drain timed out; unfinished messages will be redelivered", spec.name)
+        for close in context.closers:
+            await close()
         tracer_provider.shutdown()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         log.info("%s: stopped after %d message(s)", spec.name, context.stats.processed)
     return context
-
-
-def shell_service(
-    name: str, doc: str | None, consumes: str, event_type: type[BaseModel], *produces: str
-) -> ServiceSpec:
-    """A service that, so far, validates and logs what arrives on its input topic."""
-    service_log = logging.getLogger(f"loopline.{name}")
-
-    async def receive(event: BaseModel, context: ServiceContext) -> None:
-        record_id = getattr(event, "record_id", "?")
-        service_log.info("%s: received %s %s", name, type(event).__name__, record_id)
-
-    def register(context: ServiceContext) -> None:
-        context.consume(consumes, event_type, receive)
-
-    return ServiceSpec(
-        name=name,
-        consumes=(consumes,),
-        produces=produces,
-        register=register,
-        description=(doc or "").strip(),
-    )

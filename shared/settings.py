@@ -125,6 +125,22 @@ class FeedbackSettings(BaseModel):
     checkpoint_tail_messages: int = Field(default=50, ge=1)
 
 
+class ExportSettings(BaseModel):
+    """The exporter: where versions and its record store live, and how it writes them.
+
+    `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/v000001/`, and the store of
+    accepted records per flow at `<dir>/<flow>/records.sqlite`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dir: Path | None = None
+    hf_token: SecretStr | None = None  # for flows with `export.push_to_hub`
+    batch_rows: int = Field(default=2000, ge=1)  # rows held in memory before they go to disk
+    shard_rows: int = Field(default=100_000, ge=1)  # rows per Parquet / Arrow file
+    check_interval_s: float = Field(default=10.0, gt=0)  # how often time triggers are checked
+
+
 class TelemetrySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -147,9 +163,14 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Records the generator and the judge work on at once (LLM calls are bounded per endpoint).
     max_concurrent_records: int = Field(default=32, ge=1)
     stack_dir: Path = Path(".loopline")
+
+    @property
+    def export_dir(self) -> Path:
+        return self.export.dir if self.export.dir is not None else self.stack_dir / "exports"

@@ -275,8 +275,8 @@ def _count_csv(path: Path) -> int:
 
 
 def _parquet_metadata(path: Path) -> Any:
-    import pyarrow  # type: ignore[import-untyped]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow
+    import pyarrow.parquet as pq
 
     try:
         return pq.read_metadata(path)

@@ -42,10 +42,17 @@ def test_good_flow_file_loads(tmp_path: Path) -> None:
     support = flows.get("support")
     assert support.generate[0].generations == 2
     assert support.generate[0].options == {"model": "m"}
-    assert [ref.plugin for ref in support.export] == ["dpo", "sft"]
+    assert [ref.plugin for ref in support.export.formats] == ["dpo", "sft"]
     assert flows.get("bare").judge is None  # a stage left out is skipped
     keys = [key for key, _, _ in support.plugin_refs()]
-    assert keys == ["route", "judge", "publish", "generate.0", "export.0", "export.1"]
+    assert keys == [
+        "route",
+        "judge",
+        "publish",
+        "generate.0",
+        "export.formats.0",
+        "export.formats.1",
+    ]
 
 
 def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
@@ -98,7 +105,10 @@ def test_unknown_plugin_lists_what_is_available(tmp_path: Path) -> None:
         "flows.support.judge.plugin: unknown rubrics plugin 'multi-aspect'; "
         "available: additive, pairwise" in message
     )
-    assert "flows.support.export.1.plugin: unknown formats plugin 'sft'; available: dpo" in message
+    assert (
+        "flows.support.export.formats.1.plugin: unknown formats plugin 'sft'; available: dpo"
+        in message
+    )
     assert "route" not in message.replace("routers", "")
 
 

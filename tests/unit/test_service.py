@@ -58,7 +58,7 @@ def test_every_service_declares_its_topics_and_dead_letters() -> None:
     assert consumed["generator"] == ("records.ingested",)
     assert consumed["judge"] == ("records.generated",)
     assert consumed["argilla-publisher"] == ("records.judged",)
-    assert consumed["exporter"] == ("records.completed",)
+    assert consumed["exporter"] == ("records.completed", "records.judged")
 
 
 def test_cli_help_and_errors(

@@ -1,0 +1,117 @@
+"""What a version's curation report counts, gathered one aggregated record at a time.
+
+Only counters live here (statuses, changed fields, rating histograms, win-rate tallies and
+agreement sums), so memory stays flat however many records an export reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from itertools import combinations
+
+from services.exporter.aggregate import Aggregate, QuestionKind
+from services.exporter.agreement import AgreementAccumulator, Level
+from services.exporter.report import AgreementRow, ReportData, WinRate
+
+LEVEL_OF: dict[QuestionKind, Level] = {
+    "rating": "interval",
+    "label": "nominal",
+    "multi_label": "nominal",
+    "ranking": "nominal",
+    "text": "nominal",
+}
+
+
+class WinRateTally:
+    """Pairwise outcomes between models: within a record, the higher score wins.
+
+    Candidates without scores count by their order when people ranked them; equal scores tie;
+    two candidates of the same model are not compared.
+    """
+
+    def __init__(self) -> None:
+        self._tally: dict[tuple[str, str], list[int]] = {}  # (a, b), a < b → [a wins, b, ties]
+
+    def add(self, agg: Aggregate) -> None:
+        for a, b in combinations(agg.candidates, 2):  # a is listed above b
+            if a.model == b.model:
+                continue
+            if a.score is not None and b.score is not None:
+                winner = a.model if a.score > b.score else b.model if b.score > a.score else None
+            elif agg.ranking:
+                winner = a.model
+            else:
+                continue
+            first, second = sorted((a.model, b.model))
+            tally = self._tally.setdefault((first, second), [0, 0, 0])
+            tally[2 if winner is None else 0 if winner == first else 1] += 1
+
+    def rates(self) -> list[WinRate]:
+        return [WinRate(a, b, *counts) for (a, b), counts in sorted(self._tally.items())]
+
+
+class CurationStats:
+    """Counts for the report, fed every aggregated record of an export."""
+
+    def __init__(self, kinds: Mapping[str, QuestionKind]) -> None:
+        self.kinds = kinds
+        self.statuses: Counter[str] = Counter()
+        self.changed: Counter[str] = Counter()
+        self.curated = 0
+        self.ratings: dict[str, Counter[int]] = {}
+        self.disagreements = 0
+        self.wins = WinRateTally()
+        self._agreement: dict[str, AgreementAccumulator] = {}
+        self.first_time: str | None = None
+        self.last_time: str | None = None
+
+    def add(self, agg: Aggregate, event_time: str) -> None:
+        self.first_time = min(self.first_time or event_time, event_time)
+        self.last_time = max(self.last_time or event_time, event_time)
+        self.statuses["responses submitted"] += agg.submitted
+        self.statuses["responses discarded"] += agg.discarded
+        self.statuses["responses draft"] += agg.drafts
+        if agg.auto_accepted:
+            self.statuses["records auto-accepted"] += 1
+        elif agg.excluded:
+            self.statuses["records all discarded"] += 1
+        else:
+            self.statuses["records annotated"] += 1
+        if any(q.startswith("final_") for q in agg.texts):
+            self.curated += 1
+            self.changed.update(agg.changed)
+        if agg.disagreement:
+            self.disagreements += 1
+        for question, by_annotator in sorted(agg.answers.items()):
+            kind = self.kinds.get(question, "text")
+            if kind == "rating":
+                histogram = self.ratings.setdefault(question, Counter())
+                histogram.update(round(float(v)) for v in by_annotator.values())
+            if question not in self._agreement:
+                self._agreement[question] = AgreementAccumulator(question, LEVEL_OF[kind])
+            self._agreement[question].add(by_annotator)
+        self.wins.add(agg)
+
+    def report(self, title: str, summary: Mapping[str, int | str]) -> ReportData:
+        agreement = [acc.result() for _, acc in sorted(self._agreement.items())]
+        return ReportData(
+            title=title,
+            summary={
+                **summary,
+                "first record time": self.first_time or "-",
+                "last record time": self.last_time or "-",
+            },
+            status_counts=dict(self.statuses),
+            changed_fields=dict(self.changed),
+            changed_of=self.curated,
+            rating_distributions={q: dict(h) for q, h in self.ratings.items()},
+            win_rates=self.wins.rates(),
+            agreement=[
+                AgreementRow(
+                    a.question, a.level, a.units, a.annotators, a.percent, a.alpha, a.kappa
+                )
+                for a in agreement
+            ],
+            disagreements=self.disagreements,
+        )

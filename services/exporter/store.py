@@ -1,0 +1,166 @@
+"""The exporter's record store: the newest accepted event per record, on disk (SQLite).
+
+One file per flow (`<export dir>/<flow>/records.sqlite`). Each row is one record_id with the
+event that decides it: a `records.completed` event (people answered) always beats an
+auto-accepted `records.judged` one; between events of the same kind the newer one wins (event
+time, then topic position). Upserts are idempotent, so redeliveries and replays from the start
+of the topics leave the same rows. The store also keeps, per topic partition, the last offset
+it has seen (the manifest's "source offsets") and how many records changed since the last
+export of each format (the count trigger). Exports read the rows in record_id order, in
+batches, so memory does not grow with the number of records.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HUMAN = 2  # records.completed
+AUTO = 1  # records.judged, accepted by the flow's auto_accept rule
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    event_time TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    format TEXT PRIMARY KEY,
+    pending INTEGER NOT NULL
+);
+"""
+
+# Replace the row only when the incoming event outranks it: kind, then time, then position.
+_UPSERT = """
+INSERT INTO records (record_id, kind, event_time, topic, partition, "offset", body)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (record_id) DO UPDATE SET
+    kind = excluded.kind, event_time = excluded.event_time, topic = excluded.topic,
+    partition = excluded.partition, "offset" = excluded."offset", body = excluded.body
+WHERE (excluded.kind, excluded.event_time, excluded.topic, excluded.partition, excluded."offset")
+    > (records.kind, records.event_time, records.topic, records.partition, records."offset")
+    AND excluded.body != records.body
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One consumed event to keep: which record, what kind, when, from where, and its bytes."""
+
+    record_id: str
+    kind: int
+    event_time: str  # ISO 8601 UTC: sorts as text
+    topic: str
+    partition: int
+    offset: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    record_id: str
+    kind: int
+    event_time: str
+    body: bytes
+
+
+class ExportStore:
+    """The accepted records of one flow. Not shared between threads: open one per user."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ExportStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, events: Sequence[StoredEvent], formats: Sequence[str]) -> int:
+        """Keep `events` in one transaction; returns how many rows changed."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            changed = 0
+            for e in events:
+                cursor = db.execute(
+                    _UPSERT,
+                    (e.record_id, e.kind, e.event_time, e.topic, e.partition, e.offset, e.body),
+                )
+                changed += cursor.rowcount
+                db.execute(
+                    'INSERT INTO offsets (topic, partition, "offset") VALUES (?, ?, ?) '
+                    'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = excluded."offset" '
+                    'WHERE excluded."offset" > offsets."offset"',
+                    (e.topic, e.partition, e.offset),
+                )
+            if changed:
+                db.executemany(
+                    "INSERT INTO changes (format, pending) VALUES (?, ?) ON CONFLICT (format) "
+                    "DO UPDATE SET pending = pending + excluded.pending",
+                    [(name, changed) for name in formats],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def pending(self, format_name: str) -> int:
+        """Records changed since `format_name` was last exported."""
+        row = self._db.execute(
+            "SELECT pending FROM changes WHERE format = ?", (format_name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def mark_exported(self, format_name: str, pending_seen: int) -> None:
+        """An export that saw `pending_seen` changes is done: take them off the counter."""
+        self._db.execute(
+            "UPDATE changes SET pending = MAX(0, pending - ?) WHERE format = ?",
+            (pending_seen, format_name),
+        )
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def offsets(self) -> dict[str, dict[str, int]]:
+        """The last offset seen per topic and partition (partitions as strings, for JSON)."""
+        found: dict[str, dict[str, int]] = {}
+        query = 'SELECT topic, partition, "offset" FROM offsets ORDER BY topic, partition'
+        for topic, partition, offset in self._db.execute(query):
+            found.setdefault(topic, {})[str(partition)] = int(offset)
+        return found
+
+    def rows(self, batch: int = 1000) -> Iterator[StoredRow]:
+        """Every row in record_id order, read in batches inside one snapshot."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            cursor = db.execute(
+                "SELECT record_id, kind, event_time, body FROM records ORDER BY record_id"
+            )
+            while chunk := cursor.fetchmany(batch):
+                for record_id, kind, event_time, body in chunk:
+                    yield StoredRow(record_id, int(kind), event_time, bytes(body))
+        finally:
+            db.execute("COMMIT")

@@ -1,0 +1,277 @@
+"""Numbered dataset versions on disk, written atomically and reproducibly.
+
+A version is a directory `<export dir>/<flow>/<format>/v<N>/` holding:
+
+* `data/<split>-00000-of-00002.parquet`, ...: Parquet shards
+  (`load_dataset("parquet", data_dir=...)`);
+* `dataset_dict.json` and `<split>/`: the same rows as a `datasets` DatasetDict saved to disk
+  (Arrow files, `datasets.load_from_disk(...)`);
+* `manifest.json`: counts, flow, format, time range, source topic offsets, schema, checksums;
+* `report.html` and `plots/`: the curation report.
+
+Rows go to disk in batches through one Parquet and one Arrow writer per shard, so memory does
+not depend on the number of rows. Everything is written in a hidden temporary directory beside
+the versions and renamed into place at the end (under a lock that picks the number), so a crash
+never leaves a half-written version visible; leftovers of crashed writers are removed by the
+next export. Nothing in a version depends on the clock: the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import DatasetInfo, Features
+
+log = logging.getLogger("loopline.exporter")
+
+VERSION_DIR = re.compile(r"^v(\d+)$")
+TMP_PREFIX = ".tmp-"
+MANIFEST = "manifest.json"
+
+
+def versions(format_dir: Path) -> list[int]:
+    """The version numbers present, ascending."""
+    if not format_dir.is_dir():
+        return []
+    found = (VERSION_DIR.match(p.name) for p in format_dir.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def latest_manifest(format_dir: Path) -> dict[str, Any] | None:
+    numbers = versions(format_dir)
+    if not numbers:
+        return None
+    manifest: dict[str, Any] = json.loads(
+        (format_dir / f"v{numbers[-1]}" / MANIFEST).read_text(encoding="utf-8")
+    )
+    return manifest
+
+
+@contextlib.contextmanager
+def _locked(format_dir: Path) -> Iterator[None]:
+    with open(format_dir / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(format_dir: Path) -> list[Path]:
+    """Delete the temporary directories of writers that died (crashed exports)."""
+    removed: list[Path] = []
+    if not format_dir.is_dir():
+        return removed
+    for path in format_dir.iterdir():
+        if not path.name.startswith(TMP_PREFIX):
+            continue
+        pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log.warning("removed the leftovers of an interrupted export: %s", path.name)
+    return removed
+
+
+class _SplitWriter:
+    """One split's rows, batched into Parquet and Arrow shard files at once.
+
+    Shards are named `<split>-00000-of-00003.parquet` and `data-00000-of-00003.arrow`; the
+    total is known at the end, when they are renamed.
+    """
+
+    def __init__(
+        self, root: Path, split: str, features: Features, batch_rows: int, shard_rows: int
+    ) -> None:
+        self.root = root
+        self.split = split
+        self.schema = features.arrow_schema
+        self.batch_rows = batch_rows
+        self.shard_rows = shard_rows
+        self.rows = 0
+        self.parquet_names: list[str] = []
+        self.arrow_names: list[str] = []
+        self._buffer: list[dict[str, Any]] = []
+        self._in_shard = 0
+        (root / "data").mkdir(exist_ok=True)
+        (root / split).mkdir()
+        self._open_shard()
+
+    def _open_shard(self) -> None:
+        k = len(self.parquet_names)
+        self.parquet_names.append(f"data/{self.split}-{k:05d}.parquet")
+        self.arrow_names.append(f"{self.split}/data-{k:05d}.arrow")
+        self._parquet = pq.ParquetWriter(self.root / self.parquet_names[-1], self.schema)
+        self._arrow_sink = pa.OSFile(str(self.root / self.arrow_names[-1]), "wb")
+        self._arrow = pa.ipc.new_stream(self._arrow_sink, self.schema)
+        self._in_shard = 0
+
+    def _close_shard(self) -> None:
+        self._parquet.close()
+        self._arrow.close()
+        self._arrow_sink.close()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) >= min(self.batch_rows, self.shard_rows - self._in_shard):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._in_shard >= self.shard_rows:
+            self._close_shard()
+            self._open_shard()
+        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        self._parquet.write_table(table)
+        self._arrow.write_table(table)
+        self.rows += len(self._buffer)
+        self._in_shard += len(self._buffer)
+        self._buffer = []
+
+    def pending(self) -> int:
+        return self.rows + len(self._buffer)
+
+    def close(self) -> None:
+        """Write what is left and give the shards their final names."""
+        self._flush()
+        self._close_shard()
+        total = len(self.parquet_names)
+        for names in (self.parquet_names, self.arrow_names):
+            for k, name in enumerate(names):
+                final = name.replace(f"-{k:05d}.", f"-{k:05d}-of-{total:05d}.")
+                os.rename(self.root / name, self.root / final)
+                names[k] = final
+
+
+class VersionWriter:
+    """Writes one new version of a flow's format; `commit` makes it visible, atomically."""
+
+    def __init__(
+        self,
+        format_dir: Path,
+        splits: Mapping[str, Features],
+        batch_rows: int = 2000,
+        shard_rows: int = 100_000,
+    ) -> None:
+        format_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(format_dir)
+        self.format_dir = format_dir
+        self.tmp = format_dir / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        self.tmp.mkdir()
+        self.features = dict(splits)
+        self._splits = {
+            name: _SplitWriter(self.tmp, name, features, batch_rows, shard_rows)
+            for name, features in splits.items()
+        }
+
+    def add(self, split: str, row: dict[str, Any]) -> None:
+        self._splits[split].add(row)
+
+    def counts(self) -> dict[str, int]:
+        return {name: w.pending() for name, w in self._splits.items()}
+
+    def close_data(self) -> dict[str, str]:
+        """Finish the data files and the DatasetDict metadata; returns file → sha256."""
+        for name, writer in self._splits.items():
+            writer.close()
+            split_dir = self.tmp / name
+            DatasetInfo(features=self.features[name]).write_to_directory(str(split_dir))
+            digest = hashlib.sha256()
+            for arrow_name in writer.arrow_names:
+                digest.update(_sha256(self.tmp / arrow_name).encode())
+            state: dict[str, Any] = {
+                "_data_files": [{"filename": Path(a).name} for a in writer.arrow_names],
+                "_fingerprint": digest.hexdigest()[:16],
+                "_format_columns": None,
+                "_format_kwargs": {},
+                "_format_type": None,
+                "_output_all_columns": False,
+                "_split": name,
+            }
+            _write_json(split_dir / "state.json", state)
+        _write_json(self.tmp / "dataset_dict.json", {"splits": list(self._splits)})
+        return {
+            name: _sha256(self.tmp / name)
+            for writer in self._splits.values()
+            for name in writer.parquet_names
+        }
+
+    @property
+    def path(self) -> Path:
+        """Where the version is being written (for the manifest and the report)."""
+        return self.tmp
+
+    def commit(self, manifest: dict[str, Any]) -> tuple[int, Path]:
+        """Write the manifest, then rename the directory to the next free `v<N>`."""
+        _fsync_tree(self.tmp)
+        with _locked(self.format_dir):
+            number = (versions(self.format_dir) or [0])[-1] + 1
+            manifest = {**manifest, "version": number}
+            _write_json(self.tmp / MANIFEST, manifest)
+            _fsync_file(self.tmp / MANIFEST)
+            final = self.format_dir / f"v{number}"
+            os.rename(self.tmp, final)
+            _fsync_dir(self.format_dir)
+        return number, final
+
+    def abort(self) -> None:
+        for writer in self._splits.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            _fsync_file(Path(dirpath) / name)
+        _fsync_dir(Path(dirpath))
