@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -315,14 +316,7 @@ async def _import(
     await broker.start()
     try:
         pipeline = IngestPipeline(flows, BrokerPublisher(broker), default_flow=flow)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        ) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"ingesting {path.name}", total=total)
             with exit_on(ValueError, code=2):
                 return await import_rows(
@@ -337,6 +331,86 @@ async def _import(
                 )
     finally:
         await broker.stop()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+@app.command("export")
+def export_command(
+    flow: Annotated[str, typer.Option(help="The flow to export.")],
+    format_: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="A format of the flow (repeatable; default: all of them)."),
+    ] = None,
+    from_start: Annotated[
+        bool, typer.Option(help="Re-read the topics from their start (replay), not from the store.")
+    ] = False,
+) -> None:
+    """Write a new version of a flow's datasets now.
+
+    Catches the flow's record store up with records.completed and records.judged (whether or
+    not the exporter service runs), then writes one version per format under
+    LOOPLINE_EXPORT__DIR (default .loopline/exports): <flow>/<format>/v<N>/ with Parquet and
+    Arrow data, manifest.json and report.html. A format whose data did not change since its
+    latest version gets no new version.
+    """
+    from services.exporter.export import store_path
+    from services.exporter.on_demand import announce, catch_up, export_now
+    from services.exporter.store import ExportStore
+
+    configure_logging("WARNING")
+    settings = Settings()
+    with exit_on(FlowFileError, code=2):
+        flows = load_checked_flows(settings)
+    with exit_on(KeyError, code=2):
+        chosen = flows.get(flow)
+    available = [ref.plugin for ref in chosen.export.formats]
+    if not available:
+        err.print(f"[red]error:[/red] flow {flow!r} has no `export` formats in its flow file")
+        raise typer.Exit(2)
+    unknown = sorted(set(format_ or []) - set(available))
+    if unknown:
+        err.print(
+            f"[red]error:[/red] flow {flow!r} does not export {', '.join(unknown)}; "
+            f"its formats: {', '.join(available)}"
+        )
+        raise typer.Exit(2)
+    refs = [ref for ref in chosen.export.formats if not format_ or ref.plugin in format_]
+
+    with progress_bar() as bar:
+        task = bar.add_task("reading the topics", total=None)
+        with exit_on(TimeoutError, code=1):
+            caught = asyncio.run(
+                catch_up(settings, flows, flow, from_start, lambda n: bar.advance(task, n))
+            )
+    console.print(
+        f"read {caught.read} message(s): {caught.kept} for {flow}, {caught.changed} changed"
+    )
+    for problem in caught.invalid[:10]:
+        console.print(f"  skipped invalid message {problem}")
+    with ExportStore(store_path(settings, flow)) as store:
+        records = store.count()
+    results = []
+    for ref in refs:
+        with progress_bar() as bar:
+            task = bar.add_task(f"exporting {ref.plugin}", total=records)
+            result = export_now(settings, flows, flow, ref, partial(bar.advance, task))
+        results.append(result)
+        rows = ", ".join(f"{split} {n}" for split, n in result.rows.items())
+        if result.created:
+            console.print(f"{flow}/{ref.plugin}: v{result.version} ({rows} rows) → {result.path}")
+        else:
+            console.print(f"{flow}/{ref.plugin}: unchanged since v{result.version} ({rows} rows)")
+    asyncio.run(announce(settings, results))
 
 
 @app.command()

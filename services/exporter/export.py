@@ -10,6 +10,7 @@ same as the latest version's, no version is made.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ def export_version(
     ref: PluginRef,
     store: ExportStore,
     registry: PluginRegistry | None = None,
+    on_record: Callable[[], None] | None = None,
 ) -> ExportResult:
     """Write a new version of one format of a flow from the store (if anything changed)."""
     registry = registry or PluginRegistry()
@@ -141,6 +143,8 @@ def export_version(
             in_test = test_fraction(row.record_id, options.split_seed) < options.test_size
             for split, out in fmt.rows(agg, "test" if in_test else "train"):
                 writer.add(split, out)
+            if on_record is not None:
+                on_record()
         for split, out in fmt.summary_rows():
             writer.add(split, out)
         rows = writer.counts()

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
@@ -139,3 +139,23 @@ async def read_dead_letters(
     finally:
         await consumer.stop()
     return letters
+
+
+def create_annotators(owner: Any, workspace: Any, usernames: list[str]) -> dict[str, str]:
+    """Argilla annotator users in `workspace`, created by the owner (rg.Argilla); their API keys."""
+    import argilla as rg
+
+    keys: dict[str, str] = {}
+    for username in usernames:
+        user = rg.User(
+            username=username,
+            password="annotator-password-1",
+            role="annotator",
+            client=owner,
+        ).create()
+        user.add_to_workspace(workspace)
+        # The SDK's user model drops the key; the owner reads it from the REST API.
+        fetched = owner.http_client.get(f"/api/v1/users/{user.id}")
+        fetched.raise_for_status()
+        keys[user.username] = fetched.json()["api_key"]
+    return keys

@@ -36,7 +36,7 @@ from shared.flows import FlowsConfig, parse_flows
 from shared.settings import ArgillaSettings, FeedbackSettings, Settings
 from shared.stack.testing import free_port
 
-from .service_helpers import read_events, running_service
+from .service_helpers import create_annotators, read_events, running_service
 
 EventT = TypeVar("EventT", bound=BaseModel)
 API_KEY = "X-Argilla-Api-Key"
@@ -112,19 +112,7 @@ def _setup_argilla(local_stack: stack.StackConfig, suffix: str) -> tuple[Any, ..
             for rid, rec in records.items()
         ]
     )
-    annotators: dict[str, str] = {}
-    for n in (1, 2):
-        user = rg.User(
-            username=f"ann{n}-{suffix}",
-            password="annotator-password-1",
-            role="annotator",
-            client=owner,
-        ).create()
-        user.add_to_workspace(workspace)
-        # The SDK's user model drops the key; the owner reads it from the REST API.
-        fetched = owner.http_client.get(f"/api/v1/users/{user.id}")
-        fetched.raise_for_status()
-        annotators[user.username] = fetched.json()["api_key"]
+    annotators = create_annotators(owner, workspace, [f"ann{n}-{suffix}" for n in (1, 2)])
     return owner, dataset, records, annotators
 
 

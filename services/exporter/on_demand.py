@@ -1,0 +1,116 @@
+"""On-demand exports (`loopline export`): catch the store up with the topics, then export.
+
+The store is brought up to date by reading `records.completed` and `records.judged` from the
+offsets it has already kept (or from the start with `from_start`) to the topics' current end,
+without a consumer group, so it works whether or not the exporter service is running (both
+write the same idempotent rows). Each version made emits `datasets.exported`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from services.exporter.export import (
+    CONSUMES,
+    ExportResult,
+    UnknownFlowError,
+    accept,
+    export_version,
+    store_path,
+)
+from services.exporter.store import ExportStore, StoredEvent
+from shared.broker import admin_client_options
+from shared.events import DATASETS_EXPORTED, DatasetExported
+from shared.flows import FlowsConfig, PluginRef
+from shared.settings import Settings
+from shared.topic_reader import read_to_end
+
+log = logging.getLogger("loopline.exporter")
+
+
+@dataclass
+class CatchUp:
+    read: int = 0
+    kept: int = 0
+    changed: int = 0
+    invalid: list[str] = field(default_factory=list)
+
+
+async def catch_up(
+    settings: Settings,
+    flows: FlowsConfig,
+    flow_name: str,
+    from_start: bool = False,
+    on_read: Callable[[int], None] | None = None,
+) -> CatchUp:
+    """Bring the flow's store up to the topics' current end."""
+    flow = flows.get(flow_name)
+    formats = [ref.plugin for ref in flow.export.formats]
+    summary = CatchUp()
+    with ExportStore(store_path(settings, flow_name)) as store:
+        seen = store.offsets()
+
+        def start_at(tp: TopicPartition, first: int, end: int) -> int:
+            if from_start:
+                return first
+            last = seen.get(tp.topic, {}).get(str(tp.partition))
+            return first if last is None else last + 1
+
+        async for messages in read_to_end(settings.kafka, CONSUMES, start_at):
+            events: list[StoredEvent] = []
+            for m in messages:
+                try:
+                    kept = accept(flows, m.topic, m.partition, m.offset, m.value or b"")
+                except UnknownFlowError:
+                    continue  # another flow file's record: not this export's business
+                except (ValidationError, ValueError) as exc:
+                    summary.invalid.append(f"{m.topic}[{m.partition}]@{m.offset}: {exc}")
+                    continue
+                if kept is not None and kept[0] == flow_name:
+                    events.append(kept[1])
+            summary.read += len(messages)
+            summary.kept += len(events)
+            if events:
+                summary.changed += store.add(events, formats)
+            if on_read is not None:
+                on_read(len(messages))
+    return summary
+
+
+def export_now(
+    settings: Settings,
+    flows: FlowsConfig,
+    flow_name: str,
+    ref: PluginRef,
+    on_record: Callable[[], None] | None = None,
+) -> ExportResult:
+    flow = flows.get(flow_name)
+    with ExportStore(store_path(settings, flow_name)) as store:
+        return export_version(settings, flow_name, flow, ref, store, on_record=on_record)
+
+
+async def announce(settings: Settings, results: list[ExportResult]) -> None:
+    """Emit `datasets.exported` for each new version."""
+    created = [r for r in results if r.created]
+    if not created:
+        return
+    producer = AIOKafkaProducer(**admin_client_options(settings.kafka), acks="all")
+    await producer.start()
+    try:
+        for r in created:
+            event = DatasetExported(
+                flow=r.flow,
+                format=r.format,
+                version=r.version,
+                location=str(r.path),
+                rows=sum(r.rows.values()),
+            )
+            key = f"{r.flow}/{r.format}".encode()
+            await producer.send_and_wait(DATASETS_EXPORTED, event.to_bytes(), key=key)
+    finally:
+        await producer.stop()

@@ -1,0 +1,77 @@
+"""Reading topics up to their current end, without a consumer group (nothing is committed).
+
+For work that needs "everything up to now" from some starting point: the feedback collector's
+checkpoint (the tail of a topic) and the exporter's catch-up (`loopline export`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.broker import admin_client_options
+from shared.settings import KafkaSettings
+
+# (partition, its first offset, its end offset) -> where to start reading it
+StartAt = Callable[[TopicPartition, int, int], int]
+
+
+def from_beginning(tp: TopicPartition, first: int, end: int) -> int:
+    return first
+
+
+async def read_to_end(
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    start_at: StartAt = from_beginning,
+    timeout_s: float = 60.0,
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Batches of messages from `start_at` to the end each partition had when reading began.
+
+    Topics that do not exist yet are skipped. Raises TimeoutError when the end is not reached
+    within `timeout_s` of no progress.
+    """
+    consumer = AIOKafkaConsumer(
+        **admin_client_options(kafka), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # refreshes the metadata, so the topics' partitions are known
+        assigned = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not assigned:
+            return
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        firsts = await consumer.beginning_offsets(assigned)
+        remaining: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            start = max(firsts[tp], min(start_at(tp, firsts[tp], ends[tp]), ends[tp]))
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining[tp] = ends[tp]
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"could not read {', '.join(sorted({tp.topic for tp in remaining}))} to "
+                    f"its end: no progress for {timeout_s:.0f} s"
+                )
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, messages in batch.items():
+                end = remaining.get(tp)
+                if end is None:
+                    continue
+                wanted = [m for m in messages if m.offset < end]
+                if wanted:
+                    deadline = time.monotonic() + timeout_s
+                    yield wanted
+                if messages and messages[-1].offset + 1 >= end:
+                    remaining.pop(tp)
+    finally:
+        await consumer.stop()
