@@ -399,17 +399,19 @@ def export_command(
         console.print(f"  skipped invalid message {problem}")
     with ExportStore(store_path(settings, flow)) as store:
         records = store.count()
-    results = []
-    for ref in refs:
-        with progress_bar() as bar:
-            task = bar.add_task(f"exporting {ref.plugin}", total=records)
-            result = export_now(settings, flows, flow, ref, partial(bar.advance, task))
-        results.append(result)
+    with progress_bar() as bar:
+        task = bar.add_task(f"exporting {', '.join(r.plugin for r in refs)}", total=records)
+        results = export_now(settings, flows, flow, refs, partial(bar.advance, task))
+    for result in results:
         rows = ", ".join(f"{split} {n}" for split, n in result.rows.items())
         if result.created:
-            console.print(f"{flow}/{ref.plugin}: v{result.version} ({rows} rows) → {result.path}")
+            console.print(
+                f"{flow}/{result.format}: v{result.version} ({rows} rows) → {result.path}"
+            )
         else:
-            console.print(f"{flow}/{ref.plugin}: unchanged since v{result.version} ({rows} rows)")
+            console.print(
+                f"{flow}/{result.format}: unchanged since v{result.version} ({rows} rows)"
+            )
     asyncio.run(announce(settings, results))
 
 

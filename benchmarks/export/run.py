@@ -5,10 +5,10 @@ Contenders, each in its own process (peak RSS is the process's own), on the same
 no contender holds them all):
 
   1. loopline: the exporter's path: every event through `accept` into the flow's record store
-     in batches of 500 (as the service keeps them), then `export_version` for `sft` and `dpo`
-     (aggregation, format plugin, Parquet + Arrow shards, manifest, curation report);
-  2. anchor: the same aggregation and format rows built into a list per format, then
-     `datasets.Dataset.from_list(rows).to_parquet(...)`.
+     in batches of 500 (as the service keeps them), then `export_versions` for `sft` and `dpo`
+     in one pass (aggregation, format plugins, Parquet + Arrow shards, manifests, reports);
+  2. anchor: the same aggregation, once per record, and the same format rows built into a list
+     per format, then `datasets.Dataset.from_list(rows).to_parquet(...)` for each.
 
 Both run at 10,000 and at 100,000 records (`--records` to change the large size). Targets:
 loopline's time at most 1.2x the anchor's; loopline's peak memory flat as records grow.
@@ -70,7 +70,7 @@ def flows_config() -> Any:
 
 
 def run_loopline(n: int, out: Path) -> dict[str, object]:
-    from services.exporter.export import accept, export_version, store_path
+    from services.exporter.export import accept, export_versions, store_path
     from services.exporter.store import ExportStore
     from shared.events import RECORDS_COMPLETED
     from shared.flows import FlowsConfig
@@ -92,10 +92,8 @@ def run_loopline(n: int, out: Path) -> dict[str, object]:
         if batch:
             store.add(batch, list(FORMATS))
         stored = time.perf_counter()
-        rows = {}
-        for ref in flow.export.formats:
-            result = export_version(settings, FLOW, flow, ref, store)
-            rows[ref.plugin] = sum(result.rows.values())
+        results = export_versions(settings, FLOW, flow, flow.export.formats, store)
+        rows = {r.format: sum(r.rows.values()) for r in results}
     done = time.perf_counter()
     return {"seconds": done - started, "store_s": stored - started, "rows": rows}
 
@@ -110,16 +108,17 @@ def run_anchor(n: int, out: Path) -> dict[str, object]:
 
     questions = Questions.of(PreferenceTemplate())
     started = time.perf_counter()
-    rows = {}
-    for fmt in (SFTFormat(), DPOFormat()):
-        built: list[dict[str, Any]] = []
-        for body in events(n):
-            agg = aggregate_completed(CompletedRecord.model_validate_json(body), questions)
-            built.extend(row for _, row in fmt.rows(agg, "train"))
-        Dataset.from_list(built, features=fmt.features("train")).to_parquet(
+    formats = (SFTFormat(), DPOFormat())
+    built: dict[str, list[dict[str, Any]]] = {fmt.name: [] for fmt in formats}
+    for body in events(n):
+        agg = aggregate_completed(CompletedRecord.model_validate_json(body), questions)
+        for fmt in formats:
+            built[fmt.name].extend(row for _, row in fmt.rows(agg, "train"))
+    for fmt in formats:
+        Dataset.from_list(built[fmt.name], features=fmt.features("train")).to_parquet(
             str(out / f"{fmt.name}.parquet")
         )
-        rows[fmt.name] = len(built)
+    rows = {name: len(rows) for name, rows in built.items()}
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 

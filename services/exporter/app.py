@@ -20,7 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
-from services.exporter.export import CONSUMES, ExportResult, accept, export_version, store_path
+from services.exporter.export import CONSUMES, ExportResult, accept, export_versions, store_path
 from services.exporter.hub import push_version
 from services.exporter.store import ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED, DatasetExported
@@ -42,8 +42,8 @@ class Exporter:
         # Writes from the event loop's worker threads, one at a time per store.
         self._stores = {name: ExportStore(store_path(self.settings, name)) for name in self.flows}
         self._locks = {name: threading.Lock() for name in self.flows}
-        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._last_export: dict[tuple[str, str], float] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._last_export: dict[str, float] = {}
         self.task: asyncio.Task[None] | None = None
 
     async def on_batch(self, message: KafkaMessage) -> None:
@@ -77,65 +77,71 @@ class Exporter:
         with self._locks[name]:
             return self._stores[name].pending(format_name)
 
-    def _check_counts(self, name: str) -> None:
-        flow = self.flows[name]
-        if flow.export.every_records <= 0:
-            return
-        for ref in flow.export.formats:
-            if self._pending(name, ref.plugin) >= flow.export.every_records:
-                self.start_export(name, ref)
+    def _due(self, name: str) -> list[PluginRef]:
+        """The flow's formats with records changed since their last version."""
+        return [r for r in self.flows[name].export.formats if self._pending(name, r.plugin)]
 
-    def start_export(self, name: str, ref: PluginRef) -> None:
-        """Export one format in the background, unless it is being exported already."""
-        key = (name, ref.plugin)
-        if key in self._running and not self._running[key].done():
+    def _check_counts(self, name: str) -> None:
+        every = self.flows[name].export.every_records
+        if every <= 0:
             return
-        self._last_export[key] = time.monotonic()
-        self._running[key] = asyncio.get_running_loop().create_task(
-            self._export(name, ref), name=f"export {name}/{ref.plugin}"
+        if any(self._pending(name, r.plugin) >= every for r in self.flows[name].export.formats):
+            self.start_export(name)
+
+    def start_export(self, name: str) -> None:
+        """Export the flow's changed formats in the background (one export per flow at once)."""
+        running = self._running.get(name)
+        if running is not None and not running.done():
+            return
+        self._last_export[name] = time.monotonic()
+        self._running[name] = asyncio.get_running_loop().create_task(
+            self._export(name), name=f"export {name}"
         )
 
-    async def _export(self, name: str, ref: PluginRef) -> None:
+    async def _export(self, name: str) -> None:
         flow = self.flows[name]
+        refs = self._due(name)
+        if not refs:
+            return
         try:
-            result = await asyncio.to_thread(self._export_blocking, name, flow, ref)
+            results = await asyncio.to_thread(self._export_blocking, name, flow, refs)
         except Exception:
-            log.exception("export of %s/%s failed; it is tried again later", name, ref.plugin)
+            log.exception("export of %s failed; it is tried again later", name)
             return
-        if not result.created:
-            return
+        for result in results:
+            if result.created:
+                await self._announce(flow, result)
+
+    async def _announce(self, flow: Flow, result: ExportResult) -> None:
         if flow.export.push_to_hub is not None:
             await asyncio.to_thread(push_version, self.settings, flow.export.push_to_hub, result)
         event = DatasetExported(
-            flow=name,
-            format=ref.plugin,
+            flow=result.flow,
+            format=result.format,
             version=result.version,
             location=str(result.path),
             rows=sum(result.rows.values()),
         )
-        await self.context.broker.publish(
-            event.to_bytes(), topic=DATASETS_EXPORTED, key=f"{name}/{ref.plugin}".encode()
-        )
+        key = f"{result.flow}/{result.format}".encode()
+        await self.context.broker.publish(event.to_bytes(), topic=DATASETS_EXPORTED, key=key)
 
-    def _export_blocking(self, name: str, flow: Flow, ref: PluginRef) -> ExportResult:
+    def _export_blocking(self, name: str, flow: Flow, refs: list[PluginRef]) -> list[ExportResult]:
         # Its own connection: SQLite's WAL gives it a snapshot while consumption goes on.
         with ExportStore(store_path(self.settings, name)) as store:
-            return export_version(self.settings, name, flow, ref, store)
+            return export_versions(self.settings, name, flow, refs, store)
 
     async def run_timer(self) -> None:
-        """Time trigger: export a format `every_s` after its last export when records changed."""
+        """Time trigger: export a flow `every_s` after its last export when records changed."""
         interval = self.settings.export.check_interval_s
         started = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for name, flow in self.flows.items():
-                if flow.export.every_s <= 0:
-                    continue
-                for ref in flow.export.formats:
-                    last = self._last_export.get((name, ref.plugin), started)
-                    if now - last >= flow.export.every_s and self._pending(name, ref.plugin):
-                        self.start_export(name, ref)
+                every = flow.export.every_s
+                waited = now - self._last_export.get(name, started)
+                if every > 0 and waited >= every and self._due(name):
+                    self.start_export(name)
 
     async def close(self) -> None:
         if self.task is not None:

@@ -2,15 +2,15 @@
 
 `accept` turns a consumed `records.completed` or `records.judged` message into the event the
 flow's store keeps (or None: the flow exports nothing, or the judged record is not accepted
-without people). `export_version` streams the store's rows through aggregation and the format
-plugin into a new version with its manifest and curation report; when the data came out the
-same as the latest version's, no version is made.
+without people). `export_versions` streams the store's rows, once, through aggregation and
+each format plugin into a new version per format with its manifest and curation report; when a
+format's data came out the same as its latest version's, no version is made.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from services.exporter.stats import CurationStats
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent, StoredRow
 from services.exporter.versions import VersionWriter, latest_manifest
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, CompletedRecord, Record
-from shared.flows import AutoAccept, Flow, FlowsConfig, PluginRef
+from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import Settings
 
@@ -111,29 +111,41 @@ class ExportResult:
     created: bool  # False: the data equals the latest version's, no version was made
 
 
-def export_version(
+@dataclass
+class _Pending:
+    """One format's version being written."""
+
+    ref: PluginRef
+    fmt: Format
+    writer: VersionWriter
+    pending: int
+
+
+def export_versions(
     settings: Settings,
     flow_name: str,
     flow: Flow,
-    ref: PluginRef,
+    refs: Sequence[PluginRef],
     store: ExportStore,
     registry: PluginRegistry | None = None,
     on_record: Callable[[], None] | None = None,
-) -> ExportResult:
-    """Write a new version of one format of a flow from the store (if anything changed)."""
+) -> list[ExportResult]:
+    """Write a new version of each format in `refs` (if its data changed), in one pass over
+    the store: each record is aggregated once and fed to every format."""
     registry = registry or PluginRegistry()
-    fmt: Format = registry.load(PluginKind.formats, ref.plugin)(**ref.options)
     questions = Questions.of(open_template(flow, registry))
     options = flow.export
-    pending = store.pending(ref.plugin)
-    target = format_dir(settings, flow_name, ref.plugin)
-    writer = VersionWriter(
-        target,
-        {split: fmt.features(split) for split in fmt.splits},
-        batch_rows=settings.export.batch_rows,
-        shard_rows=settings.export.shard_rows,
-    )
+    jobs: list[_Pending] = []
     try:
+        for ref in refs:
+            fmt: Format = registry.load(PluginKind.formats, ref.plugin)(**ref.options)
+            writer = VersionWriter(
+                format_dir(settings, flow_name, ref.plugin),
+                {split: fmt.features(split) for split in fmt.splits},
+                batch_rows=settings.export.batch_rows,
+                shard_rows=settings.export.shard_rows,
+            )
+            jobs.append(_Pending(ref, fmt, writer, store.pending(ref.plugin)))
         stats = CurationStats(questions.kinds)
         records = 0
         for row in store.rows(batch=settings.export.batch_rows):
@@ -141,53 +153,68 @@ def export_version(
             agg = aggregate_row(row, questions)
             stats.add(agg, row.event_time)
             in_test = test_fraction(row.record_id, options.split_seed) < options.test_size
-            for split, out in fmt.rows(agg, "test" if in_test else "train"):
-                writer.add(split, out)
+            for job in jobs:
+                for split, out in job.fmt.rows(agg, "test" if in_test else "train"):
+                    job.writer.add(split, out)
             if on_record is not None:
                 on_record()
-        for split, out in fmt.summary_rows():
-            writer.add(split, out)
-        rows = writer.counts()
-        checksums = writer.close_data()
-        previous = latest_manifest(target)
-        if previous is not None and previous.get("checksums") == checksums:
-            writer.abort()
-            store.mark_exported(ref.plugin, pending)
-            number = int(previous["version"])
-            log.info("%s/%s: unchanged since v%d, no new version", flow_name, ref.plugin, number)
-            return ExportResult(flow_name, ref.plugin, number, target / f"v{number}", rows, False)
         offsets = store.offsets()
-        summary: dict[str, int | str] = {
-            **{f"rows ({split})": n for split, n in rows.items()},
-            "records read": records,
-        }
-        title = f"{flow_name} / {ref.plugin}"
-        write_report(stats.report(title, summary), writer.path)
-        manifest = {
-            "flow": flow_name,
-            "format": ref.plugin,
-            "options": ref.options,
-            "rows": rows,
-            "records": records,
-            "statuses": dict(sorted(stats.statuses.items())),
-            "disagreements": stats.disagreements,
-            "time_range": {"first": stats.first_time, "last": stats.last_time},
-            "source_offsets": offsets,
-            "split": {"test_size": options.test_size, "seed": options.split_seed},
-            "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
-            "checksums": checksums,
-        }
-        number, final = writer.commit(manifest)
+        results = [_finish(flow_name, options, job, stats, records, offsets) for job in jobs]
     except BaseException:
-        writer.abort()
+        for job in jobs:
+            job.writer.abort()
         raise
-    store.mark_exported(ref.plugin, pending)
+    for job in jobs:
+        store.mark_exported(job.ref.plugin, job.pending)
+    return results
+
+
+def _finish(
+    flow_name: str,
+    options: ExportRef,
+    job: _Pending,
+    stats: CurationStats,
+    records: int,
+    offsets: dict[str, dict[str, int]],
+) -> ExportResult:
+    """Close one format's data; commit it as a new version unless it equals the latest."""
+    name, fmt, writer = job.ref.plugin, job.fmt, job.writer
+    for split, out in fmt.summary_rows():
+        writer.add(split, out)
+    rows = writer.counts()
+    checksums = writer.close_data()
+    previous = latest_manifest(writer.format_dir)
+    if previous is not None and previous.get("checksums") == checksums:
+        writer.abort()
+        number = int(previous["version"])
+        log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
+        return ExportResult(flow_name, name, number, writer.format_dir / f"v{number}", rows, False)
+    summary: dict[str, int | str] = {
+        **{f"rows ({split})": n for split, n in rows.items()},
+        "records read": records,
+    }
+    write_report(stats.report(f"{flow_name} / {name}", summary), writer.path)
+    manifest = {
+        "flow": flow_name,
+        "format": name,
+        "options": job.ref.options,
+        "rows": rows,
+        "records": records,
+        "statuses": dict(sorted(stats.statuses.items())),
+        "disagreements": stats.disagreements,
+        "time_range": {"first": stats.first_time, "last": stats.last_time},
+        "source_offsets": offsets,
+        "split": {"test_size": options.test_size, "seed": options.split_seed},
+        "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
+        "checksums": checksums,
+    }
+    number, final = writer.commit(manifest)
     log.info(
         "%s/%s: wrote v%d (%s) to %s",
         flow_name,
-        ref.plugin,
+        name,
         number,
         ", ".join(f"{split} {n} rows" for split, n in rows.items()),
         final,
     )
-    return ExportResult(flow_name, ref.plugin, number, final, rows, True)
+    return ExportResult(flow_name, name, number, final, rows, True)

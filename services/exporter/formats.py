@@ -92,6 +92,11 @@ class _TrainingFormat:
     def _text(self) -> Any:
         return MESSAGES if self.conversational else Value("string")
 
+    def _pair_features(self, **extra: Any) -> Features:
+        """`prompt`, `chosen`, `rejected`, then `extra` and the common columns."""
+        text = self._text()
+        return Features({"prompt": text, "chosen": text, "rejected": text, **extra, **COMMON})
+
     def _prompt(self, agg: Aggregate) -> Any:
         return agg.prompt_messages() if self.conversational else agg.prompt_text()
 
@@ -143,17 +148,7 @@ class DPOFormat(_TrainingFormat):
     name = "dpo"
 
     def features(self, split: str) -> Features:
-        text = self._text()
-        return Features(
-            {
-                "prompt": text,
-                "chosen": text,
-                "rejected": text,
-                "score_chosen": Value("float64"),
-                "score_rejected": Value("float64"),
-                **COMMON,
-            }
-        )
+        return self._pair_features(score_chosen=Value("float64"), score_rejected=Value("float64"))
 
     def rows(self, agg: Aggregate, split_of: str) -> Iterator[tuple[str, Row]]:
         if agg.excluded or len(agg.candidates) < 2:
@@ -178,16 +173,7 @@ class RewardFormat(_TrainingFormat):
     name = "reward"
 
     def features(self, split: str) -> Features:
-        text = self._text()
-        return Features(
-            {
-                "prompt": text,
-                "chosen": text,
-                "rejected": text,
-                "margin": Value("float64"),
-                **COMMON,
-            }
-        )
+        return self._pair_features(margin=Value("float64"))
 
     def rows(self, agg: Aggregate, split_of: str) -> Iterator[tuple[str, Row]]:
         if agg.excluded:

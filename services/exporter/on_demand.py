@@ -20,7 +20,7 @@ from services.exporter.export import (
     ExportResult,
     UnknownFlowError,
     accept,
-    export_version,
+    export_versions,
     store_path,
 )
 from services.exporter.store import ExportStore, StoredEvent
@@ -86,12 +86,12 @@ def export_now(
     settings: Settings,
     flows: FlowsConfig,
     flow_name: str,
-    ref: PluginRef,
+    refs: list[PluginRef],
     on_record: Callable[[], None] | None = None,
-) -> ExportResult:
+) -> list[ExportResult]:
     flow = flows.get(flow_name)
     with ExportStore(store_path(settings, flow_name)) as store:
-        return export_version(settings, flow_name, flow, ref, store, on_record=on_record)
+        return export_versions(settings, flow_name, flow, refs, store, on_record=on_record)
 
 
 async def announce(settings: Settings, results: list[ExportResult]) -> None:

@@ -77,12 +77,18 @@ class StoredRow:
 
 
 class ExportStore:
-    """The accepted records of one flow. Not shared between threads: open one per user."""
+    """The accepted records of one flow.
+
+    A connection may move between threads (the service writes from worker threads) but must
+    be used by one at a time; readers that run alongside open their own (WAL snapshots).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self._db = sqlite3.connect(
+            path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features
 
+from shared.stack.process import is_alive
+
 log = logging.getLogger("loopline.exporter")
 
 VERSION_DIR = re.compile(r"^v(\d+)$")
@@ -69,16 +71,6 @@ def _locked(format_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(format_dir: Path) -> list[Path]:
     """Delete the temporary directories of writers that died (crashed exports)."""
     removed: list[Path] = []
@@ -88,7 +80,7 @@ def remove_leftovers(format_dir: Path) -> list[Path]:
         if not path.name.startswith(TMP_PREFIX):
             continue
         pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+        if pid_text.isdigit() and is_alive(int(pid_text)) and int(pid_text) != os.getpid():
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

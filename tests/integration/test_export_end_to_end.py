@@ -217,6 +217,6 @@ async def test_annotated_records_become_versioned_datasets(
     caught = await catch_up(replay, flows, FLOW, from_start=True)
     assert caught.kept >= 3
     ref = next(r for r in flows.flows[FLOW].export.formats if r.plugin == "dpo")
-    again = await asyncio.to_thread(export_now, replay, flows, FLOW, ref)
+    [again] = await asyncio.to_thread(export_now, replay, flows, FLOW, [ref])
     assert again.created and again.version == 1
     assert files_of(again.path) == files_of(Path(by_format["dpo"].location))

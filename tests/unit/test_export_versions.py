@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
 
-from services.exporter.export import accept, export_version, format_dir, store_path
+from services.exporter.export import accept, export_versions, format_dir, store_path
 from services.exporter.store import ExportStore
 from services.exporter.versions import versions
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED
@@ -114,11 +114,9 @@ def fill(settings: Settings, flows: FlowsConfig, n: int = 40) -> None:
 
 def export_all(settings: Settings, flows: FlowsConfig) -> dict[str, Any]:
     flow = flows.flows["support"]
-    results = {}
     with ExportStore(store_path(settings, "support")) as store:
-        for ref in flow.export.formats:
-            results[ref.plugin] = export_version(settings, "support", flow, ref, store)
-    return results
+        results = export_versions(settings, "support", flow, flow.export.formats, store)
+    return {r.format: r for r in results}
 
 
 def files_of(path: Path) -> dict[str, bytes]:
@@ -205,7 +203,7 @@ CRASHING_EXPORT = """
 import sys, time
 from pathlib import Path
 from services.exporter import versions
-from services.exporter.export import export_version
+from services.exporter.export import export_versions
 from services.exporter.store import ExportStore
 from shared.flows import FlowsConfig
 from shared.settings import Settings
@@ -220,7 +218,7 @@ settings = Settings(stack_dir=Path(sys.argv[1]))
 flows = FlowsConfig.model_validate_json(sys.argv[2])
 flow = flows.flows["support"]
 with ExportStore(settings.export_dir / "support" / "records.sqlite") as store:
-    export_version(settings, "support", flow, flow.export.formats[0], store)
+    export_versions(settings, "support", flow, flow.export.formats, store)
 """
 
 
