@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from typing import Any
 
 import argilla as rg
-from argilla._exceptions import (
-    BadRequestError,
-    RecordsIngestionError,
-    UnprocessableEntityError,
-)
-from faststream.exceptions import NackMessage
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
+from services.argilla_publisher.bulk import RETRY_BUDGET_S, BulkWriter, RefusedError, payload
 from services.argilla_publisher.targets import Publication, Target, prepare
 from shared.dead_letters import PermanentError
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
@@ -34,63 +28,14 @@ from shared.service import ServiceContext, ServiceSpec
 
 log = logging.getLogger("loopline.argilla_publisher")
 
-# Argilla refuses these records as they are: retrying cannot help.
-REFUSED = (BadRequestError, UnprocessableEntityError, RecordsIngestionError)
-CHUNK_SIZE = 250
-PARALLEL_CHUNKS = 3
-RETRY_BUDGET_S = 240.0  # then the batch fails, is consumed again, and retried again
-BACKOFF_MAX_S = 30.0
-
-
-async def upsert(target: Target, records: list[Any], sleep: Any = asyncio.sleep) -> None:
-    """Upsert in chunks, a few at once: the server indexes one while it stores the next."""
-    limit = asyncio.Semaphore(PARALLEL_CHUNKS)
-
-    async def one(chunk: list[Any]) -> None:
-        async with limit:
-            await upsert_chunk(target, chunk, sleep)
-
-    chunks = [records[i : i + CHUNK_SIZE] for i in range(0, len(records), CHUNK_SIZE)]
-    await asyncio.gather(*(one(chunk) for chunk in chunks))
-
-
-async def upsert_chunk(target: Target, records: list[Any], sleep: Any = asyncio.sleep) -> None:
-    """Bulk upsert into Argilla; while it is unreachable or failing, back off and retry.
-
-    Past the retry budget the batch is nacked: its offsets stay uncommitted and it is consumed
-    again, so an Argilla outage of any length loses nothing (and fills no dead-letter topic).
-    """
-    deadline = time.monotonic() + RETRY_BUDGET_S
-    delay = 0.5
-    while True:
-        try:
-            await asyncio.to_thread(target.dataset.records.log, records, batch_size=len(records))
-            return
-        except REFUSED:
-            raise
-        except Exception as exc:  # unreachable, 5xx, timeouts: Argilla's trouble, not the data's
-            if time.monotonic() + delay > deadline:
-                log.error(
-                    "Argilla still failing after %.0fs; the batch will be consumed again",
-                    RETRY_BUDGET_S,
-                )
-                raise NackMessage() from exc
-            log.warning(
-                "Argilla upsert of %d record(s) into %s failed (%s: %s); retrying in %.1fs",
-                len(records),
-                target.name,
-                type(exc).__name__,
-                exc,
-                delay,
-            )
-            await sleep(delay)
-            delay = min(BACKOFF_MAX_S, delay * 2)
-
 
 def register(context: ServiceContext) -> None:
     settings = context.settings.argilla
     registry = PluginRegistry()
-    client = rg.Argilla(api_url=settings.api_url, api_key=settings.api_key.get_secret_value())
+    api_key = settings.api_key.get_secret_value()
+    client = rg.Argilla(api_url=settings.api_url, api_key=api_key)
+    writer = BulkWriter(settings.api_url, api_key)
+    context.on_stop(writer.aclose)
     publications: dict[str, Publication] = {}
     for name, flow in context.flows.flows.items():
         if flow.publish is None:
@@ -114,7 +59,8 @@ def register(context: ServiceContext) -> None:
                     )
                     continue
                 target = publication.target_for(consumed.partition, consumed.offset)
-                groups[target].append((consumed, record, publication.template.to_record(record)))
+                argilla_record = publication.template.to_record(record)
+                groups[target].append((consumed, record, payload(argilla_record, target.dataset)))
             except (ValidationError, PermanentError, ValueError) as exc:
                 await context.dead_letters.send_record(consumed, exc, attempts=1)
         for target, all_items in groups.items():
@@ -122,8 +68,8 @@ def register(context: ServiceContext) -> None:
             newest = {record.record_id: (c, record, a) for c, record, a in all_items}
             items = list(newest.values())
             try:
-                await upsert(target, [argilla_record for _, _, argilla_record in items])
-            except REFUSED as exc:
+                await writer.upsert(str(target.dataset.id), target.name, [p for _, _, p in items])
+            except RefusedError as exc:
                 for consumed, _, _ in items:
                     await context.dead_letters.send_record(consumed, exc, attempts=1)
                 continue
