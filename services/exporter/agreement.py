@@ -182,53 +182,56 @@ class Agreement:
 class AgreementAccumulator:
     """Agreement for one question, fed one item at a time.
 
-    It keeps only sums (coincidences, value totals, agreeing pairs, and per pair of
-    annotators a table of their joint labels), so its memory is bounded by the number of
-    distinct values and annotators, never by the number of items.
+    Items are counted by their pattern of answers (which annotator gave which value), so memory
+    is bounded by the number of distinct patterns (annotators x values: small for labels,
+    ratings and rankings), never by the number of items, and adding an item is one dictionary
+    update. Free-text questions, whose every answer is new, do not belong here.
     """
 
     def __init__(self, question: str, level: Level) -> None:
         _delta(level, Counter())
         self.question = question
         self.level = level
-        self._units = 0
-        self._agreeing = 0
-        self._pairs = 0
-        self._totals: Counter[Hashable] = Counter()
-        self._coincidences: defaultdict[tuple[Hashable, Hashable], float] = defaultdict(float)
-        self._annotators: set[str] = set()
-        self._joint: defaultdict[tuple[str, str], Counter[tuple[Any, Any]]] = defaultdict(Counter)
+        self._patterns: Counter[tuple[tuple[str, Any], ...]] = Counter()
 
     def add(self, item: Mapping[str, Any]) -> None:
         """One item's answers, ``{annotator: value}`` (``None`` counts as no answer)."""
-        answered = {who: value for who, value in item.items() if value is not None}
-        self._annotators.update(answered)
-        names = sorted(answered)
-        for i, first in enumerate(names):
-            for second in names[i + 1 :]:
-                self._joint[first, second][answered[first], answered[second]] += 1
-        counts: Counter[Hashable] = Counter(answered.values())
-        m = counts.total()
-        if m < 2:
-            return
-        self._units += 1
-        self._pairs += m * (m - 1) // 2
-        self._agreeing += sum(count * (count - 1) // 2 for count in counts.values())
-        self._totals.update(counts)
-        _coincide(counts, self._coincidences)
+        self._patterns[tuple(sorted((w, v) for w, v in item.items() if v is not None))] += 1
 
     def result(self) -> Agreement:
+        annotators: set[str] = set()
+        units = agreeing = pairs = 0
+        totals: Counter[Hashable] = Counter()
+        coincidences: defaultdict[tuple[Hashable, Hashable], float] = defaultdict(float)
+        joint: defaultdict[tuple[str, str], Counter[tuple[Any, Any]]] = defaultdict(Counter)
+        for pattern, times in self._patterns.items():
+            annotators.update(who for who, _ in pattern)
+            for i, (first, a) in enumerate(pattern):
+                for second, b in pattern[i + 1 :]:
+                    joint[first, second][a, b] += times
+            counts: Counter[Hashable] = Counter(value for _, value in pattern)
+            m = counts.total()
+            if m < 2:
+                continue
+            units += times
+            pairs += times * m * (m - 1) // 2
+            agreeing += times * sum(c * (c - 1) // 2 for c in counts.values())
+            totals.update({value: c * times for value, c in counts.items()})
+            unit: defaultdict[tuple[Hashable, Hashable], float] = defaultdict(float)
+            _coincide(counts, unit)
+            for pair, weight in unit.items():
+                coincidences[pair] += weight * times
         kappa = None
-        if len(self._annotators) == 2:
-            first, second = sorted(self._annotators)
-            kappa = _kappa(self._joint[first, second])
+        if len(annotators) == 2:
+            first, second = sorted(annotators)
+            kappa = _kappa(joint[first, second])
         return Agreement(
             question=self.question,
             level=self.level,
-            units=self._units,
-            annotators=len(self._annotators),
-            percent=self._agreeing / self._pairs if self._pairs else None,
-            alpha=_alpha(self._coincidences, self._totals, self.level) if self._units else None,
+            units=units,
+            annotators=len(annotators),
+            percent=agreeing / pairs if pairs else None,
+            alpha=_alpha(coincidences, totals, self.level) if units else None,
             kappa=kappa,
         )
 

@@ -10,6 +10,7 @@ format's data came out the same as its latest version's, no version is made.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import Settings
 
 log = logging.getLogger("loopline.exporter")
+
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
 
 CONSUMES = (RECORDS_COMPLETED, RECORDS_JUDGED)
 
@@ -158,8 +162,7 @@ def export_versions(
                     job.writer.add(split, out)
             if on_record is not None:
                 on_record()
-        offsets = store.offsets()
-        results = [_finish(flow_name, options, job, stats, records, offsets) for job in jobs]
+        results = _finish(flow_name, options, jobs, stats, records, store.offsets())
     except BaseException:
         for job in jobs:
             job.writer.abort()
@@ -172,49 +175,66 @@ def export_versions(
 def _finish(
     flow_name: str,
     options: ExportRef,
-    job: _Pending,
+    jobs: list[_Pending],
     stats: CurationStats,
     records: int,
     offsets: dict[str, dict[str, int]],
-) -> ExportResult:
-    """Close one format's data; commit it as a new version unless it equals the latest."""
-    name, fmt, writer = job.ref.plugin, job.fmt, job.writer
-    for split, out in fmt.summary_rows():
-        writer.add(split, out)
-    rows = writer.counts()
-    checksums = writer.close_data()
-    previous = latest_manifest(writer.format_dir)
-    if previous is not None and previous.get("checksums") == checksums:
-        writer.abort()
-        number = int(previous["version"])
-        log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
-        return ExportResult(flow_name, name, number, writer.format_dir / f"v{number}", rows, False)
-    summary: dict[str, int | str] = {
-        **{f"rows ({split})": n for split, n in rows.items()},
-        "records read": records,
-    }
-    write_report(stats.report(f"{flow_name} / {name}", summary), writer.path)
-    manifest = {
-        "flow": flow_name,
-        "format": name,
-        "options": job.ref.options,
-        "rows": rows,
-        "records": records,
-        "statuses": dict(sorted(stats.statuses.items())),
-        "disagreements": stats.disagreements,
-        "time_range": {"first": stats.first_time, "last": stats.last_time},
-        "source_offsets": offsets,
-        "split": {"test_size": options.test_size, "seed": options.split_seed},
-        "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
-        "checksums": checksums,
-    }
-    number, final = writer.commit(manifest)
-    log.info(
-        "%s/%s: wrote v%d (%s) to %s",
-        flow_name,
-        name,
-        number,
-        ", ".join(f"{split} {n} rows" for split, n in rows.items()),
-        final,
-    )
-    return ExportResult(flow_name, name, number, final, rows, True)
+) -> list[ExportResult]:
+    """Close each format's data and commit it as a new version unless it equals the latest.
+
+    The curation report describes the records, not a format: it is drawn once per pass and
+    copied into every new version.
+    """
+    results: dict[str, ExportResult] = {}
+    changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
+    for job in jobs:
+        name, writer = job.ref.plugin, job.writer
+        for split, out in job.fmt.summary_rows():
+            writer.add(split, out)
+        rows = writer.counts()
+        checksums = writer.close_data()
+        previous = latest_manifest(writer.format_dir)
+        if previous is not None and previous.get("checksums") == checksums:
+            writer.abort()
+            number = int(previous["version"])
+            log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
+            latest = writer.format_dir / f"v{number}"
+            results[name] = ExportResult(flow_name, name, number, latest, rows, False)
+        else:
+            changed.append((job, rows, checksums))
+    if changed:
+        summary: dict[str, int | str] = {"records read": records}
+        for job, rows, _ in changed:
+            summary.update({f"{job.ref.plugin} rows ({split})": n for split, n in rows.items()})
+        first = changed[0][0].writer.path
+        write_report(stats.report(f"{flow_name}: export of {records} records", summary), first)
+        for job, _, _ in changed[1:]:
+            shutil.copy2(first / REPORT_FILE, job.writer.path / REPORT_FILE)
+            shutil.copytree(first / PLOTS_DIR, job.writer.path / PLOTS_DIR)
+    for job, rows, checksums in changed:
+        name, fmt = job.ref.plugin, job.fmt
+        manifest = {
+            "flow": flow_name,
+            "format": name,
+            "options": job.ref.options,
+            "rows": rows,
+            "records": records,
+            "statuses": dict(sorted(stats.statuses.items())),
+            "disagreements": stats.disagreements,
+            "time_range": {"first": stats.first_time, "last": stats.last_time},
+            "source_offsets": offsets,
+            "split": {"test_size": options.test_size, "seed": options.split_seed},
+            "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
+            "checksums": checksums,
+        }
+        number, final = job.writer.commit(manifest)
+        log.info(
+            "%s/%s: wrote v%d (%s) to %s",
+            flow_name,
+            name,
+            number,
+            ", ".join(f"{split} {n} rows" for split, n in rows.items()),
+            final,
+        )
+        results[name] = ExportResult(flow_name, name, number, final, rows, True)
+    return [results[job.ref.plugin] for job in jobs]

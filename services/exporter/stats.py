@@ -14,12 +14,12 @@ from services.exporter.aggregate import Aggregate, QuestionKind
 from services.exporter.agreement import AgreementAccumulator, Level
 from services.exporter.report import AgreementRow, ReportData, WinRate
 
+# Free-text answers (corrections, edits) have no agreement figure: each one is new.
 LEVEL_OF: dict[QuestionKind, Level] = {
     "rating": "interval",
     "label": "nominal",
     "multi_label": "nominal",
     "ranking": "nominal",
-    "text": "nominal",
 }
 
 
@@ -67,30 +67,39 @@ class CurationStats:
         self.last_time: str | None = None
 
     def add(self, agg: Aggregate, event_time: str) -> None:
-        self.first_time = min(self.first_time or event_time, event_time)
-        self.last_time = max(self.last_time or event_time, event_time)
-        self.statuses["responses submitted"] += agg.submitted
-        self.statuses["responses discarded"] += agg.discarded
-        self.statuses["responses draft"] += agg.drafts
+        if self.first_time is None or event_time < self.first_time:
+            self.first_time = event_time
+        if self.last_time is None or event_time > self.last_time:
+            self.last_time = event_time
+        statuses = self.statuses
+        statuses["responses submitted"] += agg.submitted
+        statuses["responses discarded"] += agg.discarded
+        statuses["responses draft"] += agg.drafts
         if agg.auto_accepted:
-            self.statuses["records auto-accepted"] += 1
+            statuses["records auto-accepted"] += 1
         elif agg.excluded:
-            self.statuses["records all discarded"] += 1
+            statuses["records all discarded"] += 1
         else:
-            self.statuses["records annotated"] += 1
-        if any(q.startswith("final_") for q in agg.texts):
+            statuses["records annotated"] += 1
+        if agg.changed or any(q.startswith("final_") for q in agg.texts):
             self.curated += 1
-            self.changed.update(agg.changed)
+            for name in agg.changed:
+                self.changed[name] += 1
         if agg.disagreement:
             self.disagreements += 1
-        for question, by_annotator in sorted(agg.answers.items()):
+        for question, by_annotator in agg.answers.items():
             kind = self.kinds.get(question, "text")
+            level = LEVEL_OF.get(kind)
+            if level is None:
+                continue
             if kind == "rating":
                 histogram = self.ratings.setdefault(question, Counter())
-                histogram.update(round(float(v)) for v in by_annotator.values())
-            if question not in self._agreement:
-                self._agreement[question] = AgreementAccumulator(question, LEVEL_OF[kind])
-            self._agreement[question].add(by_annotator)
+                for value in by_annotator.values():
+                    histogram[round(value)] += 1
+            accumulator = self._agreement.get(question)
+            if accumulator is None:
+                accumulator = self._agreement[question] = AgreementAccumulator(question, level)
+            accumulator.add(by_annotator)
         self.wins.add(agg)
 
     def report(self, title: str, summary: Mapping[str, int | str]) -> ReportData:

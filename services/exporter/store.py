@@ -91,6 +91,8 @@ class ExportStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer fsyncs while consuming.
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -107,19 +109,24 @@ class ExportStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            changed = 0
+            cursor = db.executemany(
+                _UPSERT,
+                [
+                    (e.record_id, e.kind, e.event_time, e.topic, e.partition, e.offset, e.body)
+                    for e in events
+                ],
+            )
+            changed = max(cursor.rowcount, 0)
+            last: dict[tuple[str, int], int] = {}
             for e in events:
-                cursor = db.execute(
-                    _UPSERT,
-                    (e.record_id, e.kind, e.event_time, e.topic, e.partition, e.offset, e.body),
-                )
-                changed += cursor.rowcount
-                db.execute(
-                    'INSERT INTO offsets (topic, partition, "offset") VALUES (?, ?, ?) '
-                    'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = excluded."offset" '
-                    'WHERE excluded."offset" > offsets."offset"',
-                    (e.topic, e.partition, e.offset),
-                )
+                key = (e.topic, e.partition)
+                last[key] = max(last.get(key, -1), e.offset)
+            db.executemany(
+                'INSERT INTO offsets (topic, partition, "offset") VALUES (?, ?, ?) '
+                'ON CONFLICT (topic, partition) DO UPDATE SET "offset" = excluded."offset" '
+                'WHERE excluded."offset" > offsets."offset"',
+                [(topic, partition, offset) for (topic, partition), offset in last.items()],
+            )
             if changed:
                 db.executemany(
                     "INSERT INTO changes (format, pending) VALUES (?, ?) ON CONFLICT (format) "
