@@ -182,8 +182,8 @@ def _finish(
 ) -> list[ExportResult]:
     """Close each format's data and commit it as a new version unless it equals the latest.
 
-    The curation report describes the records, not a format: it is drawn once per pass and
-    copied into every new version.
+    The curation report describes the records, not a format (rows per split are in the
+    manifest): it is drawn once per pass and copied into every new version.
     """
     results: dict[str, ExportResult] = {}
     changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
@@ -203,11 +203,10 @@ def _finish(
         else:
             changed.append((job, rows, checksums))
     if changed:
+        # Only what describes the records: the same report whichever formats share the pass.
         summary: dict[str, int | str] = {"records read": records}
-        for job, rows, _ in changed:
-            summary.update({f"{job.ref.plugin} rows ({split})": n for split, n in rows.items()})
         first = changed[0][0].writer.path
-        write_report(stats.report(f"{flow_name}: export of {records} records", summary), first)
+        write_report(stats.report(f"{flow_name}: curation of {records} records", summary), first)
         for job, _, _ in changed[1:]:
             shutil.copy2(first / REPORT_FILE, job.writer.path / REPORT_FILE)
             shutil.copytree(first / PLOTS_DIR, job.writer.path / PLOTS_DIR)

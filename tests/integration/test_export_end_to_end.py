@@ -14,13 +14,17 @@ from typing import Any
 
 import argilla as rg
 import httpx
+import pytest
+import yaml
 from datasets import load_dataset, load_from_disk
+from typer.testing import CliRunner
 
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
 from services.exporter.on_demand import catch_up, export_now
 from services.feedback_collector.app import SERVICE as COLLECTOR
 from shared import stack
+from shared.cli import app as cli
 from shared.events import (
     DATASETS_EXPORTED,
     RECORDS_JUDGED,
@@ -98,8 +102,19 @@ def files_of(path: Path) -> dict[str, bytes]:
     }
 
 
+def assert_same_files(a: Path, b: Path) -> None:
+    left, right = files_of(a), files_of(b)
+    assert left.keys() == right.keys()
+    differ = sorted(name for name in left if left[name] != right[name])
+    manifests = [(path / "manifest.json").read_text() for path in (a, b)]
+    assert not differ, (differ, *manifests)
+
+
 async def test_annotated_records_become_versioned_datasets(
-    local_stack: stack.StackConfig, settings: Settings, tmp_path: Path
+    local_stack: stack.StackConfig,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = free_port()
     run_settings = settings.model_copy(
@@ -219,4 +234,26 @@ async def test_annotated_records_become_versioned_datasets(
     ref = next(r for r in flows.flows[FLOW].export.formats if r.plugin == "dpo")
     [again] = await asyncio.to_thread(export_now, replay, flows, FLOW, [ref])
     assert again.created and again.version == 1
-    assert files_of(again.path) == files_of(Path(by_format["dpo"].location))
+    assert_same_files(again.path, Path(by_format["dpo"].location))
+
+    # The same through the command line, as a user runs it (a fresh export directory).
+    flows_file = tmp_path / "flows.yaml"
+    flows_file.write_text(yaml.safe_dump(flows.model_dump(mode="json", exclude_defaults=True)))
+    monkeypatch.setenv("LOOPLINE_FLOWS_FILE", str(flows_file))
+    monkeypatch.setenv("LOOPLINE_KAFKA__BOOTSTRAP_SERVERS", run_settings.kafka.bootstrap_servers)
+    monkeypatch.setenv("LOOPLINE_EXPORT__DIR", str(tmp_path / "cli"))
+    outcome = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["export", "--flow", FLOW, "--format", "dpo"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert f"{FLOW}/dpo: v1 (train 3, test 0 rows)" in outcome.output
+    cli_version = tmp_path / "cli" / FLOW / "dpo" / "v1"
+    assert_same_files(cli_version, Path(by_format["dpo"].location))
+    again_cli = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["export", "--flow", FLOW, "--format", "dpo"]
+    )
+    assert f"{FLOW}/dpo: unchanged since v1" in again_cli.output
+    wrong = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["export", "--flow", FLOW, "--format", "csv"]
+    )
+    assert wrong.exit_code == 2 and "does not export csv" in wrong.output

@@ -268,3 +268,35 @@ def test_flow_file_export_options() -> None:
         FlowsConfig.model_validate(
             {"flows": {"f": {"export": [{"plugin": "dpo"}, {"plugin": "dpo"}]}}}
         )
+
+
+def test_push_to_hub_sends_the_version_with_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    from services.exporter.hub import push_version
+    from shared.flows import HubTarget
+    from shared.settings import ExportSettings
+
+    flows = flows_config(formats=[{"plugin": "kto"}])
+    settings = Settings(stack_dir=tmp_path)
+    fill(settings, flows, n=5)
+    [result] = export_all(settings, flows).values()
+    hub = HubTarget(repo_id="my-org/support-kto")
+    assert push_version(settings, hub, result) is False  # no token: logged, not pushed
+
+    pushed: list[tuple[int, str, dict[str, Any]]] = []
+
+    def fake_push(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
+        pushed.append((sum(d.num_rows for d in self.values()), repo_id, kwargs))
+
+    monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
+    with_token = settings.model_copy(
+        update={"export": ExportSettings(hf_token=SecretStr("hf_secret"))}
+    )
+    assert push_version(with_token, hub, result) is True
+    [(rows, repo_id, kwargs)] = pushed
+    assert rows == sum(result.rows.values()) and repo_id == "my-org/support-kto"
+    assert kwargs["token"] == "hf_secret" and kwargs["private"] is True
+    assert kwargs["commit_message"] == "Loopline support/kto v1"
