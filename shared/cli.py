@@ -412,7 +412,7 @@ def export_command(
             console.print(
                 f"{flow}/{result.format}: unchanged since v{result.version} ({rows} rows)"
             )
-    asyncio.run(announce(settings, results))
+    asyncio.run(announce(settings, flows, results))
 
 
 @app.command()

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from services.exporter.export import CONSUMES, ExportResult, accept, export_versions, store_path
 from services.exporter.hub import push_version
 from services.exporter.store import ExportStore, StoredEvent
-from shared.events import DATASETS_EXPORTED, DatasetExported
+from shared.events import DATASETS_EXPORTED
 from shared.flows import Flow, PluginRef
 from shared.service import ServiceContext, ServiceSpec
 
@@ -115,15 +115,9 @@ class Exporter:
     async def _announce(self, flow: Flow, result: ExportResult) -> None:
         if flow.export.push_to_hub is not None:
             await asyncio.to_thread(push_version, self.settings, flow.export.push_to_hub, result)
-        event = DatasetExported(
-            flow=result.flow,
-            format=result.format,
-            version=result.version,
-            location=str(result.path),
-            rows=sum(result.rows.values()),
+        await self.context.broker.publish(
+            result.event().to_bytes(), topic=DATASETS_EXPORTED, key=result.key
         )
-        key = f"{result.flow}/{result.format}".encode()
-        await self.context.broker.publish(event.to_bytes(), topic=DATASETS_EXPORTED, key=key)
 
     def _export_blocking(self, name: str, flow: Flow, refs: list[PluginRef]) -> list[ExportResult]:
         # Its own connection: SQLite's WAL gives it a snapshot while consumption goes on.

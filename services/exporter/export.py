@@ -28,7 +28,13 @@ from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent, StoredRow
 from services.exporter.versions import VersionWriter, latest_manifest
-from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, CompletedRecord, Record
+from shared.events import (
+    RECORDS_COMPLETED,
+    RECORDS_JUDGED,
+    CompletedRecord,
+    DatasetExported,
+    Record,
+)
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import Settings
@@ -113,6 +119,20 @@ class ExportResult:
     path: Path
     rows: dict[str, int]
     created: bool  # False: the data equals the latest version's, no version was made
+
+    def event(self) -> DatasetExported:
+        """The `datasets.exported` announcement of this version."""
+        return DatasetExported(
+            flow=self.flow,
+            format=self.format,
+            version=self.version,
+            location=str(self.path),
+            rows=sum(self.rows.values()),
+        )
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.flow}/{self.format}".encode()
 
 
 @dataclass

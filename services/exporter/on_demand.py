@@ -3,11 +3,13 @@
 The store is brought up to date by reading `records.completed` and `records.judged` from the
 offsets it has already kept (or from the start with `from_start`) to the topics' current end,
 without a consumer group, so it works whether or not the exporter service is running (both
-write the same idempotent rows). Each version made emits `datasets.exported`.
+write the same idempotent rows). Each version made is pushed to the Hub when the flow says so
+and emits `datasets.exported`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +25,10 @@ from services.exporter.export import (
     export_versions,
     store_path,
 )
+from services.exporter.hub import push_version
 from services.exporter.store import ExportStore, StoredEvent
 from shared.broker import admin_client_options
-from shared.events import DATASETS_EXPORTED, DatasetExported
+from shared.events import DATASETS_EXPORTED
 from shared.flows import FlowsConfig, PluginRef
 from shared.settings import Settings
 from shared.topic_reader import read_to_end
@@ -94,23 +97,21 @@ def export_now(
         return export_versions(settings, flow_name, flow, refs, store, on_record=on_record)
 
 
-async def announce(settings: Settings, results: list[ExportResult]) -> None:
-    """Emit `datasets.exported` for each new version."""
+async def announce(settings: Settings, flows: FlowsConfig, results: list[ExportResult]) -> None:
+    """Push each new version to the Hub where its flow says so; emit `datasets.exported`."""
     created = [r for r in results if r.created]
     if not created:
         return
+    for result in created:
+        hub = flows.get(result.flow).export.push_to_hub
+        if hub is not None:
+            await asyncio.to_thread(push_version, settings, hub, result)
     producer = AIOKafkaProducer(**admin_client_options(settings.kafka), acks="all")
     await producer.start()
     try:
-        for r in created:
-            event = DatasetExported(
-                flow=r.flow,
-                format=r.format,
-                version=r.version,
-                location=str(r.path),
-                rows=sum(r.rows.values()),
+        for result in created:
+            await producer.send_and_wait(
+                DATASETS_EXPORTED, result.event().to_bytes(), key=result.key
             )
-            key = f"{r.flow}/{r.format}".encode()
-            await producer.send_and_wait(DATASETS_EXPORTED, event.to_bytes(), key=key)
     finally:
         await producer.stop()
