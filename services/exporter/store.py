@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 HUMAN = 2  # records.completed
 AUTO = 1  # records.judged, accepted by the flow's auto_accept rule
@@ -55,8 +55,7 @@ WHERE (excluded.kind, excluded.event_time, excluded.topic, excluded.partition, e
 """
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     """One consumed event to keep: which record, what kind, when, from where, and its bytes."""
 
     record_id: str
@@ -68,8 +67,9 @@ class StoredEvent:
     body: bytes
 
 
-@dataclass(frozen=True)
-class StoredRow:
+class StoredRow(NamedTuple):
+    """One kept record as an export reads it."""
+
     record_id: str
     kind: int
     event_time: str
@@ -109,13 +109,7 @@ class ExportStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            cursor = db.executemany(
-                _UPSERT,
-                [
-                    (e.record_id, e.kind, e.event_time, e.topic, e.partition, e.offset, e.body)
-                    for e in events
-                ],
-            )
+            cursor = db.executemany(_UPSERT, events)  # the fields in the statement's order
             changed = max(cursor.rowcount, 0)
             last: dict[tuple[str, int], int] = {}
             for e in events:
@@ -173,7 +167,6 @@ class ExportStore:
                 "SELECT record_id, kind, event_time, body FROM records ORDER BY record_id"
             )
             while chunk := cursor.fetchmany(batch):
-                for record_id, kind, event_time, body in chunk:
-                    yield StoredRow(record_id, int(kind), event_time, bytes(body))
+                yield from map(StoredRow._make, chunk)
         finally:
             db.execute("COMMIT")
