@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -129,7 +129,6 @@ class ServiceContext:
         on its own (the handler does its own retries) and the others go on. Only a failure to
         write a dead letter fails the batch, which is then consumed again.
         """
-        kafka = self.settings.kafka
 
         async def one(record: Any) -> None:
             try:
@@ -149,17 +148,35 @@ class ServiceContext:
                 self.stats.in_flight -= len(records)
 
         on_batch.__name__ = f"{self.name}_{topic.replace('.', '_')}_batch"
+        self.subscribe_batches([topic], on_batch, max_records=max_batch)
+
+    def subscribe_batches(
+        self,
+        topics: Sequence[str],
+        handle: Callable[[KafkaMessage], Awaitable[None]],
+        *,
+        max_records: int,
+        batch_timeout_ms: int = 200,
+        max_poll_interval_ms: int | None = None,
+    ) -> None:
+        """Subscribe `handle` to batches of `topics` in the service's consumer group.
+
+        The batch's offsets are committed only after `handle` returned; if it raises, the
+        batch is consumed again. `max_poll_interval_ms` defaults to the Kafka settings'.
+        """
+        kafka = self.settings.kafka
         self.broker.subscriber(
-            topic,
+            *topics,
             group_id=self.group_id,
             batch=True,
-            max_records=max_batch,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset=kafka.auto_offset_reset,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-            max_poll_interval_ms=kafka.max_poll_interval_ms,
-        )(on_batch)
+            max_poll_interval_ms=max_poll_interval_ms or kafka.max_poll_interval_ms,
+        )(handle)
 
 
 @dataclass(frozen=True)

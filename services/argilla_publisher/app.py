@@ -16,7 +16,6 @@ from typing import Any
 
 import argilla as rg
 from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from services.argilla_publisher.bulk import RETRY_BUDGET_S, BulkWriter, RefusedError, payload
@@ -91,19 +90,13 @@ def register(context: ServiceContext) -> None:
             context.stats.processed += len(items)
             log.info("published %d record(s) to %s/%s", len(items), target.workspace, target.name)
 
-    kafka = context.settings.kafka
-    context.broker.subscriber(
-        RECORDS_JUDGED,
-        group_id=context.group_id,
-        batch=True,
+    context.subscribe_batches(
+        [RECORDS_JUDGED],
+        on_batch,
         max_records=batch_size,
         batch_timeout_ms=flush_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset=kafka.auto_offset_reset,
-        session_timeout_ms=kafka.session_timeout_ms,
-        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_interval_ms=int((RETRY_BUDGET_S + 60) * 1000),
-    )(on_batch)
+    )
 
 
 SERVICE = ServiceSpec(

@@ -17,7 +17,6 @@ import threading
 import time
 
 from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from services.exporter.export import CONSUMES, ExportResult, accept, export_versions, store_path
@@ -154,19 +153,7 @@ def register(context: ServiceContext) -> None:
     exporter = Exporter(context)
     if not exporter.flows:
         log.warning("no flow has `export` formats: nothing will be exported")
-    kafka = context.settings.kafka
-    context.broker.subscriber(
-        *CONSUMES,
-        group_id=context.group_id,
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=500,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset=kafka.auto_offset_reset,
-        session_timeout_ms=kafka.session_timeout_ms,
-        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-        max_poll_interval_ms=kafka.max_poll_interval_ms,
-    )(exporter.on_batch)
+    context.subscribe_batches(CONSUMES, exporter.on_batch, max_records=500, batch_timeout_ms=500)
     exporter.task = asyncio.get_running_loop().create_task(exporter.run_timer(), name="exporter")
     context.on_stop(exporter.close)
 
