@@ -178,6 +178,17 @@ def render_instruction(record: Record) -> str:
     return record.instruction or ""
 
 
+def curation_originals(record: Record) -> dict[str, str]:
+    """What the curation template shows annotators: category, instruction, context, response."""
+    category = record.metadata.get("category")
+    return {
+        "category": str(category).strip() if category is not None else "",
+        "instruction": render_instruction(record),
+        "context": record.context or "",
+        "response": record.responses[0].text if record.responses else "",
+    }
+
+
 def _agent(name: str) -> str:
     """`name` in the characters Argilla allows for a suggestion's agent."""
     cleaned = re.sub(r"[^A-Za-z0-9\-_:./\s]", "-", name).strip()[:MAX_AGENT_CHARS]
@@ -690,14 +701,7 @@ class CurationTemplate(_Template):
 
     @staticmethod
     def _originals(record: Record) -> dict[str, str]:
-        category = record.metadata.get("category")
-        originals = {
-            "category": str(category).strip() if category is not None else "",
-            "instruction": render_instruction(record),
-            "context": record.context or "",
-            "response": record.responses[0].text if record.responses else "",
-        }
-        return {name: value for name, value in originals.items() if value.strip()}
+        return {name: value for name, value in curation_originals(record).items() if value.strip()}
 
     def _record_fields(self, record: Record) -> dict[str, str]:
         return self._originals(record)

@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import argilla as rg
 
-from services.argilla_publisher.templates import NONE_LABEL, judge_verdict
+from services.argilla_publisher.templates import NONE_LABEL, curation_originals, judge_verdict
 from shared.events import AnnotatorResponse, CompletedRecord, Record, ResponseStatus
+from shared.flows import AutoAccept
 
 QuestionKind = Literal["label", "multi_label", "rating", "ranking", "text"]
 
@@ -169,14 +170,13 @@ def _response_index(name: str, prefix: str) -> int | None:
     return int(tail) - 1 if tail.isdigit() and int(tail) >= 1 else None
 
 
-def _majority(values: Sequence[str], order: Sequence[str]) -> tuple[str, bool]:
-    """The most common value, ties to the first in `order`; and whether it was unanimous."""
+def _majority(values: Sequence[str], order: Sequence[str]) -> str:
+    """The most common value, ties to the first in `order`."""
     counts = Counter(values)
     top = max(counts.values())
     tied = [v for v in counts if counts[v] == top]
     rank = {label: i for i, label in enumerate(order)}
-    winner = min(tied, key=lambda v: (rank.get(v, len(rank)), v))
-    return winner, len(counts) == 1
+    return min(tied, key=lambda v: (rank.get(v, len(rank)), v))
 
 
 def _latest_common_text(answers: Sequence[tuple[str, AnnotatorResponse]]) -> str:
@@ -184,16 +184,6 @@ def _latest_common_text(answers: Sequence[tuple[str, AnnotatorResponse]]) -> str
     top = max(counts.values())
     tied = [(r.responded_at, text) for text, r in answers if counts[text] == top]
     return max(tied)[1]
-
-
-def _originals(record: Record) -> dict[str, str]:
-    category = record.metadata.get("category")
-    return {
-        "category": str(category).strip() if category is not None else "",
-        "instruction": record.instruction or "",
-        "context": record.context or "",
-        "response": record.responses[0].text if record.responses else "",
-    }
 
 
 def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggregate:
@@ -209,54 +199,39 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
     disagreement: list[str] = []
     answers: dict[str, dict[str, Any]] = {}
     mean_rank: dict[int, list[int]] = {}
-    first_choices: set[str] = set()
 
-    names = sorted(
-        {q for r in submitted for q in r.values}, key=lambda q: (q not in questions.kinds, q)
-    )
-    for question in names:
+    for question in sorted({q for r in submitted for q in r.values}):
         kind = questions.kinds.get(question, _guess_kind(submitted, question))
-        given = [(r.values[question], r) for r in submitted if r.values.get(question) is not None]
+        given = [r for r in submitted if r.values.get(question) is not None]
         if not given:
             continue
-        answers[question] = {r.annotator: _hashable(v, kind) for v, r in given}
+        # Each answer once, normalised: a label or text as str, a rating as float, a ranking
+        # as a tuple best first, a multi-label choice as a sorted tuple.
+        values = [_normalised(r.values[question], kind) for r in given]
+        answers[question] = {r.annotator: v for r, v in zip(given, values, strict=True)}
+        unanimous = len(set(values)) == 1
         if kind == "label":
-            winner, unanimous = _majority(
-                [str(v) for v, _ in given], questions.labels.get(question, ())
-            )
-            labels[question] = winner
-            if not unanimous:
-                disagreement.append(question)
+            labels[question] = _majority(values, questions.labels.get(question, ()))
         elif kind == "rating":
-            scores = [float(v) for v, _ in given]
-            ratings[question] = (fmean(scores), float(median(scores)))
-            if max(scores) - min(scores) >= RATING_SPREAD:
-                disagreement.append(question)
+            ratings[question] = (fmean(values), float(median(values)))
+            unanimous = max(values) - min(values) < RATING_SPREAD
         elif kind == "ranking":
-            orders = [ranking_value(v) for v, _ in given]
-            for order in orders:
+            for order in values:
                 for rank, name in enumerate(order):
                     index = _response_index(name, "response_")
                     if index is not None:
                         mean_rank.setdefault(index, []).append(rank)
-                if order:
-                    first_choices.add(order[0])
-            if len(first_choices) > 1:
-                disagreement.append(question)
+            unanimous = len({order[0] for order in values if order}) <= 1
         elif kind == "multi_label":
-            chosen = [set(v) if isinstance(v, list) else {str(v)} for v, _ in given]
-            options = sorted(set().union(*chosen))
-            multi[question] = [o for o in options if sum(o in c for c in chosen) * 2 > len(chosen)]
-            if any(c != chosen[0] for c in chosen):
-                disagreement.append(question)
+            options = sorted(set().union(*values))
+            multi[question] = [o for o in options if sum(o in c for c in values) * 2 > len(values)]
         else:
-            text_answers = [(str(v), r) for v, r in given]
-            texts[question] = _latest_common_text(text_answers)
-            if len({t for t, _ in text_answers}) > 1:
-                disagreement.append(question)
+            texts[question] = _latest_common_text(list(zip(values, given, strict=True)))
+        if not unanimous:
+            disagreement.append(question)
 
     ranking = tuple(sorted(mean_rank, key=lambda i: (fmean(mean_rank[i]), i)))
-    originals = _originals(record)
+    originals = curation_originals(record)
     changed = tuple(
         sorted(
             field_name
@@ -296,7 +271,8 @@ def _guess_kind(responses: Sequence[AnnotatorResponse], question: str) -> Questi
     return "text"
 
 
-def _hashable(value: Any, kind: QuestionKind) -> Any:
+def _normalised(value: Any, kind: QuestionKind) -> Any:
+    """An answer in a comparable, hashable form."""
     if kind == "ranking":
         return ranking_value(value)
     if kind == "multi_label":
@@ -350,8 +326,8 @@ def _human_candidates(agg: Aggregate) -> list[Candidate]:
     return candidates
 
 
-def auto_accepts(record: Record, rule: Any) -> bool:
-    """Whether the flow's `auto_accept` rule (an `AutoAccept`) accepts this judged record."""
+def auto_accepts(record: Record, rule: AutoAccept) -> bool:
+    """Whether the flow's `auto_accept` rule accepts this judged record."""
     ok = [j for j in record.judgments if j.status == "ok"]
     if len(ok) < rule.min_repeats or not record.responses:
         return False
