@@ -84,9 +84,7 @@ class BulkWriter:
                 try:
                     await self._put(dataset_id, items)
                     return
-                except RefusedError:
-                    raise
-                except (httpx.HTTPError, ValueError) as exc:  # Argilla's trouble, not the data's
+                except httpx.HTTPError as exc:  # Argilla's trouble (a refusal is not one)
                     if time.monotonic() + delay > deadline:
                         log.error(
                             "Argilla still failing after %.0fs; the batch will be consumed again",
