@@ -159,3 +159,26 @@ def create_annotators(owner: Any, workspace: Any, usernames: list[str]) -> dict[
         fetched.raise_for_status()
         keys[user.username] = fetched.json()["api_key"]
     return keys
+
+
+def with_argilla_and_collector(settings: Settings, local_stack: Any) -> Settings:
+    """`settings` pointed at the test stack's Argilla, with the collector's webhook receiver on
+    a free loopback port (reconciliation only every 10 minutes: webhooks do the work)."""
+    from shared.settings import ArgillaSettings, FeedbackSettings
+    from shared.stack.testing import free_port
+
+    port = free_port()
+    return settings.model_copy(
+        update={
+            "argilla": ArgillaSettings(
+                api_url=local_stack.argilla_url,
+                api_key=local_stack.argilla_api_key,
+                workspace=local_stack.argilla_workspace,
+            ),
+            "feedback": FeedbackSettings(
+                port=port,
+                public_url=f"http://127.0.0.1:{port}/argilla/webhooks",
+                reconcile_interval_s=600,
+            ),
+        }
+    )

@@ -35,10 +35,15 @@ from shared.events import (
     Record,
 )
 from shared.flows import parse_flows
-from shared.settings import ArgillaSettings, ExportSettings, FeedbackSettings, Settings
-from shared.stack.testing import free_port
+from shared.settings import ExportSettings, Settings
 
-from .service_helpers import create_annotators, produce, read_events, running_service
+from .service_helpers import (
+    create_annotators,
+    produce,
+    read_events,
+    running_service,
+    with_argilla_and_collector,
+)
 
 RUN = uuid.uuid4().hex[:6]
 FLOW = f"e2e-{RUN}"
@@ -116,19 +121,9 @@ async def test_annotated_records_become_versioned_datasets(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = free_port()
-    run_settings = settings.model_copy(
+    # Webhooks only (reconciliation every 10 minutes): one completion per record.
+    run_settings = with_argilla_and_collector(settings, local_stack).model_copy(
         update={
-            "argilla": ArgillaSettings(
-                api_url=local_stack.argilla_url,
-                api_key=local_stack.argilla_api_key,
-                workspace=local_stack.argilla_workspace,
-            ),
-            "feedback": FeedbackSettings(
-                port=port,
-                public_url=f"http://127.0.0.1:{port}/argilla/webhooks",
-                reconcile_interval_s=600,  # webhooks only: one completion per record
-            ),
             "export": ExportSettings(dir=tmp_path / "service", check_interval_s=1),
             "kafka": settings.kafka.model_copy(update={"group_prefix": f"e2e-{RUN}"}),
         }

@@ -33,10 +33,14 @@ from shared.events import (
     Record,
 )
 from shared.flows import FlowsConfig, parse_flows
-from shared.settings import ArgillaSettings, FeedbackSettings, Settings
-from shared.stack.testing import free_port
+from shared.settings import Settings
 
-from .service_helpers import create_annotators, read_events, running_service
+from .service_helpers import (
+    create_annotators,
+    read_events,
+    running_service,
+    with_argilla_and_collector,
+)
 
 EventT = TypeVar("EventT", bound=BaseModel)
 API_KEY = "X-Argilla-Api-Key"
@@ -122,21 +126,7 @@ async def scenario(local_stack: stack.StackConfig, settings: Settings) -> Scenar
     owner, dataset, records, annotators = await asyncio.to_thread(
         _setup_argilla, local_stack, suffix
     )
-    port = free_port()
-    collector_settings = settings.model_copy(
-        update={
-            "argilla": ArgillaSettings(
-                api_url=local_stack.argilla_url,
-                api_key=local_stack.argilla_api_key,
-                workspace=local_stack.argilla_workspace,
-            ),
-            "feedback": FeedbackSettings(
-                port=port,
-                public_url=f"http://127.0.0.1:{port}/argilla/webhooks",
-                reconcile_interval_s=600,
-            ),
-        }
-    )
+    collector_settings = with_argilla_and_collector(settings, local_stack)
     flows = parse_flows(
         {
             "flows": {
