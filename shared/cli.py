@@ -188,7 +188,9 @@ def exit_on(error: type[Exception], code: int) -> Iterator[None]:
     try:
         yield
     except error as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        # A KeyError's str() is its repr, quotes included: show the message itself.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"[red]error:[/red] {message}")
         raise typer.Exit(code) from None
 
 
