@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from statistics import fmean, median
 from typing import Any, Literal
 
@@ -201,7 +201,7 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
     mean_rank: dict[int, list[int]] = {}
 
     for question in sorted({q for r in submitted for q in r.values}):
-        kind = questions.kinds.get(question, _guess_kind(submitted, question))
+        kind = questions.kinds.get(question) or _guess_kind(submitted, question)
         given = [r for r in submitted if r.values.get(question) is not None]
         if not given:
             continue
@@ -231,15 +231,17 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
             disagreement.append(question)
 
     ranking = tuple(sorted(mean_rank, key=lambda i: (fmean(mean_rank[i]), i)))
-    originals = curation_originals(record)
-    changed = tuple(
-        sorted(
-            field_name
-            for question, field_name in CURATION_FIELDS.items()
-            if question in texts and texts[question].strip() != originals[field_name].strip()
+    changed: tuple[str, ...] = ()
+    if any(question in texts for question in CURATION_FIELDS):
+        originals = curation_originals(record)
+        changed = tuple(
+            sorted(
+                field_name
+                for question, field_name in CURATION_FIELDS.items()
+                if question in texts and texts[question].strip() != originals[field_name].strip()
+            )
         )
-    )
-    base = Aggregate(
+    return Aggregate(
         record=record,
         auto_accepted=False,
         dataset=event.dataset,
@@ -255,8 +257,8 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
         changed=changed,
         disagreement=tuple(disagreement),
         answers=answers,
+        candidates=_human_candidates(record, ratings, multi, labels, ranking, texts),
     )
-    return replace(base, candidates=tuple(_human_candidates(base)))
 
 
 def _guess_kind(responses: Sequence[AnnotatorResponse], question: str) -> QuestionKind:
@@ -282,27 +284,33 @@ def _normalised(value: Any, kind: QuestionKind) -> Any:
     return str(value)
 
 
-def _human_candidates(agg: Aggregate) -> list[Candidate]:
-    """The record's responses scored by the annotators, plus any text they wrote."""
-    record = agg.record
+def _human_candidates(
+    record: Record,
+    ratings: Mapping[str, tuple[float, float]],
+    multi_labels: Mapping[str, list[str]],
+    labels: Mapping[str, str],
+    ranking: tuple[int, ...],
+    texts: Mapping[str, str],
+) -> tuple[Candidate, ...]:
+    """The record's responses scored by the annotators' answers, plus any text they wrote."""
     n = len(record.responses)
     scores: list[float | None] = [None] * n
     acceptable: list[bool | None] = [None] * n
-    for question, (mean, _) in agg.ratings.items():
+    for question, (mean, _) in ratings.items():
         index = _response_index(question, "rating_response_")
         if index is not None and index < n:
             scores[index] = mean
             acceptable[index] = True if mean >= 4 else False if mean <= 2 else None
-    for question, met in agg.multi_labels.items():
+    for question, met in multi_labels.items():
         index = _response_index(question, "criteria_response_")
         if index is not None and index < n:
             criteria = [m for m in met if m != NONE_LABEL]
             scores[index] = float(len(criteria))
-    if "verdict" in agg.labels and n:
-        good = agg.labels["verdict"] == "good"
+    if "verdict" in labels and n:
+        good = labels["verdict"] == "good"
         scores[0], acceptable[0] = (1.0 if good else 0.0), good
-    if agg.ranking:
-        order = list(agg.ranking) + [i for i in range(n) if i not in agg.ranking]
+    if ranking:
+        order = list(ranking) + [i for i in range(n) if i not in ranking]
     else:
         unscored = -1e9
         order = sorted(range(n), key=lambda i: (-(scores[i] or unscored), i))
@@ -316,14 +324,12 @@ def _human_candidates(agg: Aggregate) -> list[Candidate]:
         )
         for i in order
     ]
-    written = next(
-        (agg.texts[q] for q in HUMAN_RESPONSE_QUESTIONS if agg.texts.get(q, "").strip()), None
-    )
+    written = next((texts[q] for q in HUMAN_RESPONSE_QUESTIONS if texts.get(q, "").strip()), None)
     # A text the annotators wrote or corrected beats every model response (unless it is one).
     if written is not None and all(written.strip() != c.text.strip() for c in candidates):
         best = max((c.score for c in candidates if c.score is not None), default=None)
         candidates.insert(0, Candidate(written, HUMAN_MODEL, None, best, True))
-    return candidates
+    return tuple(candidates)
 
 
 def auto_accepts(record: Record, rule: AutoAccept) -> bool:

@@ -196,7 +196,10 @@ class AgreementAccumulator:
 
     def add(self, item: Mapping[str, Any]) -> None:
         """One item's answers, ``{annotator: value}`` (``None`` counts as no answer)."""
-        self._patterns[tuple(sorted((w, v) for w, v in item.items() if v is not None))] += 1
+        pattern = sorted(item.items())  # by annotator: values are never compared
+        if any(v is None for _, v in pattern):
+            pattern = [(w, v) for w, v in pattern if v is not None]
+        self._patterns[tuple(pattern)] += 1
 
     def result(self) -> Agreement:
         annotators: set[str] = set()

@@ -63,6 +63,7 @@ class CurationStats:
         self.disagreements = 0
         self.wins = WinRateTally()
         self._agreement: dict[str, AgreementAccumulator] = {}
+        self._no_agreement: set[str] = set()  # free-text questions
         self.first_time: str | None = None
         self.last_time: str | None = None
 
@@ -88,19 +89,31 @@ class CurationStats:
         if agg.disagreement:
             self.disagreements += 1
         for question, by_annotator in agg.answers.items():
-            kind = self.kinds.get(question, "text")
-            level = LEVEL_OF.get(kind)
-            if level is None:
-                continue
-            if kind == "rating":
-                histogram = self.ratings.setdefault(question, Counter())
-                for value in by_annotator.values():
-                    histogram[round(value)] += 1
             accumulator = self._agreement.get(question)
             if accumulator is None:
-                accumulator = self._agreement[question] = AgreementAccumulator(question, level)
+                if question in self._no_agreement:
+                    continue
+                accumulator = self._accumulator(question)
+                if accumulator is None:
+                    continue
+            histogram = self.ratings.get(question)
+            if histogram is not None:
+                for value in by_annotator.values():
+                    histogram[round(value)] += 1
             accumulator.add(by_annotator)
         self.wins.add(agg)
+
+    def _accumulator(self, question: str) -> AgreementAccumulator | None:
+        """A question's first answers: set up its agreement (and histogram, for ratings)."""
+        kind = self.kinds.get(question, "text")
+        level = LEVEL_OF.get(kind)
+        if level is None:
+            self._no_agreement.add(question)
+            return None
+        if kind == "rating":
+            self.ratings[question] = Counter()
+        accumulator = self._agreement[question] = AgreementAccumulator(question, level)
+        return accumulator
 
     def report(self, title: str, summary: Mapping[str, int | str]) -> ReportData:
         agreement = [acc.result() for _, acc in sorted(self._agreement.items())]
