@@ -2,4 +2,5 @@
 
 from shared.cli import app
 
-app()
+if __name__ == "__main__":  # not when a worker process re-imports its parent's main module
+    app()

@@ -139,6 +139,10 @@ class ExportSettings(BaseModel):
     batch_rows: int = Field(default=2000, ge=1)  # rows held in memory before they go to disk
     shard_rows: int = Field(default=100_000, ge=1)  # rows per Parquet / Arrow file
     check_interval_s: float = Field(default=10.0, gt=0)  # how often time triggers are checked
+    # Processes that parse and aggregate records in exports of `parallel_from` records or more
+    # (below that, starting them costs more than they save).
+    workers: int = Field(default=2, ge=1)
+    parallel_from: int = Field(default=20_000, ge=0)
 
 
 class TelemetrySettings(BaseModel):

@@ -201,6 +201,10 @@ class AgreementAccumulator:
             pattern = [(w, v) for w, v in pattern if v is not None]
         self._patterns[tuple(pattern)] += 1
 
+    def merge(self, other: AgreementAccumulator) -> None:
+        """Add the items `other` has seen."""
+        self._patterns.update(other._patterns)
+
     def result(self) -> Agreement:
         annotators: set[str] = set()
         units = agreeing = pairs = 0

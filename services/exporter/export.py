@@ -14,20 +14,14 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from services.exporter.aggregate import (
-    Aggregate,
-    Questions,
-    aggregate_completed,
-    aggregate_judged,
-    auto_accepts,
-)
-from services.exporter.formats import Format, test_fraction
+from services.exporter.aggregate import auto_accepts
+from services.exporter.formats import Format, Row
+from services.exporter.record_pass import load_formats, run_pass
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
-from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent, StoredRow
-from services.exporter.versions import VersionWriter, latest_manifest
+from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
+from services.exporter.versions import VersionWriter, latest_manifest, rows_table
 from shared.events import (
     RECORDS_COMPLETED,
     RECORDS_JUDGED,
@@ -36,7 +30,7 @@ from shared.events import (
     Record,
 )
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
-from shared.plugins import PluginKind, PluginRegistry
+from shared.plugins import PluginRegistry
 from shared.settings import Settings
 
 log = logging.getLogger("loopline.exporter")
@@ -99,18 +93,6 @@ def format_dir(settings: Settings, flow: str, format_name: str) -> Path:
     return settings.export_dir / flow / format_name
 
 
-def open_template(flow: Flow, registry: PluginRegistry) -> Any | None:
-    if flow.publish is None:
-        return None
-    return registry.load(PluginKind.templates, flow.publish.plugin)(**flow.publish.options)
-
-
-def aggregate_row(row: StoredRow, questions: Questions) -> Aggregate:
-    if row.kind == HUMAN:
-        return aggregate_completed(CompletedRecord.model_validate_json(row.body), questions)
-    return aggregate_judged(Record.model_validate_json(row.body))
-
-
 @dataclass(frozen=True)
 class ExportResult:
     flow: str
@@ -152,17 +134,14 @@ def export_versions(
     refs: Sequence[PluginRef],
     store: ExportStore,
     registry: PluginRegistry | None = None,
-    on_record: Callable[[], None] | None = None,
+    on_records: Callable[[int], None] | None = None,
 ) -> list[ExportResult]:
     """Write a new version of each format in `refs` (if its data changed), in one pass over
     the store: each record is aggregated once and fed to every format."""
-    registry = registry or PluginRegistry()
-    questions = Questions.of(open_template(flow, registry))
-    options = flow.export
+    formats = load_formats(refs, registry or PluginRegistry())
     jobs: list[_Pending] = []
     try:
-        for ref in refs:
-            fmt: Format = registry.load(PluginKind.formats, ref.plugin)(**ref.options)
+        for ref, fmt in zip(refs, formats, strict=True):
             writer = VersionWriter(
                 format_dir(settings, flow_name, ref.plugin),
                 {split: fmt.features(split) for split in fmt.splits},
@@ -170,19 +149,24 @@ def export_versions(
                 shard_rows=settings.export.shard_rows,
             )
             jobs.append(_Pending(ref, fmt, writer, store.pending(ref.plugin)))
-        stats = CurationStats(questions.kinds)
+        stats: CurationStats | None = None
         records = 0
-        for row in store.rows(batch=settings.export.batch_rows):
-            records += 1
-            agg = aggregate_row(row, questions)
-            stats.add(agg, row.event_time)
-            in_test = test_fraction(row.record_id, options.split_seed) < options.test_size
-            for job in jobs:
-                for split, out in job.fmt.rows(agg, "test" if in_test else "train"):
-                    job.writer.add(split, out)
-            if on_record is not None:
-                on_record()
-        results = _finish(flow_name, options, jobs, stats, records, store.offsets())
+        workers = settings.export.workers if store.count() >= settings.export.parallel_from else 1
+        batches = store.batches(settings.export.batch_rows)
+        for chunk in run_pass(flow, refs, batches, workers, registry):
+            for job, tables in zip(jobs, chunk.tables, strict=True):
+                for split, table in tables.items():
+                    job.writer.add(split, table)
+            if stats is None:
+                stats = chunk.stats
+            else:
+                stats.merge(chunk.stats)
+            records += chunk.records
+            if on_records is not None:
+                on_records(chunk.records)
+        if stats is None:  # an empty store: nothing counted
+            stats = CurationStats({})
+        results = _finish(flow_name, flow.export, jobs, stats, records, store.offsets())
     except BaseException:
         for job in jobs:
             job.writer.abort()
@@ -209,8 +193,11 @@ def _finish(
     changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
     for job in jobs:
         name, writer = job.ref.plugin, job.writer
-        for split, out in job.fmt.summary_rows():
-            writer.add(split, out)
+        summary_rows: dict[str, list[Row]] = {}
+        for split, out in job.fmt.summary_rows(stats):
+            summary_rows.setdefault(split, []).append(out)
+        for split, made in summary_rows.items():
+            writer.add(split, rows_table(made, job.fmt.features(split)))
         rows = writer.counts()
         checksums = writer.close_data()
         previous = latest_manifest(writer.format_dir)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from datasets import Features, Value
 
 from services.exporter.aggregate import Aggregate, Candidate, judge_scores_by_index
-from services.exporter.stats import WinRateTally
+from services.exporter.stats import CurationStats
 
 Row = dict[str, Any]
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
@@ -55,8 +55,12 @@ class Format(Protocol):
         """(split, row) pairs for one record; `split_of` is its train/test assignment."""
         ...
 
-    def summary_rows(self) -> Iterator[tuple[str, Row]]:
-        """Rows computed over all records, written after them (e.g. win rates)."""
+    def summary_rows(self, stats: CurationStats) -> Iterator[tuple[str, Row]]:
+        """Rows computed over all records, written after them (e.g. win rates).
+
+        `rows` must not keep state between records (an export may call it in several
+        processes); what spans records comes from the pass's `stats`.
+        """
         ...
 
 
@@ -105,7 +109,7 @@ class _TrainingFormat:
             return [{"role": "assistant", "content": candidate.text}]
         return candidate.text
 
-    def summary_rows(self) -> Iterator[tuple[str, Row]]:
+    def summary_rows(self, stats: CurationStats) -> Iterator[tuple[str, Row]]:
         return iter(())
 
 
@@ -228,7 +232,6 @@ class EvalFormat:
 
     def __init__(self, **unknown: Any) -> None:
         _reject_unknown(self.name, unknown)
-        self.tally = WinRateTally()
 
     def features(self, split: str) -> Features:
         if split == "win_rates":
@@ -276,10 +279,9 @@ class EvalFormat:
                     "disagreement": bool(agg.disagreement),
                 },
             )
-        self.tally.add(agg)
 
-    def summary_rows(self) -> Iterator[tuple[str, Row]]:
-        for rate in self.tally.rates():
+    def summary_rows(self, stats: CurationStats) -> Iterator[tuple[str, Row]]:
+        for rate in stats.wins.rates():
             yield (
                 "win_rates",
                 {

@@ -90,11 +90,11 @@ def export_now(
     flows: FlowsConfig,
     flow_name: str,
     refs: list[PluginRef],
-    on_record: Callable[[], None] | None = None,
+    on_records: Callable[[int], None] | None = None,
 ) -> list[ExportResult]:
     flow = flows.get(flow_name)
     with ExportStore(store_path(settings, flow_name)) as store:
-        return export_versions(settings, flow_name, flow, refs, store, on_record=on_record)
+        return export_versions(settings, flow_name, flow, refs, store, on_records=on_records)
 
 
 async def announce(settings: Settings, flows: FlowsConfig, results: list[ExportResult]) -> None:

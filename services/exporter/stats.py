@@ -34,6 +34,8 @@ class WinRateTally:
         self._tally: dict[tuple[str, str], list[int]] = {}  # (a, b), a < b → [a wins, b, ties]
 
     def add(self, agg: Aggregate) -> None:
+        if agg.excluded:
+            return
         for a, b in combinations(agg.candidates, 2):  # a is listed above b
             if a.model == b.model:
                 continue
@@ -46,6 +48,12 @@ class WinRateTally:
             first, second = sorted((a.model, b.model))
             tally = self._tally.setdefault((first, second), [0, 0, 0])
             tally[2 if winner is None else 0 if winner == first else 1] += 1
+
+    def merge(self, other: WinRateTally) -> None:
+        for pair, counts in other._tally.items():
+            mine = self._tally.setdefault(pair, [0, 0, 0])
+            for k, n in enumerate(counts):
+                mine[k] += n
 
     def rates(self) -> list[WinRate]:
         return [WinRate(a, b, *counts) for (a, b), counts in sorted(self._tally.items())]
@@ -102,6 +110,26 @@ class CurationStats:
                     histogram[round(value)] += 1
             accumulator.add(by_annotator)
         self.wins.add(agg)
+
+    def merge(self, other: CurationStats) -> None:
+        """Add the counts of `other` (the records after these): as if one had seen them all."""
+        for moment in (other.first_time, other.last_time):
+            if moment is not None:
+                self.first_time = min(self.first_time or moment, moment)
+                self.last_time = max(self.last_time or moment, moment)
+        self.statuses.update(other.statuses)
+        self.changed.update(other.changed)
+        self.curated += other.curated
+        self.disagreements += other.disagreements
+        self.wins.merge(other.wins)
+        self._no_agreement |= other._no_agreement
+        for question, accumulator in other._agreement.items():
+            mine = self._agreement.get(question)
+            if mine is None:
+                mine = self._agreement[question] = AgreementAccumulator(question, accumulator.level)
+            mine.merge(accumulator)
+        for question, histogram in other.ratings.items():
+            self.ratings.setdefault(question, Counter()).update(histogram)
 
     def _accumulator(self, question: str) -> AgreementAccumulator | None:
         """A question's first answers: set up its agreement (and histogram, for ratings)."""

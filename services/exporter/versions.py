@@ -9,11 +9,12 @@ A version is a directory `<export dir>/<flow>/<format>/v<N>/` holding:
 * `manifest.json`: counts, flow, format, time range, source topic offsets, schema, checksums;
 * `report.html` and `plots/`: the curation report.
 
-Rows go to disk in batches through one Parquet and one Arrow writer per shard, so memory does
-not depend on the number of rows. Everything is written in a hidden temporary directory beside
-the versions and renamed into place at the end (under a lock that picks the number), so a crash
-never leaves a half-written version visible; leftovers of crashed writers are removed by the
-next export. Nothing in a version depends on the clock: the same rows give the same bytes.
+Rows come as Arrow tables and go to disk in batches through one Parquet and one Arrow writer
+per shard, so memory does not depend on the number of rows. Everything is written in a hidden
+temporary directory beside the versions and renamed into place at the end (under a lock that
+picks the number), so a crash never leaves a half-written version visible; leftovers of
+crashed writers are removed by the next export. Nothing in a version depends on the clock:
+the same rows give the same bytes.
 """
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ def remove_leftovers(format_dir: Path) -> list[Path]:
 
 
 class _SplitWriter:
-    """One split's rows, batched into Parquet and Arrow shard files at once.
+    """One split's rows, as Arrow tables, into Parquet and Arrow shard files at once.
 
-    Shards are named `<split>-00000-of-00003.parquet` and `data-00000-of-00003.arrow`; the
-    total is known at the end, when they are renamed.
+    Tables are held until `batch_rows` rows have come, then written together (one Parquet row
+    group); a shard holds at most `shard_rows` rows. Shards are named
+    `<split>-00000-of-00003.parquet` and `data-00000-of-00003.arrow`; the total is known at
+    the end, when they are renamed.
     """
 
     def __init__(
@@ -106,7 +109,8 @@ class _SplitWriter:
         self.rows = 0
         self.parquet_names: list[str] = []
         self.arrow_names: list[str] = []
-        self._buffer: list[dict[str, Any]] = []
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
         self._in_shard = 0
         (root / "data").mkdir(exist_ok=True)
         (root / split).mkdir()
@@ -126,26 +130,33 @@ class _SplitWriter:
         self._arrow.close()
         self._arrow_sink.close()
 
-    def add(self, row: dict[str, Any]) -> None:
-        self._buffer.append(row)
-        if len(self._buffer) >= min(self.batch_rows, self.shard_rows - self._in_shard):
+    def add(self, table: pa.Table) -> None:
+        if table.schema != self.schema:
+            raise ValueError(f"{self.split}: rows with schema {table.schema}, not {self.schema}")
+        self._held.append(table)
+        self._held_rows += table.num_rows
+        if self._held_rows >= self.batch_rows:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._buffer:
+        if not self._held_rows:
             return
-        if self._in_shard >= self.shard_rows:
-            self._close_shard()
-            self._open_shard()
-        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
-        self._parquet.write_table(table)
-        self._arrow.write_table(table)
-        self.rows += len(self._buffer)
-        self._in_shard += len(self._buffer)
-        self._buffer = []
+        table = pa.concat_tables(self._held)
+        self._held, self._held_rows = [], 0
+        start = 0
+        while start < table.num_rows:
+            if self._in_shard >= self.shard_rows:
+                self._close_shard()
+                self._open_shard()
+            part = table.slice(start, min(table.num_rows - start, self.shard_rows - self._in_shard))
+            self._parquet.write_table(part)
+            self._arrow.write_table(part)
+            self._in_shard += part.num_rows
+            self.rows += part.num_rows
+            start += part.num_rows
 
     def pending(self) -> int:
-        return self.rows + len(self._buffer)
+        return self.rows + self._held_rows
 
     def close(self) -> None:
         """Write what is left and give the shards their final names."""
@@ -180,8 +191,9 @@ class VersionWriter:
             for name, features in splits.items()
         }
 
-    def add(self, split: str, row: dict[str, Any]) -> None:
-        self._splits[split].add(row)
+    def add(self, split: str, table: pa.Table) -> None:
+        """Rows of `split`, as a table of its schema (see `rows_table`)."""
+        self._splits[split].add(table)
 
     def counts(self) -> dict[str, int]:
         return {name: w.pending() for name, w in self._splits.items()}
@@ -235,6 +247,11 @@ class VersionWriter:
             with contextlib.suppress(Exception):
                 writer.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def rows_table(rows: list[dict[str, Any]], features: Features) -> pa.Table:
+    """Rows (dicts of the features' columns) as an Arrow table of the features' schema."""
+    return pa.Table.from_pylist(rows, schema=features.arrow_schema)
 
 
 def _write_json(path: Path, value: Any) -> None:

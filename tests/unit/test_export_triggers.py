@@ -31,7 +31,11 @@ def context(export_dir: Path) -> ServiceContext:
             "flows": {
                 "support": {
                     "publish": {"plugin": "preference"},
-                    "export": {"formats": [{"plugin": "sft"}], "every_records": 0, "every_s": EVERY_S},
+                    "export": {
+                        "formats": [{"plugin": "sft"}],
+                        "every_records": 0,
+                        "every_s": EVERY_S,
+                    },
                 }
             }
         },

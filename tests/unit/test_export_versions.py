@@ -208,13 +208,15 @@ from services.exporter.store import ExportStore
 from shared.flows import FlowsConfig
 from shared.settings import Settings
 
+from shared.settings import ExportSettings
+
 slow_add = versions.VersionWriter.add
-def add(self, split, row):
-    slow_add(self, split, row)
+def add(self, split, table):
+    slow_add(self, split, table)
     print("writing", flush=True)
-    time.sleep(0.05)
+    time.sleep(0.2)
 versions.VersionWriter.add = add
-settings = Settings(stack_dir=Path(sys.argv[1]))
+settings = Settings(stack_dir=Path(sys.argv[1]), export=ExportSettings(batch_rows=4))
 flows = FlowsConfig.model_validate_json(sys.argv[2])
 flow = flows.flows["support"]
 with ExportStore(settings.export_dir / "support" / "records.sqlite") as store:
