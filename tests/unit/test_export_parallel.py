@@ -1,8 +1,6 @@
 """Exports on several cores: worker processes give the same bytes as one process, and a record
 that fails in a worker fails the export without touching the previous version."""
 
-import multiprocessing.forkserver
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +12,6 @@ from services.exporter.versions import versions
 from shared.events import RECORDS_COMPLETED
 from shared.settings import ExportSettings, Settings
 from tests.unit.test_export_versions import EXPECTED, export_all, files_of, fill, flows_config
-
-
-@pytest.fixture(autouse=True)
-def stop_fork_server() -> Iterator[None]:
-    """The workers' fork server lives as long as the process that started it: stop it."""
-    yield
-    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
 
 
 def settings(root: Path, workers: int) -> Settings:

@@ -24,7 +24,10 @@ EVERY_S = 1.0
 
 
 def context(export_dir: Path) -> ServiceContext:
-    settings = Settings(export=ExportSettings(dir=export_dir, check_interval_s=0.05))
+    # Worker processes from the first record: the service's exports run in a thread beside the
+    # event loop, and the workers must come from the fork server, not from this process.
+    export = ExportSettings(dir=export_dir, check_interval_s=0.05, workers=2, parallel_from=0)
+    settings = Settings(export=export)
     broker, dead_letters = build_broker(settings, "exporter")
     flows = parse_flows(
         {
