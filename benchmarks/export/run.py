@@ -4,10 +4,11 @@ Contenders, each in its own process, on the same synthetic `records.completed` e
 responses, two annotators each, generated on the fly so that no contender holds them all):
 
   1. loopline: the exporter's path as `loopline export --from-start` takes it: every event
-     through `accept` into the flow's record store in batches of 500 (as the service keeps
-     them), then `export_versions` for `sft` and `dpo` in one pass (aggregation, format
-     plugins, Parquet + Arrow shards, manifests, report). Like the CLI, it starts the export's
-     worker processes (`LOOPLINE_EXPORT__WORKERS`, default 2) while it reads the events;
+     through `accept` into the flow's record store in batches of `WRITE_BATCH` (2000, as the
+     service and the CLI keep them), then `export_versions` for `sft` and `dpo` in one pass
+     (aggregation, format plugins, Parquet + Arrow shards, manifests, report). Like the CLI,
+     it starts the export's worker processes (`LOOPLINE_EXPORT__WORKERS`, default 2) while it
+     reads the events;
   2. anchor: the same aggregation, once per record, and the same format rows built into a list
      per format, then `datasets.Dataset.from_list(rows).to_parquet(...)` for each.
 
@@ -83,7 +84,7 @@ def flows_config() -> Any:
 def run_loopline(n: int, out: Path) -> dict[str, object]:
     from services.exporter.export import accept, export_versions, store_path
     from services.exporter.record_pass import warm_up
-    from services.exporter.store import ExportStore
+    from services.exporter.store import WRITE_BATCH, ExportStore
     from shared.events import RECORDS_COMPLETED
     from shared.flows import FlowsConfig
     from shared.settings import ExportSettings, Settings
@@ -100,7 +101,7 @@ def run_loopline(n: int, out: Path) -> dict[str, object]:
             kept = accept(flows, RECORDS_COMPLETED, 0, offset, body)
             assert kept is not None
             batch.append(kept[1])
-            if len(batch) == 500:
+            if len(batch) == WRITE_BATCH:
                 store.add(batch, list(FORMATS))
                 batch = []
         if batch:

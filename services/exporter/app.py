@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from services.exporter.export import CONSUMES, ExportResult, accept, export_versions, store_path
 from services.exporter.hub import push_version
-from services.exporter.store import ExportStore, StoredEvent
+from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED
 from shared.flows import Flow, PluginRef
 from shared.service import ServiceContext, ServiceSpec
@@ -153,7 +153,9 @@ def register(context: ServiceContext) -> None:
     exporter = Exporter(context)
     if not exporter.flows:
         log.warning("no flow has `export` formats: nothing will be exported")
-    context.subscribe_batches(CONSUMES, exporter.on_batch, max_records=500, batch_timeout_ms=500)
+    context.subscribe_batches(
+        CONSUMES, exporter.on_batch, max_records=WRITE_BATCH, batch_timeout_ms=500
+    )
     exporter.task = asyncio.get_running_loop().create_task(exporter.run_timer(), name="exporter")
     context.on_stop(exporter.close)
 

@@ -26,7 +26,7 @@ from services.exporter.export import (
     store_path,
 )
 from services.exporter.hub import push_version
-from services.exporter.store import ExportStore, StoredEvent
+from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.broker import admin_client_options
 from shared.events import DATASETS_EXPORTED
 from shared.flows import FlowsConfig, PluginRef
@@ -64,8 +64,8 @@ async def catch_up(
             last = seen.get(tp.topic, {}).get(str(tp.partition))
             return first if last is None else last + 1
 
+        events: list[StoredEvent] = []
         async for messages in read_to_end(settings.kafka, CONSUMES, start_at):
-            events: list[StoredEvent] = []
             for m in messages:
                 try:
                     kept = accept(flows, m.topic, m.partition, m.offset, m.value or b"")
@@ -76,12 +76,15 @@ async def catch_up(
                     continue
                 if kept is not None and kept[0] == flow_name:
                     events.append(kept[1])
+                    summary.kept += 1
             summary.read += len(messages)
-            summary.kept += len(events)
-            if events:
+            if len(events) >= WRITE_BATCH:
                 summary.changed += store.add(events, formats)
+                events = []
             if on_read is not None:
                 on_read(len(messages))
+        if events:
+            summary.changed += store.add(events, formats)
     return summary
 
 
