@@ -367,7 +367,7 @@ def export_command(
     """
     from services.exporter.export import store_path
     from services.exporter.on_demand import announce, catch_up, export_now
-    from services.exporter.record_pass import warm_up
+    from services.exporter.record_pass import warm_up, workers_for
     from services.exporter.store import ExportStore
 
     configure_logging("WARNING")
@@ -390,9 +390,11 @@ def export_command(
     refs = [ref for ref in chosen.export.formats if not format_ or ref.plugin in format_]
 
     with ExportStore(store_path(settings, flow)) as store:
-        large = from_start or store.count() >= settings.export.parallel_from
-    if large and settings.export.workers > 1:
-        warm_up()  # the export's worker processes get ready while the topics are read
+        stored = store.count()
+    # A replay, or a store already large, will want the export's worker processes: they get
+    # ready while the topics are read.
+    if workers_for(settings.export, stored) > 1 or (from_start and settings.export.workers > 1):
+        warm_up()
     with progress_bar() as bar:
         task = bar.add_task("reading the topics", total=None)
         with exit_on(TimeoutError, code=1):

@@ -128,7 +128,7 @@ class FeedbackSettings(BaseModel):
 class ExportSettings(BaseModel):
     """The exporter: where versions and its record store live, and how it writes them.
 
-    `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/v000001/`, and the store of
+    `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/v<N>/`, and the store of
     accepted records per flow at `<dir>/<flow>/records.sqlite`.
     """
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from services.exporter.aggregate import auto_accepts
 from services.exporter.formats import Format, Row
-from services.exporter.record_pass import load_formats, run_pass
+from services.exporter.record_pass import load_formats, run_pass, workers_for
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
@@ -149,23 +149,18 @@ def export_versions(
                 shard_rows=settings.export.shard_rows,
             )
             jobs.append(_Pending(ref, fmt, writer, store.pending(ref.plugin)))
-        stats: CurationStats | None = None
+        stats = CurationStats({})  # the pass's counts: each chunk's, merged in order
         records = 0
-        workers = settings.export.workers if store.count() >= settings.export.parallel_from else 1
+        workers = workers_for(settings.export, store.count())
         batches = store.batches(settings.export.batch_rows)
         for chunk in run_pass(flow, refs, batches, workers, registry):
             for job, tables in zip(jobs, chunk.tables, strict=True):
                 for split, table in tables.items():
                     job.writer.add(split, table)
-            if stats is None:
-                stats = chunk.stats
-            else:
-                stats.merge(chunk.stats)
+            stats.merge(chunk.stats)
             records += chunk.records
             if on_records is not None:
                 on_records(chunk.records)
-        if stats is None:  # an empty store: nothing counted
-            stats = CurationStats({})
         results = _finish(flow_name, flow.export, jobs, stats, records, store.offsets())
     except BaseException:
         for job in jobs:

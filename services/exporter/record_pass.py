@@ -33,6 +33,7 @@ from services.exporter.versions import rows_table
 from shared.events import CompletedRecord, Record
 from shared.flows import Flow, PluginRef
 from shared.plugins import PluginKind, PluginRegistry
+from shared.settings import ExportSettings
 
 _IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: enough to keep it busy, bounded memory
 
@@ -91,6 +92,11 @@ class RecordPass:
             for fmt, by_split in zip(self.formats, out, strict=True)
         ]
         return Chunk(len(rows), tables, stats)
+
+
+def workers_for(settings: ExportSettings, records: int) -> int:
+    """The worker processes an export of `records` records uses (1: none, this process)."""
+    return settings.workers if records >= settings.parallel_from else 1
 
 
 def _preload() -> list[str]:

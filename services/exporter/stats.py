@@ -71,15 +71,17 @@ class CurationStats:
         self.disagreements = 0
         self.wins = WinRateTally()
         self._agreement: dict[str, AgreementAccumulator] = {}
-        self._no_agreement: set[str] = set()  # free-text questions
         self.first_time: str | None = None
         self.last_time: str | None = None
 
+    def _saw(self, moment: str) -> None:
+        if self.first_time is None or moment < self.first_time:
+            self.first_time = moment
+        if self.last_time is None or moment > self.last_time:
+            self.last_time = moment
+
     def add(self, agg: Aggregate, event_time: str) -> None:
-        if self.first_time is None or event_time < self.first_time:
-            self.first_time = event_time
-        if self.last_time is None or event_time > self.last_time:
-            self.last_time = event_time
+        self._saw(event_time)
         statuses = self.statuses
         statuses["responses submitted"] += agg.submitted
         statuses["responses discarded"] += agg.discarded
@@ -97,13 +99,9 @@ class CurationStats:
         if agg.disagreement:
             self.disagreements += 1
         for question, by_annotator in agg.answers.items():
-            accumulator = self._agreement.get(question)
-            if accumulator is None:
-                if question in self._no_agreement:
-                    continue
-                accumulator = self._accumulator(question)
-                if accumulator is None:
-                    continue
+            accumulator = self._agreement.get(question) or self._accumulator(question)
+            if accumulator is None:  # a free-text question
+                continue
             histogram = self.ratings.get(question)
             if histogram is not None:
                 for value in by_annotator.values():
@@ -115,14 +113,12 @@ class CurationStats:
         """Add the counts of `other` (the records after these): as if one had seen them all."""
         for moment in (other.first_time, other.last_time):
             if moment is not None:
-                self.first_time = min(self.first_time or moment, moment)
-                self.last_time = max(self.last_time or moment, moment)
+                self._saw(moment)
         self.statuses.update(other.statuses)
         self.changed.update(other.changed)
         self.curated += other.curated
         self.disagreements += other.disagreements
         self.wins.merge(other.wins)
-        self._no_agreement |= other._no_agreement
         for question, accumulator in other._agreement.items():
             mine = self._agreement.get(question)
             if mine is None:
@@ -132,11 +128,11 @@ class CurationStats:
             self.ratings.setdefault(question, Counter()).update(histogram)
 
     def _accumulator(self, question: str) -> AgreementAccumulator | None:
-        """A question's first answers: set up its agreement (and histogram, for ratings)."""
+        """A question's first answers: set up its agreement (and histogram, for ratings);
+        None for a question without agreement (free text)."""
         kind = self.kinds.get(question, "text")
         level = LEVEL_OF.get(kind)
         if level is None:
-            self._no_agreement.add(question)
             return None
         if kind == "rating":
             self.ratings[question] = Counter()
