@@ -19,11 +19,11 @@ help:
 	@echo "make test     lint, type-check, then run unit and integration tests (real stack)"
 	@echo "make unit     unit tests only (no servers)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e ./clients/python -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -48,7 +48,7 @@ FORMATS = ("sft", "dpo")
 
 def events(n: int) -> Iterator[bytes]:
     """n completed-record events, deterministic, one at a time."""
-    from tests.support.export_data import completed, preference, record, response
+    from devstack.sample_records import completed, preference, record, response
 
     for i in range(n):
         rec = record(

@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared import stack
-from shared.stack.testing import config_for_tests, free_port
+import devstack as stack
+from devstack.testing import config_for_tests, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 100
@@ -139,7 +139,7 @@ def main() -> None:
             "LOOPLINE_INGEST__DEFAULT_FLOW": "bench",
         }
         ingester = subprocess.Popen(
-            [sys.executable, "-m", "shared", "run", "ingester", "--log-level", "WARNING"],
+            [sys.executable, "-m", "cli", "run", "ingester", "--log-level", "WARNING"],
             env=env,
             start_new_session=True,
         )

@@ -40,14 +40,14 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared import stack
+import devstack as stack
+from devstack.config import StackConfig
+from devstack.testing import config_for_tests
 from shared.broker import admin_client_options
 from shared.events import RECORDS_JUDGED, Record, dead_letter_topic
 from shared.flows import FlowsConfig, parse_flows
 from shared.service import ServiceSpec, run_service
 from shared.settings import KafkaSettings, LLMSettings, Settings
-from shared.stack.config import StackConfig
-from shared.stack.testing import config_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
 DISTILABEL_VENV = REPO / ".loopline" / "bench" / "distilabel"

@@ -22,15 +22,15 @@ from pathlib import Path
 import argilla as rg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+import devstack as stack
+from devstack.testing import config_for_tests
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.argilla_publisher.templates import PreferenceTemplate
-from shared import stack
 from shared.broker import ensure_topics
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.flows import parse_flows
 from shared.service import run_service
 from shared.settings import ArgillaSettings, KafkaSettings, Settings
-from shared.stack.testing import config_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import DatasetInfo, Features
 
-from shared.stack.process import is_alive
+from shared.pids import pid_running
 
 log = logging.getLogger("loopline.exporter")
 
@@ -81,7 +81,7 @@ def remove_leftovers(format_dir: Path) -> list[Path]:
         if not path.name.startswith(TMP_PREFIX):
             continue
         pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and is_alive(int(pid_text)) and int(pid_text) != os.getpid():
+        if pid_text.isdigit() and pid_running(int(pid_text)) and int(pid_text) != os.getpid():
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

@@ -19,7 +19,7 @@ from shared.events import (
     Record,
 )
 from shared.flows import Flow, ModelRef
-from shared.llm_plugins import build_llm
+from shared.llm.build import build_llm
 from shared.plugins import PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 

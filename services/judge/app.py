@@ -12,7 +12,7 @@ from typing import Any
 
 from services.judge.judging import judge_record
 from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record
-from shared.llm_plugins import build_llm
+from shared.llm.build import build_llm
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 

@@ -17,7 +17,7 @@ from typing import Any
 from services.judge.rubrics import Rubric
 from services.judge.structured import ChatLLM, structured_call
 from shared.events import Judgment, Rating, Record
-from shared.llm import LLMError
+from shared.llm.client import LLMError
 
 
 def shuffled_order(n: int, key: str, repeat: int) -> list[int]:

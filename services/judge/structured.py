@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from shared.events import ChatMessage, Role
-from shared.llm import ChatCompletion, LLMError
+from shared.llm.client import ChatCompletion, LLMError
 
 REPAIR_SEPARATOR = "\n\n--- repair attempt ---\n\n"
 _MAX_ERROR_CHARS = 1200

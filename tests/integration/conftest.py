@@ -11,13 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+import devstack as stack
+from devstack.testing import config_for_tests, free_port
 from services.ingester.app import SERVICE
-from shared import stack
 from shared.flows import FlowsConfig, parse_flows
 from shared.settings import ApiKey, IngestSettings, KafkaSettings, RetrySettings, Settings
-from shared.stack.testing import config_for_tests, free_port
-
-from .service_helpers import ADMIN_KEY, SUPPORT_KEY, running_service
+from tests.support.service_helpers import ADMIN_KEY, SUPPORT_KEY, running_service
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,15 +11,14 @@ import argilla as rg
 import httpx
 import pytest
 
+import devstack as stack
+from devstack.process import read_pid_file, stop_groups
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.argilla_publisher.targets import SettingsDriftError
-from shared import stack
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.flows import FlowsConfig, parse_flows
 from shared.settings import ArgillaSettings, Settings
-from shared.stack.process import read_pid_file, stop_groups
-
-from .service_helpers import produce, running_service
+from tests.support.service_helpers import produce, running_service
 
 ANNOTATORS = ("ann-a", "ann-b", "ann-c")
 RUN = uuid.uuid4().hex[:6]

@@ -16,6 +16,7 @@ import argilla as rg
 import httpx
 import pytest
 
+import devstack as stack
 from services.argilla_publisher.dataset_settings import settings_diff
 from services.argilla_publisher.templates import (
     RECORD_METADATA_KEY,
@@ -23,7 +24,6 @@ from services.argilla_publisher.templates import (
     PreferenceTemplate,
     record_from_metadata,
 )
-from shared import stack
 from shared.events import Record
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ import yaml
 from datasets import load_dataset, load_from_disk
 from typer.testing import CliRunner
 
+import devstack as stack
+from cli.app import app as cli
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
 from services.exporter.on_demand import catch_up, export_now
 from services.feedback_collector.app import SERVICE as COLLECTOR
-from shared import stack
-from shared.cli import app as cli
 from shared.events import (
     DATASETS_EXPORTED,
     RECORDS_JUDGED,
@@ -36,8 +36,7 @@ from shared.events import (
 )
 from shared.flows import parse_flows
 from shared.settings import ExportSettings, Settings
-
-from .service_helpers import (
+from tests.support.service_helpers import (
     create_annotators,
     produce,
     read_events,

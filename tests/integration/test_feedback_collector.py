@@ -21,9 +21,9 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
+import devstack as stack
 from services.feedback_collector.app import SERVICE
 from services.feedback_collector.signatures import sign
-from shared import stack
 from shared.events import (
     FEEDBACK_RESPONSES,
     RECORDS_COMPLETED,
@@ -34,8 +34,7 @@ from shared.events import (
 )
 from shared.flows import FlowsConfig, parse_flows
 from shared.settings import Settings
-
-from .service_helpers import (
+from tests.support.service_helpers import (
     create_annotators,
     read_events,
     running_service,

@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
+import devstack as stack
+from devstack.scripted_llm import ScriptedLLM, context_too_long, reply, status
 from services.generator.app import SERVICE as GENERATOR
 from services.judge.app import SERVICE as JUDGE
-from shared import stack
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_JUDGED, Record
 from shared.flows import FlowsConfig, parse_flows
 from shared.settings import LLMSettings, Settings
-from tests.support.scripted_llm import ScriptedLLM, context_too_long, reply, status
-
-from .service_helpers import produce, read_dead_letters, read_records, running_service
+from tests.support.service_helpers import produce, read_dead_letters, read_records, running_service
 
 
 def flows_for(scripted_url: str) -> FlowsConfig:

@@ -8,8 +8,7 @@ import httpx
 
 from shared.events import RECORDS_INGESTED, RECORDS_UNROUTED
 from shared.settings import Settings
-
-from .service_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
+from tests.support.service_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
 
 
 def auth(key: str = ADMIN_KEY) -> dict[str, str]:

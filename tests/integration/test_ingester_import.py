@@ -20,9 +20,9 @@ import yaml
 from services.ingester.sources import Mapping
 from shared.events import RECORDS_INGESTED, Record
 from shared.settings import Settings
+from tests.support.service_helpers import read_records
 
 from .conftest import INGEST_FLOWS
-from .service_helpers import read_records
 
 
 def expected_ids(rows: list[dict[str, Any]], source: str, preset: str | None = None) -> set[str]:
@@ -44,7 +44,7 @@ def run_ingest(settings: Settings, tmp_path: Path, *args: str) -> subprocess.Com
         "COLUMNS": "200",
     }
     return subprocess.run(
-        [sys.executable, "-m", "shared", "ingest", *args],
+        [sys.executable, "-m", "cli", "ingest", *args],
         env=env,
         capture_output=True,
         text=True,

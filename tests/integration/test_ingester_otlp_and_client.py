@@ -19,8 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from loopline.client import LooplineClient
 from shared.events import RECORDS_INGESTED
 from shared.settings import Settings
-
-from .service_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
+from tests.support.service_helpers import ADMIN_KEY, SUPPORT_KEY, read_records
 
 
 def span_record_id(span: ReadableSpan) -> str:

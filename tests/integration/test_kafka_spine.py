@@ -18,16 +18,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devstack.testing import free_port
 from shared.broker import admin_client_options, ensure_topics
 from shared.dead_letters import DeadLetter
 from shared.events import RECORDS_COMPLETED, CompletedRecord, Record
 from shared.flows import parse_flows
 from shared.service import ServiceContext, ServiceSpec, run_service
 from shared.settings import KafkaSettings, Settings
-from shared.stack.testing import free_port
+from tests.support.service_helpers import produce, running_service
 
 from .conftest import REPO
-from .service_helpers import produce, running_service
 
 FLOWS = parse_flows({"flows": {"test": {}}}, "inline")
 
@@ -211,7 +211,7 @@ def exporter_process(
     }
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared", "run", "exporter", "--health-port", str(port)],
+            [sys.executable, "-m", "cli", "run", "exporter", "--health-port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import BaseModel, Field
 
-from shared import stack
+import devstack as stack
 from shared.events import ChatMessage, Role
-from shared.llm import LLMError, OpenAICompatibleLLM
+from shared.llm.client import LLMError, OpenAICompatibleLLM
 from shared.plugins import PluginKind, PluginRegistry
 
 

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel, Field
 
-from shared.stack import (
+from devstack import (
     ComponentStatus,
     StackConfig,
     StackError,
@@ -30,8 +30,8 @@ from shared.stack import (
     status,
     up,
 )
-from shared.stack.process import group_members, is_alive
-from shared.stack.testing import config_for_tests, free_port
+from devstack.process import group_members, is_alive
+from devstack.testing import config_for_tests, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
 """Aggregation of annotators' responses: votes, ties, discards, disagreement, one annotator."""
 
+from devstack.sample_records import completed, preference, record, response
 from services.argilla_publisher.templates import (
     CodeScoringTemplate,
     CurationTemplate,
@@ -15,7 +16,6 @@ from services.exporter.aggregate import (
 )
 from shared.events import ResponseStatus
 from shared.flows import AutoAccept
-from tests.support.export_data import completed, preference, record, response
 
 PREF = Questions.of(PreferenceTemplate())
 THUMBS = Questions.of(ThumbsTemplate())

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from shared.pids import pid_running
+
 _PROC = Path("/proc")
 # Popen objects of the servers this process started, kept so that they are reaped (no zombies)
 # and so that Python does not warn about children still running when the object is collected.
@@ -48,27 +50,13 @@ def start_time(pid: int) -> int | None:
     return int(fields[19]) if len(fields) > 19 else None
 
 
-def _state(pid: int) -> str | None:
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
-
-
 def is_alive(pid: int) -> bool:
     """True if `pid` runs; zombies count as dead (and our own children get reaped)."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         del _children[pid]
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _state(pid) not in ("Z", "X")
+    return pid_running(pid)
 
 
 def group_members(pgid: int) -> list[int]:

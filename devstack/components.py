@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from shared.stack.config import StackConfig
-from shared.stack.errors import failure
-from shared.stack.installer import ARGILLA_REQUIREMENTS, InstallPaths
+from devstack.config import StackConfig
+from devstack.errors import failure
+from devstack.installer import ARGILLA_REQUIREMENTS, InstallPaths
 
 HEALTH_TIMEOUT_S = 2.0
 LLM_SCRIPT = Path(__file__).with_name("llm_server.py")

@@ -18,7 +18,7 @@ from services.judge.rubrics import (
 )
 from services.judge.structured import REPAIR_SEPARATOR, extract_json_object, structured_call
 from shared.events import CandidateResponse, ChatMessage, Judgment, Record, Role
-from shared.llm import ChatCompletion, LLMError
+from shared.llm.client import ChatCompletion, LLMError
 
 # --- a scripted judge ---------------------------------------------------------------------------
 

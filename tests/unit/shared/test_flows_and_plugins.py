@@ -6,7 +6,7 @@ import pytest
 
 from services.ingester.routing import RouteAll
 from shared.flows import FlowFileError, check_plugins, load_flows, parse_flows
-from shared.llm import OpenAICompatibleLLM
+from shared.llm.client import OpenAICompatibleLLM
 from shared.plugins import PluginKind, PluginLoadError, PluginRegistry, UnknownPluginError
 
 GOOD = """
@@ -91,7 +91,7 @@ def test_unknown_plugin_lists_what_is_available(tmp_path: Path) -> None:
     registry = fake_registry(
         {
             "routers": {"all": "services.ingester.routing:RouteAll"},
-            "llms": {"openai": "shared.llm:OpenAICompatibleLLM"},
+            "llms": {"openai": "shared.llm.client:OpenAICompatibleLLM"},
             "rubrics": {"additive": "x:A", "pairwise": "x:P"},
             "templates": {"preference": "x:T"},
             "formats": {"dpo": "x:D"},
@@ -130,7 +130,7 @@ def test_builtins_register_through_real_entry_points() -> None:
 
 
 def test_repository_flow_file_is_valid() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     flows = load_flows(root / "flows.yaml")
     check_plugins(flows, PluginRegistry(), "flows.yaml")
     assert "default" in flows.flows

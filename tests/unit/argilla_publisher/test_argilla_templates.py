@@ -32,7 +32,7 @@ from services.argilla_publisher.templates import (
 )
 from shared.events import Record
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # --- records --------------------------------------------------------------------------------------

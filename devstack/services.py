@@ -1,6 +1,6 @@
 """`loopline services up|down|status`: the six services as background processes on the local stack.
 
-Each service runs as `python -m shared run NAME --health-port P`, with a pid file and a log in
+Each service runs as `python -m cli run NAME --health-port P`, with a pid file and a log in
 the stack's state dir, and settings pointing at the local stack's servers.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from shared.stack.config import StackConfig
-from shared.stack.errors import ComponentStatus, failure
-from shared.stack.process import read_pid_file, spawn, stop_groups, write_pid_file
+from devstack.config import StackConfig
+from devstack.errors import ComponentStatus, failure
+from devstack.process import read_pid_file, spawn, stop_groups, write_pid_file
 
 SERVICE_NAMES = (
     "ingester",
@@ -87,7 +87,7 @@ def up(
             progress(f"{name}: already running (pid {record.pid})")
             continue
         port = health_url(config, name).rsplit(":", 1)[1].split("/")[0]
-        command = [sys.executable, "-m", "shared", "run", name, "--health-port", port]
+        command = [sys.executable, "-m", "cli", "run", name, "--health-port", port]
         pid = spawn(command, _log_file(config, name), env)
         write_pid_file(_pid_file(config, name), pid)
         progress(f"{name}: started (pid {pid})")

@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from shared.events import ChatMessage, Role
-from shared.llm import LLMError, OpenAICompatibleLLM, parse_retry_after
-from shared.rate_limit import TokenBucket
-from tests.support.scripted_llm import (
+from devstack.scripted_llm import (
     Behaviour,
     ScriptedLLM,
     context_too_long,
@@ -23,6 +20,9 @@ from tests.support.scripted_llm import (
     reply,
     status,
 )
+from shared.events import ChatMessage, Role
+from shared.llm.client import LLMError, OpenAICompatibleLLM, parse_retry_after
+from shared.llm.rate_limit import TokenBucket
 
 HELLO = [ChatMessage(role=Role.user, content="hello")]
 

@@ -30,7 +30,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from shared.events import ChatMessage, TokenUsage
-from shared.rate_limit import InFlightLimit, TokenBucket, shared_bucket, shared_semaphore
+from shared.llm.rate_limit import InFlightLimit, TokenBucket, shared_bucket, shared_semaphore
 
 # Statuses a retry can fix: also every 5xx (see `is_retryable_status`).
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
 
+from devstack.sample_records import completed, preference, record, response
 from services.exporter.export import accept, export_versions, format_dir, store_path
 from services.exporter.store import ExportStore
 from services.exporter.versions import versions
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED
 from shared.flows import FlowsConfig, PluginRef
 from shared.settings import Settings
-from tests.support.export_data import completed, preference, record, response
 
 STRING = Value("string")
 MESSAGES = [{"role": STRING, "content": STRING}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from shared.stack.config import StackConfig, StackPorts
+from devstack.config import StackConfig, StackPorts
 
 
 def free_port() -> int:

@@ -22,9 +22,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import TypeVar
 
-from shared.stack.config import ModelSize, StackConfig
-from shared.stack.errors import failure
-from shared.stack.process import file_lock
+from devstack.config import ModelSize, StackConfig
+from devstack.errors import failure
+from devstack.process import file_lock
 
 Progress = Callable[[str], None]
 T = TypeVar("T")

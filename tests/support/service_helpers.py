@@ -164,8 +164,8 @@ def create_annotators(owner: Any, workspace: Any, usernames: list[str]) -> dict[
 def with_argilla_and_collector(settings: Settings, local_stack: Any) -> Settings:
     """`settings` pointed at the test stack's Argilla, with the collector's webhook receiver on
     a free loopback port (reconciliation only every 10 minutes: webhooks do the work)."""
+    from devstack.testing import free_port
     from shared.settings import ArgillaSettings, FeedbackSettings
-    from shared.stack.testing import free_port
 
     port = free_port()
     return settings.model_copy(

@@ -8,17 +8,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.stack.components import (
+from devstack.components import (
     INSTALLED_BY,
     Component,
     log_path,
     process_env,
     stack_components,
 )
-from shared.stack.config import StackConfig
-from shared.stack.errors import ComponentStatus, failure
-from shared.stack.installer import install
-from shared.stack.process import (
+from devstack.config import StackConfig
+from devstack.errors import ComponentStatus, failure
+from devstack.installer import install
+from devstack.process import (
     PidRecord,
     file_lock,
     owns_group,

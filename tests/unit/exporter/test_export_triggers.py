@@ -11,6 +11,7 @@ from pathlib import Path
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from devstack.sample_records import completed, preference, record, response
 from services.exporter.app import register
 from services.exporter.versions import versions
 from shared.broker import build_broker
@@ -18,7 +19,6 @@ from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, DatasetExported
 from shared.flows import parse_flows
 from shared.service import ServiceContext
 from shared.settings import ExportSettings, Settings
-from tests.support.export_data import completed, preference, record, response
 
 EVERY_S = 1.0
 

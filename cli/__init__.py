@@ -1,0 +1,1 @@
+"""The `loopline` command: a file per command group, each a thin layer over the services."""

@@ -1,0 +1,26 @@
+"""The `loopline` command: the root that gathers the command groups, one file each.
+
+* `run` (cli/run.py): one service in the foreground;
+* `stack ...`, `services ...` (cli/stack.py): the local stack and the services on it;
+* `ingest`, `export` (cli/data.py): data in and out on demand;
+* `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import data, flows, run, stack
+
+app = typer.Typer(
+    help="Loopline: stream LLM traffic into curated training and evaluation data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(run.run)
+app.add_typer(stack.stack_app, name="stack")
+app.add_typer(stack.services_app, name="services")
+app.command()(data.ingest)
+app.command("export")(data.export_command)
+app.command()(flows.plugins)
+app.command("check-flows")(flows.check_flows)

@@ -1,0 +1,58 @@
+"""`loopline run SERVICE`: one service in the foreground until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Annotated, Any
+
+import typer
+
+from cli.output import configure_logging, exit_on
+from shared.flows import FlowFileError
+from shared.service import ServiceSpec, load_checked_flows, run_service
+from shared.settings import Settings
+
+SERVICES: dict[str, str] = {
+    "ingester": "services.ingester.app",
+    "generator": "services.generator.app",
+    "judge": "services.judge.app",
+    "argilla-publisher": "services.argilla_publisher.app",
+    "feedback-collector": "services.feedback_collector.app",
+    "exporter": "services.exporter.app",
+}
+
+
+def load_service(name: str) -> ServiceSpec:
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; one of: {', '.join(SERVICES)}")
+    spec: ServiceSpec = importlib.import_module(SERVICES[name]).SERVICE
+    return spec
+
+
+def event_loop_factory() -> Any:
+    """uvloop's event loop where it is installed (faster I/O), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
+    health_port: Annotated[
+        int | None, typer.Option(help="Serve GET /healthz on this port (127.0.0.1).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
+) -> None:
+    """Run one service until SIGTERM, against the broker in LOOPLINE_KAFKA__BOOTSTRAP_SERVERS."""
+    configure_logging(log_level)
+    spec = load_service(service)
+    settings = Settings()
+    if health_port is not None:
+        settings = settings.model_copy(update={"health_port": health_port})
+    with exit_on(FlowFileError, code=2):
+        flows = load_checked_flows(settings)
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run_service(spec, settings, flows=flows))

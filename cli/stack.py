@@ -1,0 +1,134 @@
+"""`loopline stack ...` and `loopline services ...`: the local stack and the six services on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import devstack
+from cli.output import console, exit_on, progress, show
+from devstack import StackConfig, StackError
+from devstack import services as local_services
+from shared.settings import Settings
+
+stack_app = typer.Typer(
+    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), llama.cpp LLM.",
+    no_args_is_help=True,
+)
+services_app = typer.Typer(
+    help="The six services as background processes against the local stack.",
+    no_args_is_help=True,
+)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(help="State directory (default LOOPLINE_STACK_DIR or .loopline)."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Model the LLM serves: 1.5b (default) or 0.5b. Remembered by `up`."),
+]
+KafkaModeOption = Annotated[
+    str | None,
+    typer.Option(help="durable (default; survives restarts) or memory. Remembered by `up`."),
+]
+
+
+STACK_OPTIONS_FILE = "stack-options.json"
+DEFAULT_OPTIONS = {"model": "1.5b", "kafka_mode": "durable"}
+
+
+def stack_config(
+    state_dir: Path | None, model: str | None = None, kafka_mode: str | None = None
+) -> StackConfig:
+    """The stack's config: options given now, else those `stack up` saved, else the defaults."""
+    state_dir = state_dir or Settings().stack_dir
+    saved_file = state_dir / STACK_OPTIONS_FILE
+    saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
+    options = {**DEFAULT_OPTIONS, **saved}
+    options.update({k: v for k, v in (("model", model), ("kafka_mode", kafka_mode)) if v})
+    if options["model"] not in ("0.5b", "1.5b"):
+        raise typer.BadParameter(f"--model must be 0.5b or 1.5b, not {options['model']!r}")
+    if options["kafka_mode"] not in ("durable", "memory"):
+        raise typer.BadParameter(
+            f"--kafka-mode must be durable or memory, not {options['kafka_mode']!r}"
+        )
+    return StackConfig(state_dir=state_dir, **options)
+
+
+def save_options(config: StackConfig) -> None:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    options = {"model": config.model, "kafka_mode": config.kafka_mode}
+    (config.state_dir / STACK_OPTIONS_FILE).write_text(json.dumps(options))
+
+
+@stack_app.command("install")
+def stack_install(state_dir: StateDir = None, model: ModelOption = None) -> None:
+    """Download and install the servers and the model weights (idempotent)."""
+    with exit_on(StackError, code=1):
+        devstack.install(stack_config(state_dir, model), progress=progress)
+
+
+@stack_app.command("up")
+def stack_up(
+    state_dir: StateDir = None, model: ModelOption = None, kafka_mode: KafkaModeOption = None
+) -> None:
+    """Install if needed, then start every part that is not already running healthy."""
+    config = stack_config(state_dir, model, kafka_mode)
+    with exit_on(StackError, code=1):
+        statuses = devstack.up(config, progress=progress)
+    save_options(config)
+    show(statuses)
+    console.print(
+        f"Kafka bootstrap: {config.kafka_bootstrap}\n"
+        f"Argilla: {config.argilla_url}  user {config.argilla_username} / password "
+        f"{config.argilla_password.get_secret_value()}  api key "
+        f"{config.argilla_api_key.get_secret_value()}\n"
+        f"LLM: {config.llm_base_url}  model {config.llm_model_name}"
+    )
+
+
+@stack_app.command("down")
+def stack_down(state_dir: StateDir = None) -> None:
+    """Stop every part by the pid in its pid file."""
+    stopped = devstack.down(stack_config(state_dir))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(state_dir: StateDir = None, model: ModelOption = None) -> None:
+    """Show each part: healthy or not, URL, pid. Exit 1 if any part is down."""
+    if not show(devstack.status(stack_config(state_dir, model))):
+        raise typer.Exit(1)
+
+
+@services_app.command("up")
+def services_up(
+    state_dir: StateDir = None,
+    model: ModelOption = None,
+    flows_file: Annotated[Path, typer.Option(help="Flow file the services use.")] = Path(
+        "flows.yaml"
+    ),
+) -> None:
+    """Start the six services in the background, pointed at the local stack."""
+    config = stack_config(state_dir, model)
+    with exit_on(StackError, code=1):
+        show(local_services.up(config, flows_file, progress=progress))
+    console.print(f"logs: {config.log_dir}/service-*.log")
+
+
+@services_app.command("down")
+def services_down(state_dir: StateDir = None) -> None:
+    """Stop the six services (SIGTERM: they drain in-flight work first)."""
+    stopped = local_services.down(stack_config(state_dir))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status(state_dir: StateDir = None) -> None:
+    """Show each service: healthy or not, health URL, pid. Exit 1 if any is down."""
+    if not show(local_services.status(stack_config(state_dir))):
+        raise typer.Exit(1)
