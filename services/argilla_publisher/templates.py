@@ -26,18 +26,17 @@ reduced to the characters Argilla accepts (letters, digits, ``-_:./`` and spaces
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from statistics import fmean
 from typing import Any, ClassVar
 
 import argilla as rg
 
-from shared.events import Judgment, Rating, Record
+from shared.argilla_metadata import RECORD_METADATA_KEY
+from shared.criteria import parse_criterion
+from shared.events import Record
+from shared.verdict import agent_name, first_group, is_checklist, judge_verdict, to_five_point
 
-RECORD_METADATA_KEY = "loopline_record"
 DEFAULT_SOURCE = "app"
 ORIGINAL_AGENT = "original"
 
@@ -46,7 +45,6 @@ MAX_GUIDELINES_CHARS = 10_000
 MAX_RANKED_RESPONSES = 50
 MAX_LABEL_VALUE_CHARS = 200
 MAX_LABEL_TEXT_CHARS = 500
-MAX_AGENT_CHARS = 200
 
 
 class TemplateConfigError(ValueError):
@@ -55,15 +53,6 @@ class TemplateConfigError(ValueError):
 
 class TemplateRecordError(ValueError):
     """A record that this template cannot show (e.g. the wrong number of responses)."""
-
-
-def record_from_metadata(metadata: Mapping[str, Any]) -> Record:
-    """The Loopline record stored in an Argilla record's metadata by `to_record`."""
-    try:
-        stored = metadata[RECORD_METADATA_KEY]
-    except KeyError:
-        raise KeyError(f"the Argilla record has no {RECORD_METADATA_KEY!r} metadata") from None
-    return Record.model_validate_json(stored)
 
 
 # --- the API client the settings objects are built with ------------------------------------------
@@ -114,21 +103,7 @@ def _check_guidelines(template: str, guidelines: Any) -> str:
     return guidelines
 
 
-_CRITERION_ID = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,39})\s*:\s*(\S.*)$", re.DOTALL)
 NONE_LABEL = "none"
-
-
-def parse_criterion(text: str) -> tuple[str, str]:
-    """``"id: description"`` → (id, description); a bare description gets an id from its words.
-
-    The same convention as the ``additive`` rubric, whose ratings list the ids of the
-    criteria met, so its verdicts line up with this template's labels.
-    """
-    found = _CRITERION_ID.match(text)
-    if found:
-        return found.group(1), found.group(2).strip()
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40].rstrip("_")
-    return slug or "criterion", text
 
 
 def _check_criteria(template: str, criteria: Any) -> list[tuple[str, str]]:
@@ -189,12 +164,6 @@ def curation_originals(record: Record) -> dict[str, str]:
     }
 
 
-def _agent(name: str) -> str:
-    """`name` in the characters Argilla allows for a suggestion's agent."""
-    cleaned = re.sub(r"[^A-Za-z0-9\-_:./\s]", "-", name).strip()[:MAX_AGENT_CHARS]
-    return cleaned if re.search(r"[A-Za-z0-9]", cleaned) else "judge"
-
-
 def record_metadata(record: Record) -> dict[str, Any]:
     """The metadata every template gives a record, `loopline_record` included."""
     models = list(dict.fromkeys(r.model for r in record.responses))
@@ -226,118 +195,6 @@ def _metadata_properties() -> list[Any]:
 
 
 # --- reading the judgments ------------------------------------------------------------------------
-
-
-def overall_score(ratings: Sequence[Rating]) -> float | None:
-    """A response's overall score: its `overall` rating, else the mean of its ratings."""
-    for rating in ratings:
-        if rating.aspect == "overall":
-            return rating.score
-    return fmean(r.score for r in ratings) if ratings else None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the judge said about a record's responses, aggregated over repeated judgments.
-
-    ``scores[i]`` is response i's mean overall score (None if unscored); ``five_point`` says
-    whether the scores are on the 1-5 scale (not counts of criteria met from a checklist
-    rubric); ``order`` lists the response indices best first when the judge ranked them all;
-    ``best`` is the index of the best response (among equals, the app's, else the first).
-    """
-
-    agent: str
-    scores: tuple[float | None, ...]
-    five_point: bool
-    order: tuple[int, ...] | None
-    best: int | None
-    confidence: float | None
-
-
-def is_checklist(judgment: Judgment) -> bool:
-    """Whether `judgment` counts criteria met (the ``additive`` rubric) instead of scoring 1-5."""
-    return judgment.rubric == "additive" or any(
-        rating.criteria_met for ratings in judgment.ratings for rating in ratings
-    )
-
-
-def _first_group(judgments: Sequence[Judgment]) -> list[Judgment]:
-    """The judgments of the first (rubric, judge model) pair among `judgments`."""
-    if not judgments:
-        return []
-    key = (judgments[0].rubric, judgments[0].judge_model)
-    return [j for j in judgments if (j.rubric, j.judge_model) == key]
-
-
-def _confidence(group: Sequence[Judgment]) -> float | None:
-    if len(group) < 2:
-        return None
-    return next((j.agreement for j in group if j.agreement is not None), None)
-
-
-def judge_verdict(record: Record) -> Verdict | None:
-    """The verdict of the record's first rubric and judge that rated or compared the responses.
-
-    Judgments that score every response win over checklist counts, which win over pairwise
-    comparisons. None when no ok judgment says anything about the responses.
-    """
-    n = len(record.responses)
-    ok = [j for j in record.judgments if j.status == "ok"]
-    rated_all = [j for j in ok if n and len(j.ratings) == n and any(j.ratings)]
-    rated = _first_group([j for j in rated_all if not is_checklist(j)])
-    rated = rated or _first_group(rated_all)
-    if rated:
-        scores: list[float | None] = []
-        for i in range(n):
-            known = [s for j in rated if (s := overall_score(j.ratings[i])) is not None]
-            scores.append(fmean(known) if known else None)
-        order: tuple[int, ...] | None = None
-        best: int | None = None
-        if all(s is not None for s in scores):
-            order = tuple(sorted(range(n), key=lambda i: (-(scores[i] or 0.0), i)))
-            top = scores[order[0]]
-            tops = [i for i in order if scores[i] == top]
-            app = [i for i in tops if record.responses[i].source == "app"]
-            best = app[0] if app else tops[0]
-        return Verdict(
-            agent=_agent(rated[0].judge_model),
-            scores=tuple(scores),
-            five_point=not is_checklist(rated[0]),
-            order=order,
-            best=best,
-            confidence=_confidence(rated),
-        )
-    compared = _first_group([j for j in ok if not j.ratings and (j.tie or j.preferred is not None)])
-    if not compared:
-        return None
-    # One vote per judgment: a response index, or -1 for a tie.
-    votes = Counter(
-        -1 if j.tie else j.preferred
-        for j in compared
-        if j.tie or (j.preferred is not None and 0 <= j.preferred < n)
-    )
-    ranked = votes.most_common()
-    if not ranked:
-        return None
-    winner, count = ranked[0]
-    contested = len(ranked) > 1 and ranked[1][1] == count
-    winner_index = None if winner is None or winner < 0 or contested else winner
-    order = None
-    if winner_index is not None:
-        order = (winner_index, *(i for i in range(n) if i != winner_index))
-    return Verdict(
-        agent=_agent(compared[0].judge_model),
-        scores=tuple(None for _ in range(n)),
-        five_point=False,
-        order=order,
-        best=winner_index,
-        confidence=_confidence(compared),
-    )
-
-
-def to_five_point(score: float) -> int:
-    """A judge score on the 1-5 scale, rounded half up and clamped to 1..5."""
-    return max(1, min(5, math.floor(score + 0.5)))
 
 
 def _suggestion(question: str, value: Any, agent: str, score: Any = None) -> Any:
@@ -629,7 +486,7 @@ class SFTDemonstrationTemplate(_Template):
                 return [_suggestion("ideal_response", text, verdict.agent, verdict.confidence)]
         app = next((r for r in record.responses if r.source == "app" and r.text.strip()), None)
         if app is not None:
-            return [_suggestion("ideal_response", app.text, _agent(app.model))]
+            return [_suggestion("ideal_response", app.text, agent_name(app.model))]
         return []
 
 
@@ -821,7 +678,7 @@ class CodeScoringTemplate(_Template):
 
     def _suggestions(self, record: Record) -> list[Any]:
         n = len(record.responses)
-        checked = _first_group(
+        checked = first_group(
             [
                 j
                 for j in record.judgments
@@ -830,7 +687,7 @@ class CodeScoringTemplate(_Template):
         )
         if not checked:
             return []
-        agent = _agent(checked[0].judge_model)
+        agent = agent_name(checked[0].judge_model)
         suggestions = []
         for i in range(min(n, self.responses)):
             votes: Counter[str] = Counter()

@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 import argilla as rg
 
-from services.argilla_publisher.templates import NONE_LABEL, curation_originals, judge_verdict
+from services.argilla_publisher.templates import NONE_LABEL, curation_originals
 from shared.events import AnnotatorResponse, CompletedRecord, Record, ResponseStatus
 from shared.flows import AutoAccept
+from shared.verdict import judge_verdict
 
 QuestionKind = Literal["label", "multi_label", "rating", "ranking", "text"]
 

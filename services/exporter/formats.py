@@ -21,7 +21,6 @@ chat messages instead of strings.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from itertools import combinations
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -30,6 +29,7 @@ from datasets import Features, Value
 
 from services.exporter.aggregate import Aggregate, Candidate, judge_scores_by_index
 from services.exporter.stats import CurationStats
+from shared.hashing import stable_fraction
 
 Row = dict[str, Any]
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
@@ -66,8 +66,7 @@ class Format(Protocol):
 
 def test_fraction(record_id: str, seed: str) -> float:
     """Where a record falls in [0, 1): the same for the same id and seed, in every version."""
-    digest = hashlib.sha256(f"{seed}\0{record_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return stable_fraction(seed, record_id)
 
 
 def _reject_unknown(name: str, unknown: dict[str, Any]) -> None:

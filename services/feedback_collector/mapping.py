@@ -16,12 +16,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from shared.argilla_metadata import RECORD_METADATA_KEY, record_from_metadata
 from shared.events import AnnotatorResponse, CompletedRecord, Record, ResponseStatus
 from shared.flows import FlowsConfig
 
 log = logging.getLogger("loopline.feedback_collector")
 
-LOOPLINE_RECORD_METADATA = "loopline_record"
 COMPLETED = "completed"
 
 
@@ -121,15 +121,12 @@ def flatten_values(values: dict[str, Any] | None) -> dict[str, Any]:
 
 def loopline_record(metadata: dict[str, Any] | None) -> Record | None:
     """The Loopline record the publisher stored with an Argilla record, if it is there and valid."""
-    raw = (metadata or {}).get(LOOPLINE_RECORD_METADATA)
-    if raw is None:
-        return None
     try:
-        if isinstance(raw, str):
-            return Record.model_validate_json(raw)
-        return Record.model_validate(raw)
+        return record_from_metadata(metadata)
+    except KeyError:
+        return None
     except ValidationError as exc:
-        log.warning("metadata %s is not a valid Loopline record: %s", LOOPLINE_RECORD_METADATA, exc)
+        log.warning("metadata %s is not a valid Loopline record: %s", RECORD_METADATA_KEY, exc)
         return None
 
 
@@ -182,7 +179,7 @@ def completed_record(
             "record %s in %s is completed but has no valid %s metadata: no CompletedRecord",
             record.external_id or record.id,
             dataset,
-            LOOPLINE_RECORD_METADATA,
+            RECORD_METADATA_KEY,
         )
         return None
     responses = [

@@ -35,6 +35,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from shared.chat import normalise_role
+
 __all__ = [
     "OTLPFormatError",
     "SpanConversion",
@@ -64,17 +66,6 @@ _MESSAGE_EVENTS = {
 _CHOICE_EVENT = "gen_ai.choice"
 _REQUEST_PARAMS = ("temperature", "top_p", "max_tokens")
 _LEGACY_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
-_ROLES = {
-    "system": "system",
-    "developer": "system",  # OpenAI's newer name for the system prompt
-    "user": "user",
-    "human": "user",
-    "assistant": "assistant",
-    "model": "assistant",
-    "ai": "assistant",
-    "tool": "tool",
-    "function": "tool",
-}
 _FLOW_KEY = "loopline.flow"
 _TAGS_KEY = "loopline.tags"
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
@@ -268,7 +259,7 @@ def _iso(unix_nano: int) -> str:
 def _role(value: Any, default: str = "user") -> str:
     if not isinstance(value, str) or not value.strip():
         return default
-    return _ROLES.get(value.strip().lower(), "user")
+    return normalise_role(value) or "user"
 
 
 def _text(content: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import Record, RouteDecision
+from shared.hashing import stable_fraction
 
 
 class RouteAll:
@@ -46,8 +46,7 @@ class RuleOptions(BaseModel):
 
 def sample_point(record_id: str) -> float:
     """A number in [0, 1) fixed by the record id, so a retried record is sampled the same way."""
-    digest = hashlib.sha256(record_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return stable_fraction(record_id)
 
 
 class RulesRouter:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.chat import normalise_role
+
 # --- Reading -------------------------------------------------------------------------------
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "datasets")
@@ -381,20 +383,6 @@ PRESETS: dict[str, dict[str, str]] = {
     "sharegpt": {"conversations": "messages"},
 }
 
-# Speaker names of ShareGPT and friends -> Record roles.
-_ROLE_ALIASES: dict[str, str] = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "bing": "assistant",
-    "model": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-    "tool": "tool",
-}
-
 
 def _check_field(name: str, spec: str) -> str:
     if name in FIELDS:
@@ -596,7 +584,7 @@ def _chat(value: Any) -> Any:
             continue
         role = item.get("role", item.get("from"))
         if isinstance(role, str):
-            role = _ROLE_ALIASES.get(role.strip().lower(), role)
+            role = normalise_role(role) or role
         content = item.get("content", item.get("value"))
         if isinstance(content, list):  # OpenAI content parts: keep the text ones
             texts = [p.get("text") for p in content if isinstance(p, dict)]

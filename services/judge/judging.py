@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from statistics import fmean
 from typing import Any
 
 from services.judge.rubrics import Rubric
 from services.judge.structured import ChatLLM, structured_call
 from shared.events import Judgment, Rating, Record
 from shared.llm.client import LLMError
+from shared.verdict import overall_score
 
 
 def shuffled_order(n: int, key: str, repeat: int) -> list[int]:
@@ -32,14 +32,6 @@ def shuffled_order(n: int, key: str, repeat: int) -> list[int]:
 
     base = sorted(range(n), key=rank)
     return base[shift:] + base[:shift]
-
-
-def overall_score(ratings: Sequence[Rating]) -> float | None:
-    """A response's overall score: its `overall` rating, else the mean of its ratings."""
-    for rating in ratings:
-        if rating.aspect == "overall":
-            return rating.score
-    return fmean(r.score for r in ratings) if ratings else None
 
 
 def margin_of(ratings: Sequence[Sequence[Rating]]) -> float | None:

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Protocol, TypedDict, runtime_checkab
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from shared.criteria import parse_criterion
 from shared.events import CandidateResponse, ChatMessage, Rating, Record, Role
 
 # Free text the judge writes is capped so that a small model's JSON closes within max_tokens.
@@ -332,17 +333,6 @@ DEFAULT_CRITERIA = (
     "explained: the response explains the approach or the key decisions clearly and briefly",
 )
 
-_CRITERION_ID = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,39})\s*:\s*(\S.*)$", re.DOTALL)
-
-
-def _criterion(text: str) -> tuple[str, str]:
-    """``"id: description"`` → (id, description); a bare description gets an id made from it."""
-    found = _CRITERION_ID.match(text)
-    if found:
-        return found.group(1), found.group(2).strip()
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40].rstrip("_")
-    return slug or "criterion", text
-
 
 class AdditiveRubric:
     """One point per criterion a response meets; the score is the number of points.
@@ -361,7 +351,7 @@ class AdditiveRubric:
         **unknown: Any,
     ) -> None:
         _reject_unknown(self.name, unknown, ["criteria", "scale_name"])
-        parsed = [_criterion(c) for c in _string_list(self.name, "criteria", criteria)]
+        parsed = [parse_criterion(c) for c in _string_list(self.name, "criteria", criteria)]
         ids = [c[0] for c in parsed]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:

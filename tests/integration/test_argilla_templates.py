@@ -19,11 +19,10 @@ import pytest
 import devstack as stack
 from services.argilla_publisher.dataset_settings import settings_diff
 from services.argilla_publisher.templates import (
-    RECORD_METADATA_KEY,
     TEMPLATES,
     PreferenceTemplate,
-    record_from_metadata,
 )
+from shared.argilla_metadata import RECORD_METADATA_KEY, record_from_metadata
 from shared.events import Record
 
 pytestmark = pytest.mark.integration

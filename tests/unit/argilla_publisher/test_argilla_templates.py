@@ -15,7 +15,6 @@ from services.argilla_publisher.dataset_settings import settings_diff, settings_
 from services.argilla_publisher.templates import (
     DEFAULT_SOURCE,
     MAX_GUIDELINES_CHARS,
-    RECORD_METADATA_KEY,
     TEMPLATES,
     CodeScoringTemplate,
     CurationTemplate,
@@ -24,13 +23,12 @@ from services.argilla_publisher.templates import (
     TemplateConfigError,
     TemplateRecordError,
     ThumbsTemplate,
-    judge_verdict,
-    parse_criterion,
-    record_from_metadata,
     render_prompt,
-    to_five_point,
 )
+from shared.argilla_metadata import RECORD_METADATA_KEY, record_from_metadata
+from shared.criteria import parse_criterion
 from shared.events import Record
+from shared.verdict import judge_verdict, to_five_point
 
 REPO = Path(__file__).resolve().parents[3]
 
