@@ -22,7 +22,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_JUDGED
-from shared.plugins import PluginKind, PluginRegistry, UnknownPluginError
+from shared.plugins import (
+    PluginKind,
+    PluginLoadError,
+    PluginOptionsError,
+    PluginRegistry,
+    UnknownPluginError,
+)
 
 
 class FlowFileError(ValueError):
@@ -149,7 +155,6 @@ class Flow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    sources: list[PluginRef] = Field(default_factory=list)
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     route: PluginRef | None = None
     generate: list[ModelRef] = Field(default_factory=list)
@@ -158,7 +163,6 @@ class Flow(BaseModel):
     judge: JudgeRef | None = None
     publish: PublishRef | None = None
     export: ExportRef = Field(default_factory=ExportRef)
-    sinks: list[PluginRef] = Field(default_factory=list)
 
     def plugin_refs(self) -> list[tuple[str, PluginKind, PluginRef]]:
         """Every plugin the flow names, with the key it sits under and its kind."""
@@ -176,10 +180,8 @@ class Flow(BaseModel):
         if self.judge is not None and self.judge.llm is not None:
             refs.append(("judge.llm", PluginKind.llms, self.judge.llm))
         lists: tuple[tuple[list[Any], str, PluginKind], ...] = (
-            (self.sources, "sources", PluginKind.sources),
             (self.generate, "generate", PluginKind.llms),
             (self.export.formats, "export.formats", PluginKind.formats),
-            (self.sinks, "sinks", PluginKind.sinks),
         )
         for items, key, kind in lists:
             refs.extend((f"{key}.{i}", kind, ref) for i, ref in enumerate(items))
@@ -252,13 +254,20 @@ def load_flows(path: Path) -> FlowsConfig:
 
 
 def check_plugins(flows: FlowsConfig, registry: PluginRegistry, source: str) -> None:
-    """Fail unless every plugin every flow names is installed."""
+    """Fail unless every plugin every flow names is installed and takes the options it is given.
+
+    Each plugin is built through its contract, as the services build it, so a flow file that
+    passes here does not stop a service at start.
+    """
     problems: list[str] = []
     for flow_name, flow in flows.flows.items():
         for key, kind, ref in flow.plugin_refs():
+            where = f"flows.{flow_name}.{key}"
             try:
-                registry.check(kind, ref.plugin)
+                registry.build(kind, ref.plugin, ref.options)
             except UnknownPluginError as exc:
-                problems.append(f"flows.{flow_name}.{key}.plugin: {exc}")
+                problems.append(f"{where}.plugin: {exc}")
+            except (PluginOptionsError, PluginLoadError) as exc:
+                problems.append(f"{where}.options: {exc}")
     if problems:
         raise FlowFileError(f"{source}: " + "; ".join(problems))

@@ -113,10 +113,10 @@ def test_unknown_plugin_lists_what_is_available(tmp_path: Path) -> None:
 
 
 def test_registry_loads_and_reports() -> None:
-    registry = fake_registry({"sinks": {"broken": "no_such_module_xyz:Sink"}})
-    assert registry.names(PluginKind.sinks) == ["broken"]
+    registry = fake_registry({"formats": {"broken": "no_such_module_xyz:Sink"}})
+    assert registry.names(PluginKind.formats) == ["broken"]
     with pytest.raises(PluginLoadError, match="no_such_module_xyz"):
-        registry.load(PluginKind.sinks, "broken")
+        registry.load(PluginKind.formats, "broken")
     with pytest.raises(UnknownPluginError, match="available: none installed"):
         registry.load(PluginKind.rubrics, "anything")
 
