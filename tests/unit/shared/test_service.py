@@ -3,7 +3,8 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from typer.testing import CliRunner
 
-from cli.app import SERVICES, app, load_service
+from cli.app import app
+from cli.run import SERVICES, load_service
 from shared.broker import build_broker
 from shared.events import RECORDS_INGESTED, Record
 from shared.flows import parse_flows
