@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import FlowsFile, StateDir, settings_with
 from cli.output import configure_logging, console, exit_on, fail, progress_bar
 from shared.broker import build_broker, ensure_topics
 from shared.flows import FlowFileError, FlowsConfig
@@ -35,6 +36,7 @@ def ingest(
     ] = None,
     split: Annotated[str | None, typer.Option(help="Split of a DatasetDict (default all).")] = None,
     batch_size: Annotated[int, typer.Option(help="Records per publish batch.")] = 500,
+    flows_file: FlowsFile = None,
 ) -> None:
     """Import a file or dataset into a flow, through the ingester's pipeline, onto Kafka.
 
@@ -46,7 +48,7 @@ def ingest(
     from services.ingester.sources import Mapping, SourceError, count_rows, detect_format
 
     configure_logging("WARNING")
-    settings = Settings()
+    settings = settings_with(flows_file=flows_file)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     if flow not in flows.flows:
@@ -120,12 +122,14 @@ def export_command(
     from_start: Annotated[
         bool, typer.Option(help="Re-read the topics from their start (replay), not from the store.")
     ] = False,
+    flows_file: FlowsFile = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Write a new version of a flow's datasets now.
 
     Catches the flow's record store up with records.completed and records.judged (whether or
     not the exporter service runs), then writes one version per format under
-    LOOPLINE_EXPORT__DIR (default .loopline/exports): <flow>/<format>/v<N>/ with Parquet and
+    LOOPLINE_EXPORT__DIR (default <state dir>/exports): <flow>/<format>/v<N>/ with Parquet and
     Arrow data, manifest.json and report.html. A format whose data did not change since its
     latest version gets no new version.
     """
@@ -135,7 +139,7 @@ def export_command(
     from services.exporter.store import ExportStore
 
     configure_logging("WARNING")
-    settings = Settings()
+    settings = settings_with(flows_file=flows_file, stack_dir=state_dir)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     with exit_on(KeyError, code=2):

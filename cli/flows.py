@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.options import settings_with
 from cli.output import console, exit_on
 from shared.flows import FlowFileError
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import load_checked_flows
-from shared.settings import Settings
 
 
 def plugins() -> None:
@@ -30,9 +30,7 @@ def check_flows(
     ] = None,
 ) -> None:
     """Validate a flow file and the plugins it names."""
-    settings = Settings()
-    if path is not None:
-        settings = settings.model_copy(update={"flows_file": path})
+    settings = settings_with(flows_file=path)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     console.print(f"{settings.flows_file}: {len(flows.flows)} flow(s) OK: {', '.join(flows.flows)}")

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import FlowsFile, StateDir, settings_with
 from cli.output import configure_logging, exit_on
 from shared.flows import FlowFileError
 from shared.service import ServiceSpec, load_checked_flows, run_service
-from shared.settings import Settings
 
 SERVICES: dict[str, str] = {
     "ingester": "services.ingester.app",
@@ -45,13 +45,18 @@ def run(
         int | None, typer.Option(help="Serve GET /healthz on this port (127.0.0.1).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
+    flows_file: FlowsFile = None,
+    state_dir: StateDir = None,
 ) -> None:
-    """Run one service until SIGTERM, against the broker in LOOPLINE_KAFKA__BOOTSTRAP_SERVERS."""
+    """Run one service until SIGTERM, against the broker in LOOPLINE_KAFKA__BOOTSTRAP_SERVERS.
+
+    Every setting comes from LOOPLINE_* variables (README: Configuration); a flag wins over
+    its variable (--health-port over LOOPLINE_HEALTH_PORT, --flows-file over
+    LOOPLINE_FLOWS_FILE, --state-dir over LOOPLINE_STACK_DIR).
+    """
     configure_logging(log_level)
     spec = load_service(service)
-    settings = Settings()
-    if health_port is not None:
-        settings = settings.model_copy(update={"health_port": health_port})
+    settings = settings_with(health_port=health_port, flows_file=flows_file, stack_dir=state_dir)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

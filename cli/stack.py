@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 import devstack
+from cli.options import FlowsFile, InstallDir, StateDir, settings_with
 from cli.output import console, exit_on, progress, show
 from devstack import StackConfig, StackError
 from devstack import services as local_services
-from shared.settings import Settings
 
 stack_app = typer.Typer(
     help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), llama.cpp LLM.",
@@ -23,10 +23,6 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 
-StateDir = Annotated[
-    Path | None,
-    typer.Option(help="State directory (default LOOPLINE_STACK_DIR or .loopline)."),
-]
 ModelOption = Annotated[
     str | None,
     typer.Option(help="Model the LLM serves: 1.5b (default) or 0.5b. Remembered by `up`."),
@@ -42,10 +38,18 @@ DEFAULT_OPTIONS = {"model": "1.5b", "kafka_mode": "durable"}
 
 
 def stack_config(
-    state_dir: Path | None, model: str | None = None, kafka_mode: str | None = None
+    state_dir: Path | None,
+    model: str | None = None,
+    kafka_mode: str | None = None,
+    install_dir: Path | None = None,
 ) -> StackConfig:
-    """The stack's config: options given now, else those `stack up` saved, else the defaults."""
-    state_dir = state_dir or Settings().stack_dir
+    """The stack's config: options given now, else those `stack up` saved, else the defaults.
+
+    Directories: the flag, else the environment (LOOPLINE_STACK_DIR, LOOPLINE_INSTALL_DIR),
+    else `.loopline` and `.loopline/install`.
+    """
+    settings = settings_with(stack_dir=state_dir, install_dir=install_dir)
+    state_dir, install_dir = settings.stack_dir, settings.install_dir
     saved_file = state_dir / STACK_OPTIONS_FILE
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
     options = {**DEFAULT_OPTIONS, **saved}
@@ -56,7 +60,7 @@ def stack_config(
         raise typer.BadParameter(
             f"--kafka-mode must be durable or memory, not {options['kafka_mode']!r}"
         )
-    return StackConfig(state_dir=state_dir, **options)
+    return StackConfig(state_dir=state_dir, install_dir=install_dir, **options)
 
 
 def save_options(config: StackConfig) -> None:
@@ -66,18 +70,23 @@ def save_options(config: StackConfig) -> None:
 
 
 @stack_app.command("install")
-def stack_install(state_dir: StateDir = None, model: ModelOption = None) -> None:
+def stack_install(
+    state_dir: StateDir = None, model: ModelOption = None, install_dir: InstallDir = None
+) -> None:
     """Download and install the servers and the model weights (idempotent)."""
     with exit_on(StackError, code=1):
-        devstack.install(stack_config(state_dir, model), progress=progress)
+        devstack.install(stack_config(state_dir, model, install_dir=install_dir), progress=progress)
 
 
 @stack_app.command("up")
 def stack_up(
-    state_dir: StateDir = None, model: ModelOption = None, kafka_mode: KafkaModeOption = None
+    state_dir: StateDir = None,
+    model: ModelOption = None,
+    kafka_mode: KafkaModeOption = None,
+    install_dir: InstallDir = None,
 ) -> None:
     """Install if needed, then start every part that is not already running healthy."""
-    config = stack_config(state_dir, model, kafka_mode)
+    config = stack_config(state_dir, model, kafka_mode, install_dir)
     with exit_on(StackError, code=1):
         statuses = devstack.up(config, progress=progress)
     save_options(config)
@@ -109,12 +118,14 @@ def stack_status(state_dir: StateDir = None, model: ModelOption = None) -> None:
 def services_up(
     state_dir: StateDir = None,
     model: ModelOption = None,
-    flows_file: Annotated[Path, typer.Option(help="Flow file the services use.")] = Path(
-        "flows.yaml"
-    ),
+    flows_file: FlowsFile = None,
 ) -> None:
-    """Start the six services in the background, pointed at the local stack."""
+    """Start the six services in the background, pointed at the local stack.
+
+    They write everything (exports, stores, logs) under the state dir.
+    """
     config = stack_config(state_dir, model)
+    flows_file = settings_with(flows_file=flows_file).flows_file
     with exit_on(StackError, code=1):
         show(local_services.up(config, flows_file, progress=progress))
     console.print(f"logs: {config.log_dir}/service-*.log")

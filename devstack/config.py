@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 KafkaMode = Literal["durable", "memory"]
 ModelSize = Literal["0.5b", "1.5b"]
+DEFAULT_INSTALL_DIR = Path(".loopline/install")
 
 
 class StackPorts(BaseModel):
@@ -29,14 +30,14 @@ class StackConfig(BaseModel):
     """Everything `loopline stack up|down|status` needs to know.
 
     `state_dir` holds what one running stack owns (pid files, logs, data); `install_dir` holds
-    what can be shared between stacks (binaries, virtualenvs, model weights), so a test stack
-    reuses the downloads of the local default.
+    what can be shared between stacks (binaries, virtualenvs, model weights), so a stack with
+    another state dir, or a test stack, reuses the downloads of the local default.
     """
 
     model_config = ConfigDict(frozen=True)
 
     state_dir: Path = Path(".loopline")
-    install_dir: Path | None = None
+    install_dir: Path = DEFAULT_INSTALL_DIR
     kafka_mode: KafkaMode = "durable"
     model: ModelSize = "1.5b"
     host: str = "127.0.0.1"
@@ -52,7 +53,7 @@ class StackConfig(BaseModel):
 
     @property
     def installs(self) -> Path:
-        return (self.install_dir or self.state_dir / "install").resolve()
+        return self.install_dir.resolve()
 
     @property
     def run_dir(self) -> Path:

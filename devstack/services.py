@@ -47,6 +47,7 @@ def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
     return {
         **os.environ,
         "LOOPLINE_FLOWS_FILE": str(flows_file.resolve()),
+        "LOOPLINE_STACK_DIR": str(config.state_dir.resolve()),
         "LOOPLINE_KAFKA__BOOTSTRAP_SERVERS": config.kafka_bootstrap,
         "LOOPLINE_ARGILLA__API_URL": config.argilla_url,
         "LOOPLINE_ARGILLA__API_KEY": config.argilla_api_key.get_secret_value(),

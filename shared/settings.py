@@ -173,7 +173,11 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Records the generator and the judge work on at once (LLM calls are bounded per endpoint).
     max_concurrent_records: int = Field(default=32, ge=1)
+    # What one running system owns (exports, the exporter's stores; the local stack's pid
+    # files, logs and data), and where the local stack's servers and models are installed
+    # (shared by every state dir).
     stack_dir: Path = Path(".loopline")
+    install_dir: Path = Path(".loopline/install")
 
     @property
     def export_dir(self) -> Path:
