@@ -101,8 +101,7 @@ def check_unknown_options(
     if unknown:
         listing = ", ".join(accepted) if accepted else "none"
         raise PluginOptionsError(
-            f"{kind.value} plugin {name!r}: unknown option(s) {unknown}; "
-            f"accepted: {listing}"
+            f"{kind.value} plugin {name!r}: unknown option(s) {unknown}; accepted: {listing}"
         )
 
 
