@@ -24,24 +24,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from distilabel_runner import ensure_distilabel_venv, run_distilabel
+from instructions import INSTRUCTIONS
+from judge_probe import JUDGE_TEMPERATURE, probe_judge
+from metering import Counters, Meter, Result, count_tokens, print_table
 
 import devstack as stack
-from devstack.config import StackConfig
 from devstack.testing import config_for_tests
 from shared.broker import admin_client_options
 from shared.events import RECORDS_JUDGED, Record, dead_letter_topic
@@ -50,161 +49,10 @@ from shared.service import ServiceSpec, run_service
 from shared.settings import KafkaSettings, LLMSettings, Settings
 
 REPO = Path(__file__).resolve().parents[2]
-DISTILABEL_VENV = REPO / ".loopline" / "bench" / "distilabel"
-DISTILABEL_REQUIREMENTS = ("distilabel==1.5.3", "openai", "requests")
-DISTILABEL_SIDE = Path(__file__).resolve().parent / "distilabel_side.py"
 GENERATIONS = 2
 TEMPERATURE = 0.7
-JUDGE_TEMPERATURE = 0.0  # Loopline's judge default; distilabel's judge gets the same
 # Tokens a judge prompt takes besides the two responses (rubric text, instruction, tags).
 JUDGE_PROMPT_OVERHEAD = 700
-
-INSTRUCTIONS: tuple[str, ...] = (
-    "Write a Python function that checks whether a string is a palindrome.",
-    "Explain the difference between a list and a tuple in Python.",
-    "How do I reverse a singly linked list in place?",
-    "What does the `yield` keyword do in Python?",
-    "Write a SQL query that returns the five most recent orders per customer.",
-    "Explain what an HTTP 304 Not Modified response means.",
-    "How can I read a large CSV file in Python without loading it all into memory?",
-    "What is the difference between a process and a thread?",
-    "Write a bash one-liner that counts the lines of every .py file in a directory tree.",
-    "Explain Big-O notation with two short examples.",
-    "How do I merge two dictionaries in Python 3.9 and later?",
-    "What is a race condition, and how can a mutex prevent one?",
-    "Write a JavaScript function that debounces another function.",
-    "Explain the CAP theorem in a few sentences.",
-    "How do I undo the last git commit but keep the changes?",
-    "What is the difference between `==` and `is` in Python?",
-    "Write a Python generator that yields the Fibonacci numbers.",
-    "Explain what a database index is and when it helps.",
-    "How do I handle a timeout with the Python requests library?",
-    "What is dependency injection? Give a small example.",
-    "Write a regular expression that matches an ISO 8601 date (YYYY-MM-DD).",
-    "Explain the difference between TCP and UDP.",
-    "How do I sort a list of dictionaries by a key in Python?",
-    "What is memoization? Show it with a Python decorator.",
-    "Write a Go function that returns the maximum of a slice of ints.",
-    "Explain what a Docker volume is used for.",
-    "How can I find the duplicate values in a Python list?",
-    "What does `async`/`await` do in JavaScript?",
-    "Write a Python class for a stack with push, pop and peek.",
-    "Explain the difference between authentication and authorization.",
-    "How do I convert a string to a datetime in Python?",
-    "What is a closure in programming? Give an example.",
-    "Write a function that flattens a nested list in Python.",
-    "Explain how binary search works and its time complexity.",
-    "How do I make an HTTP GET request with curl and show the response headers?",
-    "What is the difference between a shallow copy and a deep copy?",
-    "Write a Rust function that sums the even numbers of a vector.",
-    "Explain what a REST API is in plain words.",
-    "How do I remove the whitespace at both ends of a string in Python?",
-    "What is the purpose of a virtual environment in Python?",
-    "Write a Python script that prints the ten most common words of a text file.",
-    "Explain the difference between horizontal and vertical scaling.",
-    "How do I check whether a key exists in a JavaScript object?",
-    "What is a deadlock, and how can it be avoided?",
-    "Write a SQL statement that creates a table of users with a unique email.",
-    "Explain what unit tests are and why they are useful.",
-    "How do I compute the SHA-256 hash of a file in Python?",
-    "What is the difference between `let`, `const` and `var` in JavaScript?",
-    "Write a Python function that validates an email address roughly.",
-    "Explain what a message queue is and when to use one.",
-)
-
-
-# --- measuring ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Counters:
-    """The LLM server's token counters and the machine's CPU time, at one moment."""
-
-    predicted: float
-    prompt: float
-    busy_s: float  # CPU seconds the whole machine spent busy
-    ours_s: float  # of which: this process (and its waited children), the LLM server, Kafka
-
-
-@dataclass
-class Result:
-    name: str
-    wall_s: float
-    tokens: int  # completion tokens the server generated (its /metrics counter)
-    prompt_tokens: int  # prompt tokens the server processed (cache hits excluded)
-    done: str  # what came out
-    other_cpu: float  # share of the machine's CPU used by processes not in the benchmark
-    generation_tokens: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
-
-
-class Meter:
-    """Reads the llama.cpp counters and the CPU time of the machine and of our processes."""
-
-    def __init__(self, config: StackConfig) -> None:
-        self.metrics_url = f"http://{config.host}:{config.ports.llm}/metrics"
-        self.pids = [pid for name in ("llm", "kafka") if (pid := _pid_of(config, name))]
-        self.ticks = os.sysconf("SC_CLK_TCK")
-
-    def _metrics(self) -> dict[str, float]:
-        text = httpx.get(self.metrics_url, timeout=10).text
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            match = re.match(r"llamacpp:(\w+)\s+([0-9.eE+-]+)$", line)
-            if match:
-                values[match.group(1)] = float(match.group(2))
-        return values
-
-    def _machine_busy_s(self) -> float:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return (sum(fields[:8]) - idle) / self.ticks
-
-    def _ours_s(self) -> float:
-        times = os.times()
-        total = times.user + times.system + times.children_user + times.children_system
-        for pid in self.pids:
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            parts = stat.rsplit(")", 1)[1].split()
-            total += (int(parts[11]) + int(parts[12])) / self.ticks  # utime + stime
-        return total
-
-    def read(self) -> Counters:
-        metrics = self._metrics()
-        return Counters(
-            predicted=metrics.get("tokens_predicted_total", 0.0),
-            prompt=metrics.get("prompt_tokens_total", 0.0),
-            busy_s=self._machine_busy_s(),
-            ours_s=self._ours_s(),
-        )
-
-    def result(
-        self,
-        name: str,
-        before: Counters,
-        wall_s: float,
-        done: str,
-        after: Counters | None = None,
-        **extra: Any,
-    ) -> Result:
-        after = after or self.read()
-        foreign_s = max(0.0, (after.busy_s - before.busy_s) - (after.ours_s - before.ours_s))
-        return Result(
-            name=name,
-            wall_s=wall_s,
-            tokens=round(after.predicted - before.predicted),
-            prompt_tokens=round(after.prompt - before.prompt),
-            done=done,
-            other_cpu=foreign_s / (wall_s * (os.cpu_count() or 1)) if wall_s > 0 else 0.0,
-            **extra,
-        )
 
 
 @dataclass
@@ -215,13 +63,6 @@ class LooplineRun:
     copies: int  # records that came out again (redelivered and redone) within the run
     before: Counters
     after: Counters
-
-
-def _pid_of(config: StackConfig, component: str) -> int | None:
-    try:
-        return int((config.run_dir / f"{component}.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # --- contenders -----------------------------------------------------------------------------------
@@ -426,84 +267,7 @@ async def loopline(
                 print(f"  (a service stopped with {type(exc).__name__}: {exc})", file=sys.stderr)
 
 
-# --- distilabel -----------------------------------------------------------------------------------
-
-
-def ensure_distilabel_venv() -> Path:
-    """The benchmark's distilabel virtualenv (created and installed from PyPI if missing)."""
-    python = DISTILABEL_VENV / "bin" / "python"
-    probe_code = "import distilabel, openai, requests; print(distilabel.__version__)"
-    check = [str(python), "-c", probe_code]
-    if python.exists():
-        probe = subprocess.run(check, capture_output=True, text=True, check=False)
-        if probe.returncode == 0 and probe.stdout.strip() == "1.5.3":
-            return python
-    print(f"installing {' '.join(DISTILABEL_REQUIREMENTS)} into {DISTILABEL_VENV} ...")
-    subprocess.run([sys.executable, "-m", "venv", str(DISTILABEL_VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *DISTILABEL_REQUIREMENTS], check=True
-    )
-    subprocess.run(check, check=True, capture_output=True)
-    return python
-
-
-def run_distilabel(
-    python: Path, job: dict[str, Any], work: Path, timeout_s: float
-) -> tuple[dict[str, Any], float]:
-    """Run the distilabel side; (its JSON result, the subprocess's own wall time)."""
-    job_file = work / "distilabel-job.json"
-    job_file.write_text(json.dumps(job))
-    log_file = work / "distilabel.log"
-    home = work / "home"
-    home.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "DISTILABEL_CACHE_DIR": job["cache_dir"],
-    }
-    for name in ("VIRTUAL_ENV", "PYTHONPATH"):
-        env.pop(name, None)
-    started = time.perf_counter()
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [str(python), str(DISTILABEL_SIDE), str(job_file)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-            cwd=work,
-            start_new_session=True,
-        )
-        try:
-            stdout, _ = process.communicate(timeout=timeout_s)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
-    elapsed = time.perf_counter() - started
-    log_file.write_bytes(log_file.read_bytes() + stdout)
-    for line in stdout.decode(errors="replace").splitlines():
-        if line.startswith("DISTILABEL_RESULT "):
-            result: dict[str, Any] = json.loads(line.removeprefix("DISTILABEL_RESULT "))
-            return result, elapsed
-    tail = log_file.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"distilabel exited {process.returncode} without a result:\n{tail}")
-
-
 # --- the run --------------------------------------------------------------------------------------
-
-
-def count_tokens(config: StackConfig, texts: list[str]) -> int:
-    """How many tokens the served model's tokenizer makes of `texts` (llama.cpp /tokenize)."""
-    url = f"http://{config.host}:{config.ports.llm}/tokenize"
-    with httpx.Client(timeout=60) as client:
-        return sum(len(client.post(url, json={"content": t}).json()["tokens"]) for t in texts)
 
 
 def warm_up(base_url: str, model: str) -> None:
@@ -513,83 +277,6 @@ def warm_up(base_url: str, model: str) -> None:
         await bare_client(base_url, model, list(INSTRUCTIONS[:4]), 16, 4)
 
     asyncio.run(go())
-
-
-def _without(value: Any, key: str) -> Any:
-    """`value` (JSON-like) with every `key` left out of every mapping in it."""
-    if isinstance(value, dict):
-        return {k: _without(v, key) for k, v in value.items() if k != key}
-    if isinstance(value, list):
-        return [_without(v, key) for v in value]
-    return value
-
-
-def probe_judge(base_url: str, model: str, max_tokens: int) -> list[str]:
-    """One multi-aspect judge call on a fixed record, with the output constrained as the judge
-    sends it (JSON schema), with the schema's string length limits left out, and free."""
-    from services.judge.rubrics import MultiAspectRubric
-    from services.judge.structured import response_format_for
-    from shared.events import CandidateResponse
-
-    rubric = MultiAspectRubric()
-    record = Record(
-        flow="probe",
-        instruction=INSTRUCTIONS[0],
-        responses=[
-            CandidateResponse(
-                text="def is_palindrome(s):\n    s = ''.join(c.lower() for c in s if c.isalnum())"
-                "\n    return s == s[::-1]\n\nIt normalises the string and compares it with "
-                "its reverse.",
-                model=model,
-            ),
-            CandidateResponse(
-                text="Compare the string with its reverse: `s == s[::-1]`.", model=model
-            ),
-        ],
-    )
-    messages = [m.model_dump(mode="json") for m in rubric.messages(record, list(record.responses))]
-    schema = response_format_for(rubric.output_model(2))
-    unbounded = _without(schema, "maxLength")
-    modes: list[tuple[str, dict[str, Any] | None]] = [
-        ("json_schema (as the judge sends it)", schema),
-        ("json_schema without maxLength", unbounded),
-        ("no response_format", None),
-    ]
-    lines = []
-    for label, response_format in modes:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": JUDGE_TEMPERATURE,
-        }
-        if response_format is not None:
-            body["response_format"] = response_format
-        started = time.perf_counter()
-        answer = httpx.post(f"{base_url}/chat/completions", json=body, timeout=900).json()
-        elapsed = time.perf_counter() - started
-        timings = answer.get("timings", {})
-        lines.append(
-            f"{label:<38}{answer['usage']['completion_tokens']:5} tokens {elapsed:6.1f} s  "
-            f"{timings.get('predicted_per_token_ms', 0):6.1f} ms/token"
-        )
-    return lines
-
-
-def print_table(results: list[Result]) -> None:
-    width = max(len(r.name) for r in results) + 2
-    print()
-    print(
-        f"{'contender':<{width}}{'wall s':>9}{'compl. tokens':>15}{'tokens/s':>10}"
-        f"{'prompt tok':>12}{'other CPU':>11}  output"
-    )
-    for r in results:
-        print(
-            f"{r.name:<{width}}{r.wall_s:9.1f}{r.tokens:15,}{r.tokens_per_s:10.1f}"
-            f"{r.prompt_tokens:12,}{r.other_cpu:10.0%}  {r.done}"
-        )
-        for note in r.notes:
-            print(f"{'':<{width + 2}}{note}")
 
 
 def main() -> None:
