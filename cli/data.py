@@ -45,7 +45,8 @@ def ingest(
     row number and do not stop the others.
     """
     from services.ingester.batch_import import import_rows
-    from services.ingester.sources import Mapping, SourceError, count_rows, detect_format
+    from services.ingester.sources.mapping import Mapping
+    from services.ingester.sources.readers import SourceError, count_rows, detect_format
 
     configure_logging("WARNING")
     settings = settings_with(flows_file=flows_file)

@@ -11,12 +11,8 @@ from fastapi.responses import JSONResponse
 
 from services.ingester.auth import KeyRing
 from services.ingester.dedup import SeenWindow
-from services.ingester.otlp import (
-    OTLPFormatError,
-    export_response,
-    parse_export_request,
-    spans_to_records,
-)
+from services.ingester.otlp.genai import spans_to_records
+from services.ingester.otlp.wire import OTLPFormatError, export_response, parse_export_request
 from services.ingester.pipeline import IngestPipeline, IngestResult
 from shared.settings import IngestSettings
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from services.ingester.pipeline import IngestPipeline
-from services.ingester.sources import Mapping, Row, iter_rows
+from services.ingester.sources.mapping import Mapping
+from services.ingester.sources.readers import Row, iter_rows
 
 MAX_REASONS = 10
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from services.ingester.sources import Mapping
+from services.ingester.sources.mapping import Mapping
 from shared.events import RECORDS_INGESTED, Record
 from shared.settings import Settings
 from tests.support.service_helpers import read_records

@@ -21,13 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from services.ingester.otlp import (
-    OTLPFormatError,
-    SpanConversion,
-    export_response,
-    parse_export_request,
-    spans_to_records,
-)
+from services.ingester.otlp.genai import SpanConversion, spans_to_records
+from services.ingester.otlp.wire import OTLPFormatError, export_response, parse_export_request
 from shared.events import Record, Role
 
 START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z

@@ -13,17 +13,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 from pydantic import ValidationError
 
-from services.ingester import sources
-from services.ingester.sources import (
-    FIELDS,
-    PRESETS,
-    Mapping,
-    Row,
-    SourceError,
-    count_rows,
-    detect_format,
-    iter_rows,
-)
+from services.ingester.sources import readers
+from services.ingester.sources.mapping import FIELDS, PRESETS, Mapping
+from services.ingester.sources.readers import Row, SourceError, count_rows, detect_format, iter_rows
 from shared.events import Record
 
 DOLLY = [
@@ -204,12 +196,12 @@ def test_parquet_is_streamed_batch_by_batch(
     rows = iter_rows(path)
     first = next(rows)
     assert first == Row(1, {"prompt": "p0", "completion": "0"}, None)
-    assert batches == [sources.BATCH_SIZE]  # only the first batch has been read so far
+    assert batches == [readers.BATCH_SIZE]  # only the first batch has been read so far
     rest = list(rows)
     assert len(rest) + 1 == n == count_rows(path)
     assert [r.number for r in rest] == list(range(2, n + 1))
     assert [r.data["prompt"] for r in rest if r.data] == [f"p{i}" for i in range(1, n)]
-    assert sum(batches) == n and max(batches) <= sources.BATCH_SIZE
+    assert sum(batches) == n and max(batches) <= readers.BATCH_SIZE
 
 
 def test_datasets_folder_single_dataset(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""OTLP trace export requests whose spans describe LLM calls, turned into raw record dicts.
+"""GenAI semantic conventions: the LLM spans of an OTLP export request, turned into raw records.
 
 Apps that are already instrumented with OpenTelemetry (GenAI semantic conventions, or the older
 OpenLLMetry-style indexed attributes) can export their traces to the ingester instead of producing
@@ -18,8 +18,6 @@ The response comes from `gen_ai.output.messages`, a `gen_ai.choice` event or
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -28,27 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped,unused-ignore]
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from services.ingester.otlp.wire import as_dicts, attributes
 from shared.chat import normalise_role
 
-__all__ = [
-    "OTLPFormatError",
-    "SpanConversion",
-    "export_response",
-    "parse_export_request",
-    "spans_to_records",
-]
-
-PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
-JSON_CONTENT_TYPE = "application/json"
-_PROTOBUF_TYPES = frozenset({PROTOBUF_CONTENT_TYPE, "application/protobuf"})
-_JSON_TYPES = frozenset({JSON_CONTENT_TYPE})
+__all__ = ["SpanConversion", "spans_to_records"]
 
 # A span is an LLM call when it carries any of these.
 _LLM_MARKERS = (
@@ -68,12 +51,6 @@ _REQUEST_PARAMS = ("temperature", "top_p", "max_tokens")
 _LEGACY_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
 _FLOW_KEY = "loopline.flow"
 _TAGS_KEY = "loopline.tags"
-_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-class OTLPFormatError(ValueError):
-    """The body of an OTLP export request cannot be parsed."""
 
 
 @dataclass
@@ -86,133 +63,7 @@ class SpanConversion:
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing and answering export requests
-
-
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def parse_export_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """Decode an OTLP/HTTP trace export body, binary protobuf or OTLP/JSON."""
-    media_type = _media_type(content_type)
-    if body.startswith(_GZIP_MAGIC):
-        raise OTLPFormatError(
-            "OTLP body is gzip-compressed; decompress it (Content-Encoding) before parsing"
-        )
-    if media_type in _PROTOBUF_TYPES:
-        return _parse_protobuf(body)
-    if media_type in _JSON_TYPES:
-        return _parse_json(body)
-    raise OTLPFormatError(
-        f"unsupported OTLP content type {content_type!r}; "
-        f"expected {PROTOBUF_CONTENT_TYPE!r} or {JSON_CONTENT_TYPE!r}"
-    )
-
-
-def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except (DecodeError, ValueError, TypeError) as exc:
-        raise OTLPFormatError(f"invalid OTLP protobuf body: {exc}") from exc
-    return request
-
-
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
-    if not isinstance(document, dict):
-        raise OTLPFormatError(
-            f"invalid OTLP/JSON body: expected an object, got {type(document).__name__}"
-        )
-    _hex_ids_to_base64(document)
-    request = ExportTraceServiceRequest()
-    try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
-        raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
-    return request
-
-
-def _field(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
-    return obj[camel] if camel in obj else obj.get(snake)
-
-
-def _as_dicts(value: Any) -> list[dict[str, Any]]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """OTLP/JSON carries trace and span ids as hex; protobuf's JSON mapping wants base64."""
-    for resource_spans in _as_dicts(_field(document, "resourceSpans", "resource_spans")):
-        for scope_spans in _as_dicts(_field(resource_spans, "scopeSpans", "scope_spans")):
-            for span in _as_dicts(scope_spans.get("spans")):
-                _convert_ids(span)
-                for link in _as_dicts(span.get("links")):
-                    _convert_ids(link)
-
-
-_ID_BYTES = {
-    "traceId": 16,
-    "trace_id": 16,
-    "spanId": 8,
-    "span_id": 8,
-    "parentSpanId": 8,
-    "parent_span_id": 8,
-}
-
-
-def _convert_ids(obj: dict[str, Any]) -> None:
-    for key, size in _ID_BYTES.items():
-        value = obj.get(key)
-        if value is None or value == "":
-            continue
-        if not isinstance(value, str):
-            raise OTLPFormatError(f"invalid OTLP/JSON body: {key} must be a hex string")
-        if len(value) == 2 * size and _HEX.match(value):
-            obj[key] = base64.b64encode(binascii.unhexlify(value)).decode("ascii")
-            continue
-        # Tolerate clients that use protobuf's own JSON mapping (base64): a base64 id of 8 or 16
-        # bytes always ends in '=', so it can never be mistaken for hex.
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) != size:
-            raise OTLPFormatError(
-                f"invalid OTLP/JSON body: {key} {value!r} is not {2 * size} hex characters"
-            )
-
-
-def export_response(content_type: str) -> tuple[bytes, str]:
-    """An empty (full success) export response, encoded like the request it answers."""
-    response = ExportTraceServiceResponse()
-    if _media_type(content_type) in _JSON_TYPES:
-        return json_format.MessageToJson(response).encode(), JSON_CONTENT_TYPE
-    return response.SerializeToString(), PROTOBUF_CONTENT_TYPE
-
-
-# --------------------------------------------------------------------------------------------
-# OTLP values
-
-
-def _any_value(value: Any) -> Any:
-    """An OTLP AnyValue as a plain Python value (None when unset)."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [_any_value(item) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return _attributes(value.kvlist_value.values)
-    return getattr(value, kind)
-
-
-def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    return {kv.key: _any_value(kv.value) for kv in key_values}
+# Attribute values
 
 
 def _str(value: Any) -> str | None:
@@ -326,7 +177,7 @@ def _messages_from_input_attribute(attrs: Mapping[str, Any]) -> list[dict[str, s
     if isinstance(parsed, dict):
         parsed = [parsed]
     messages = []
-    for item in _as_dicts(parsed):
+    for item in as_dicts(parsed):
         message = _message(_role(item.get("role")), _message_text(item))
         if message:
             messages.append(message)
@@ -361,7 +212,7 @@ def _messages_from_events(events: Iterable[Any]) -> list[dict[str, str]]:
         default_role = _MESSAGE_EVENTS.get(event.name)
         if default_role is None:
             continue
-        attrs = _attributes(event.attributes)
+        attrs = attributes(event.attributes)
         text, role = _event_content(attrs)
         message = _message(_role(role or attrs.get("role"), default_role), text)
         if message:
@@ -414,7 +265,7 @@ def _output(attrs: Mapping[str, Any], events: list[Any]) -> tuple[str, str | Non
     parsed = _json_value(attrs.get("gen_ai.output.messages"))
     if isinstance(parsed, dict):
         parsed = [parsed]
-    outputs = _as_dicts(parsed)
+    outputs = as_dicts(parsed)
     if outputs:
         first = outputs[0]
         text = _message_text(first)
@@ -423,7 +274,7 @@ def _output(attrs: Mapping[str, Any], events: list[Any]) -> tuple[str, str | Non
 
     choices = [event for event in events if event.name == _CHOICE_EVENT]
     for event in sorted(choices, key=_choice_index):
-        text, reason = _choice_event(_attributes(event.attributes))
+        text, reason = _choice_event(attributes(event.attributes))
         if text.strip():
             return text, reason
 
@@ -434,7 +285,7 @@ def _output(attrs: Mapping[str, Any], events: list[Any]) -> tuple[str, str | Non
 
 
 def _choice_index(event: Any) -> int:
-    attrs = _attributes(event.attributes)
+    attrs = attributes(event.attributes)
     index = _int(attrs.get("index"))
     if index is None:
         body = _json_value(attrs.get("body"))
@@ -516,10 +367,10 @@ def spans_to_records(request: ExportTraceServiceRequest, default_flow: str) -> S
     """Turn every LLM span of an export request into a raw record dict."""
     conversion = SpanConversion(records=[], ignored_not_llm=0, ignored_no_content=0)
     for resource_spans in request.resource_spans:
-        resource_attrs = _attributes(resource_spans.resource.attributes)
+        resource_attrs = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                attrs = _attributes(span.attributes)
+                attrs = attributes(span.attributes)
                 if not _is_llm_span(attrs):
                     conversion.ignored_not_llm += 1
                     continue
