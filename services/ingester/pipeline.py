@@ -16,10 +16,11 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ValidationError
 
 from services.ingester.dedup import SeenWindow, content_fingerprint, record_text
-from services.ingester.plugins import NearDuplicateDetector, Redactor, Router
-from services.ingester.redaction import redact_record_input
+from services.ingester.dedupers.base import NearDuplicateDetector
+from services.ingester.redactors.base import Redactor, redact_record_input
+from services.ingester.routers.base import Router
 from shared.events import RECORDS_UNROUTED, Record
-from shared.flows import Flow, FlowsConfig, next_topic
+from shared.flows import Flow, FlowsConfig, PluginRef, next_topic
 from shared.plugins import PluginKind, PluginRegistry
 
 log = logging.getLogger("loopline.ingester")
@@ -100,16 +101,13 @@ class FlowSteps:
 
     @classmethod
     def build(cls, flow: Flow, registry: PluginRegistry) -> FlowSteps:
-        def plugin(kind: PluginKind, ref: Any) -> Any:
-            return registry.load(kind, ref.plugin)(**ref.options) if ref is not None else None
+        def plugin(kind: PluginKind, ref: PluginRef | None) -> Any:
+            return registry.build(kind, ref.plugin, ref.options) if ref is not None else None
 
         options = flow.ingest
-        route = flow.route
         return cls(
             flow=flow,
-            router=plugin(PluginKind.routers, route)
-            if route
-            else registry.load(PluginKind.routers, "all")(),
+            router=plugin(PluginKind.routers, flow.route or PluginRef(plugin="all")),
             redactor=plugin(PluginKind.redactors, options.redact),
             near_duplicates=plugin(PluginKind.dedupers, options.near_duplicates),
             seen=SeenWindow(options.dedup.window_s, options.dedup.max_entries)

@@ -7,7 +7,7 @@ import pytest
 
 from services.ingester.dedup import SeenWindow, content_fingerprint
 from services.ingester.pipeline import IngestPipeline
-from services.ingester.routing import RulesRouter, sample_point
+from services.ingester.routers.rules import RulesRouter, sample_point
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_UNROUTED, Record
 from shared.flows import next_topic, parse_flows
 

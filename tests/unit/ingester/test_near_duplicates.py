@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from services.ingester.near_duplicates import MinHashNearDuplicates, choose_bands, shingles
-from services.ingester.plugins import NearDuplicateDetector
+from services.ingester.dedupers.base import NearDuplicateDetector
+from services.ingester.dedupers.minhash import MinHashNearDuplicates, choose_bands, shingles
 
 PARAGRAPH = (
     "Loopline streams the traffic of language model applications into curated training data. "

@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 
-from services.ingester.plugins import Redactor
-from services.ingester.redaction import KINDS, PIIRedactor, luhn_valid, redact_record_input
+from services.ingester.redactors.base import Redactor, redact_record_input
+from services.ingester.redactors.pii import KINDS, PIIRedactor, luhn_valid
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +358,7 @@ def test_redact_record_input_tolerates_missing_and_odd_fields(redactor: PIIRedac
 
 
 def test_redact_record_input_takes_any_redactor() -> None:
-    class Upper:
+    class Upper(Redactor):
         def redact(self, text: str) -> tuple[str, dict[str, int]]:
             return text.upper(), {"upper": 1}
 

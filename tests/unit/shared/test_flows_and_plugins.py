@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ingester.routing import RouteAll
+from services.ingester.routers.all import RouteAll
 from shared.flows import FlowFileError, check_plugins, load_flows, parse_flows
 from shared.llm.client import OpenAICompatibleLLM
 from shared.plugins import PluginKind, PluginLoadError, PluginRegistry, UnknownPluginError
@@ -90,7 +90,7 @@ def test_unknown_unknown_flow_name() -> None:
 def test_unknown_plugin_lists_what_is_available(tmp_path: Path) -> None:
     registry = fake_registry(
         {
-            "routers": {"all": "services.ingester.routing:RouteAll"},
+            "routers": {"all": "services.ingester.routers.all:RouteAll"},
             "llms": {"openai": "shared.llm.client:OpenAICompatibleLLM"},
             "rubrics": {"additive": "x:A", "pairwise": "x:P"},
             "templates": {"preference": "x:T"},

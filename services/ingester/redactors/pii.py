@@ -1,4 +1,4 @@
-"""Redaction: masks personal data and secrets in record text before anything else sees it.
+"""The `pii` redactor: masks personal data and secrets in record text.
 
 `PIIRedactor` is the built-in `loopline.redactors` plugin (`pii`). It finds, in this order:
 
@@ -19,14 +19,12 @@ phone number. Each finding is replaced by the mask, `[{kind}]` by default (`[EMA
 from __future__ import annotations
 
 import bisect
-import copy
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-from services.ingester.plugins import Redactor
+from services.ingester.redactors.base import Redactor
 
-__all__ = ["KINDS", "PIIRedactor", "luhn_valid", "redact_record_input"]
+__all__ = ["KINDS", "PIIRedactor", "luhn_valid"]
 
 # The kinds in the order they are looked for: an earlier kind wins an overlap.
 KINDS: tuple[str, ...] = ("secret", "email", "credit_card", "phone")
@@ -230,7 +228,7 @@ _FINDERS: dict[str, Finder] = {
 # --- the plugin ----------------------------------------------------------------------------------
 
 
-class PIIRedactor:
+class PIIRedactor(Redactor):
     """Masks e-mail addresses, phone numbers, card numbers and secrets (`loopline.redactors: pii`).
 
     `kinds` picks which kinds to mask (all of `KINDS` by default); `mask` is the replacement, in
@@ -298,48 +296,3 @@ class PIIRedactor:
             position = end
         pieces.append(text[position:])
         return "".join(pieces), counts
-
-
-# --- records -------------------------------------------------------------------------------------
-
-
-def redact_record_input(
-    data: dict[str, Any], redactor: Redactor
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """A copy of a raw record dict with its text redacted, and the findings of each kind in total.
-
-    Redacts `instruction`, `context`, every `messages[].content`, every `responses[].text`, every
-    string inside `metadata` (values only, at any depth) and every tag. Other fields (ids, flow,
-    model names, parameters) are kept as they are. `data` itself is never changed; fields of an
-    unexpected shape are left for validation to reject.
-    """
-    result = copy.deepcopy(data)
-    totals: dict[str, int] = {}
-
-    def redact(value: Any) -> Any:
-        """`value` with every string inside it redacted (lists and dict values, recursively)."""
-        if isinstance(value, str):
-            masked, counts = redactor.redact(value)
-            for kind, count in counts.items():
-                totals[kind] = totals.get(kind, 0) + count
-            return masked
-        if isinstance(value, list):
-            return [redact(item) for item in value]
-        if isinstance(value, dict):
-            return {key: redact(item) for key, item in value.items()}
-        return value
-
-    for field in ("instruction", "context"):
-        if isinstance(result.get(field), str):
-            result[field] = redact(result[field])
-    for field, text_key in (("messages", "content"), ("responses", "text")):
-        items = result.get(field)
-        if isinstance(items, list):
-            for item in items:
-                if isinstance(item, dict) and text_key in item:
-                    item[text_key] = redact(item[text_key])
-    if isinstance(result.get("metadata"), dict):
-        result["metadata"] = redact(result["metadata"])
-    if isinstance(result.get("tags"), list):
-        result["tags"] = redact(result["tags"])
-    return result, totals

@@ -1,26 +1,16 @@
-"""Routing plugins: whether a record goes on through its flow, and why (`loopline.routers`)."""
+"""The `rules` router: filters on tags, metadata and prompt length, a sample rate and a cap."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.ingester.routers.base import Router
 from shared.events import Record, RouteDecision
 from shared.hashing import stable_fraction
-
-
-class RouteAll:
-    """The default router: every record goes on."""
-
-    def __init__(self, **options: Any) -> None:
-        if options:
-            raise ValueError(f"router 'all' takes no options, got {sorted(options)}")
-
-    def decide(self, record: Record) -> RouteDecision:
-        return RouteDecision(routed=True, router="all", reason="every record is routed")
 
 
 class Cap(BaseModel):
@@ -49,14 +39,22 @@ def sample_point(record_id: str) -> float:
     return stable_fraction(record_id)
 
 
-class RulesRouter:
-    """Filters on tags, metadata and prompt length, then a sample rate, then a cap per window."""
+class RulesRouter(Router):
+    """Filters on tags, metadata and prompt length, then a sample rate, then a cap per window
+    (`loopline.routers: rules`). The options are the fields of `RuleOptions`; `clock` (for the
+    cap's window) is passed by the service or tests, never by a flow."""
+
+    context: ClassVar[tuple[str, ...]] = ("clock",)
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
         self.options = RuleOptions.model_validate(options)
         self.clock = clock
         self._window_start = clock()
         self._window_count = 0
+
+    @classmethod
+    def accepted_options(cls) -> list[str]:
+        return list(RuleOptions.model_fields)
 
     def _no(self, reason: str) -> RouteDecision:
         return RouteDecision(routed=False, router="rules", reason=reason)

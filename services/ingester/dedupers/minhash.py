@@ -1,4 +1,4 @@
-"""Near-duplicate detection with MinHash signatures and LSH banding.
+"""The `minhash` near-duplicate detector: MinHash signatures and LSH banding.
 
 `MinHashNearDuplicates` is the built-in `loopline.dedupers` plugin (`minhash`). A text becomes the
 set of its word shingles (runs of `shingle_size` words of the lower-cased, whitespace-normalised
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from services.ingester.dedupers.base import NearDuplicateDetector
 
 __all__ = ["MinHashNearDuplicates", "choose_bands", "shingles"]
 
@@ -81,7 +83,7 @@ class _Entry:
     bands: list[bytes]
 
 
-class MinHashNearDuplicates:
+class MinHashNearDuplicates(NearDuplicateDetector):
     """Finds texts whose estimated Jaccard similarity to a recent one reaches `threshold`
     (`loopline.dedupers: minhash`).
 

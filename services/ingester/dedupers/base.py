@@ -1,0 +1,36 @@
+"""The near-duplicate detector contract (`loopline.dedupers`).
+
+A flow names its detector under `ingest.near_duplicates`, e.g.
+`near_duplicates: {plugin: minhash, options: {threshold: 0.85}}`. The ingester asks it about
+every record that is not an exact duplicate, after redaction, with the record's text
+(`services.ingester.dedup.record_text`); a record it names an earlier one for is dropped as a
+duplicate. A third-party detector registers like a built-in::
+
+    [project.entry-points."loopline.dedupers"]
+    my-deduper = "my_package.dedup:MyDetector"
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from shared.plugins import Plugin
+
+
+class NearDuplicateDetector(Plugin):
+    """Finds records whose text is nearly the same as one seen recently.
+
+    Options: built as `cls(**options)` from the flow's `options` (see `shared.plugins.Plugin`):
+    an unknown option is refused before the constructor runs; a value the detector cannot use
+    raises `ValueError` naming the option.
+    """
+
+    @abstractmethod
+    def check_and_add(self, key: str, text: str) -> str | None:
+        """The key of a remembered text that `text` nearly duplicates; else `None`, and `text`
+        is remembered under `key`.
+
+        The same text checked twice names the first key the second time; a text unlike any
+        remembered one is new (`None`). A detector may forget old texts (a window), but must
+        not raise for any string, the empty one included.
+        """

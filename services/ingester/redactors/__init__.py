@@ -1,0 +1,2 @@
+"""Redactors (`loopline.redactors`): mask sensitive text before anything else sees it.
+Contract: `base.py`."""

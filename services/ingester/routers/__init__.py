@@ -1,0 +1,1 @@
+"""Routers (`loopline.routers`): whether a record goes on through its flow. Contract: `base.py`."""
