@@ -25,7 +25,7 @@ def _without(value: Any, key: str) -> Any:
 def probe_judge(base_url: str, model: str, max_tokens: int) -> list[str]:
     """One multi-aspect judge call on a fixed record, with the output constrained as the judge
     sends it (JSON schema), with the schema's string length limits left out, and free."""
-    from services.judge.rubrics import MultiAspectRubric
+    from services.judge.rubrics.multi_aspect import MultiAspectRubric
     from services.judge.structured import response_format_for
     from shared.events import CandidateResponse
 

@@ -9,7 +9,6 @@ busy. A record whose LLM calls fail after the client's retries goes to `records.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from shared.events import (
     RECORDS_GENERATED,
@@ -19,12 +18,13 @@ from shared.events import (
     Record,
 )
 from shared.flows import Flow, ModelRef
+from shared.llm.base import LLM
 from shared.llm.build import build_llm
 from shared.plugins import PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 
 
-def calls_for(flow: Flow, record: Record, models: list[tuple[ModelRef, Any]]) -> list[Any]:
+def calls_for(flow: Flow, record: Record, models: list[tuple[ModelRef, LLM]]) -> list[LLM]:
     """One LLM per generation wanted for this record (none if the flow keeps app answers)."""
     if record.responses and not flow.generate_if_answered:
         return []
@@ -37,6 +37,9 @@ def register(context: ServiceContext) -> None:
         name: [(ref, build_llm(ref, context.settings.llm, registry)) for ref in flow.generate]
         for name, flow in context.flows.flows.items()
     }
+    for built in models.values():
+        for _, llm in built:
+            context.on_stop(llm.aclose)
 
     async def generate(record: Record, ctx: ServiceContext) -> None:
         flow = ctx.flow(record.flow)

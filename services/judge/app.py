@@ -8,10 +8,10 @@ failure with the raw text) are added to the record, which goes on to the flow's 
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.judge.judging import judge_record
+from services.judge.rubrics.base import Rubric
 from shared.events import RECORDS_GENERATED, RECORDS_JUDGED, Record
+from shared.llm.base import LLM
 from shared.llm.build import build_llm
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
@@ -19,11 +19,15 @@ from shared.service import ServiceContext, ServiceSpec
 
 def register(context: ServiceContext) -> None:
     registry = PluginRegistry()
-    judges: dict[str, tuple[Any, Any]] = {}
+    judges: dict[str, tuple[Rubric, LLM]] = {}
     for name, flow in context.flows.flows.items():
         if flow.judge is not None:
-            rubric = registry.load(PluginKind.rubrics, flow.judge.plugin)(**flow.judge.options)
-            judges[name] = (rubric, build_llm(flow.judge.llm, context.settings.llm, registry))
+            rubric: Rubric = registry.build(
+                PluginKind.rubrics, flow.judge.plugin, flow.judge.options
+            )
+            llm = build_llm(flow.judge.llm, context.settings.llm, registry)
+            context.on_stop(llm.aclose)
+            judges[name] = (rubric, llm)
 
     async def judge(record: Record, ctx: ServiceContext) -> None:
         flow = ctx.flow(record.flow)

@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from services.judge.rubrics import Rubric
-from services.judge.structured import ChatLLM, structured_call
+from services.judge.rubrics.base import Rubric
+from services.judge.structured import structured_call
 from shared.events import Judgment, Rating, Record
-from shared.llm.client import LLMError
+from shared.llm.base import LLM, LLMError
 from shared.verdict import overall_score
 
 
@@ -96,7 +96,7 @@ def _unshuffle(fields: dict[str, Any], order: list[int]) -> dict[str, Any]:
 async def _judge_once(
     record: Record,
     rubric: Rubric,
-    llm: ChatLLM,
+    llm: LLM,
     order: list[int],
     repeat: int,
     max_tokens: int,
@@ -143,7 +143,7 @@ async def _judge_once(
 async def judge_record(
     record: Record,
     rubric: Rubric,
-    llm: ChatLLM,
+    llm: LLM,
     *,
     repeats: int = 1,
     seed: str | None = None,

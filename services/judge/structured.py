@@ -11,31 +11,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from shared.events import ChatMessage, Role
-from shared.llm.client import ChatCompletion, LLMError
+from shared.llm.base import LLM, LLMError
 
 REPAIR_SEPARATOR = "\n\n--- repair attempt ---\n\n"
 _MAX_ERROR_CHARS = 1200
 _FORMAT_REJECTED = re.compile(r"response.?format|json.?schema|grammar", re.IGNORECASE)
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
-
-
-class ChatLLM(Protocol):
-    """What the judge needs of an LLM client (`shared.llm.OpenAICompatibleLLM` is one)."""
-
-    model: str
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        response_format: dict[str, Any] | None = None,
-        **params: Any,
-    ) -> ChatCompletion: ...
 
 
 @dataclass(frozen=True)
@@ -153,7 +139,7 @@ def repair_messages(
 
 
 async def structured_call(
-    llm: ChatLLM,
+    llm: LLM,
     messages: list[ChatMessage],
     output_model: type[BaseModel],
     max_tokens: int = 700,

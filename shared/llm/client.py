@@ -11,6 +11,10 @@ What makes it fit for production traffic:
   and full jitter, honouring `Retry-After`; errors a retry cannot fix fail at once;
 - optional request and token rate limits per endpoint and model, shared across clients;
 - `stats` counts requests, retries, failures and tokens.
+
+Options from a flow file: the client's own (`CLIENT_OPTIONS`), the generation parameters in
+common use (`GENERATION_PARAMS`), and `params: {...}` for anything else an endpoint takes. Any
+other name is refused, so a typo such as `temprature` fails at `loopline check-flows`.
 """
 
 from __future__ import annotations
@@ -24,20 +28,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from shared.events import ChatMessage, TokenUsage
+from shared.llm.base import LLM, ChatCompletion, LLMError
 from shared.llm.rate_limit import InFlightLimit, TokenBucket, shared_bucket, shared_semaphore
+from shared.settings import LLMSettings
 
-# Statuses a retry can fix: also every 5xx (see `is_retryable_status`).
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # A server's Retry-After up to this long is always honoured, even above `backoff_max_s`.
 RETRY_AFTER_HONOURED_MAX_S = 120.0
 
-# Options of the client itself; every other option of a flow is a generation parameter.
+# Options of the client itself.
 CLIENT_OPTIONS = frozenset(
     {
         "base_url",
@@ -53,50 +57,43 @@ CLIENT_OPTIONS = frozenset(
         "tokens_per_minute",
     }
 )
+# Generation parameters a flow may give by name (sent with every request): OpenAI's chat
+# completion parameters, then the samplers llama.cpp and vLLM add. Others go in `params`.
+GENERATION_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "n",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "reasoning_effort",
+        "user",
+        "top_k",
+        "min_p",
+        "typical_p",
+        "repeat_penalty",
+        "repeat_last_n",
+        "repetition_penalty",
+        "min_tokens",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "stop_token_ids",
+        "ignore_eos",
+        "chat_template_kwargs",
+    }
+)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
-
-
-def is_retryable_status(status_code: int) -> bool:
-    return status_code in RETRYABLE_STATUS or status_code >= 500
-
-
-class LLMError(RuntimeError):
-    """A chat completion failed.
-
-    `retryable` says whether trying again later could help; `attempts` is how many requests were
-    made; `retry_after_s` is the wait the server asked for, if it did.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        status_code: int | None = None,
-        *,
-        retryable: bool | None = None,
-        attempts: int = 1,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.attempts = attempts
-        self.retry_after_s = retry_after_s
-        self._retryable = retryable
-
-    @property
-    def retryable(self) -> bool:
-        if self._retryable is not None:
-            return self._retryable
-        return self.status_code is None or is_retryable_status(self.status_code)
-
-
-class ChatCompletion(BaseModel):
-    text: str
-    model: str
-    finish_reason: str | None
-    usage: TokenUsage | None
-    latency_ms: float
 
 
 @dataclass
@@ -165,14 +162,14 @@ def _resolve_api_key(api_key: SecretStr | str | None, api_key_env: str | None) -
     return api_key
 
 
-class OpenAICompatibleLLM:
+class OpenAICompatibleLLM(LLM):
     """Chat completions against one model of one OpenAI-compatible endpoint.
 
     `params` and any other keyword argument are generation parameters sent with every request
     (temperature, top_p, max_tokens, seed, stop, ...); `chat(**params)` overrides them per call.
     The in-flight limit is per base URL and the rate limits per base URL and model, shared by
     every client of the running event loop; the first client to use one decides its size (and
-    its clock and sleep).
+    its clock and sleep). The HTTP connection pool is opened by the first request.
     """
 
     def __init__(
@@ -227,10 +224,7 @@ class OpenAICompatibleLLM:
         key = _resolve_api_key(api_key, api_key_env)
         secret = key.get_secret_value() if key is not None else ""
         self._headers = {"authorization": f"Bearer {secret}"} if secret else {}
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max(100, max_in_flight)),
-        )
+        self._client = client
         self._owns_client = client is None
         self._limits_loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: InFlightLimit | None = None
@@ -238,19 +232,21 @@ class OpenAICompatibleLLM:
         self._token_bucket: TokenBucket | None = None
 
     @classmethod
-    def from_options(
-        cls,
-        options: Mapping[str, Any],
-        default_base_url: str,
-        default_model: str,
-        default_api_key: SecretStr | None,
-    ) -> OpenAICompatibleLLM:
+    def accepted_options(cls) -> list[str]:
+        """The client options, the named generation parameters, and `params`."""
+        return sorted(CLIENT_OPTIONS | GENERATION_PARAMS | {"params"})
+
+    @classmethod
+    def from_options(  # type: ignore[override]  # the only context an LLM gets is `defaults`
+        cls, options: Mapping[str, Any], *, defaults: LLMSettings | None = None
+    ) -> Self:
         """A client from a flow's options: client options apart, everything else is `params`.
 
-        A missing (or null) `base_url` / `model` takes the default. The default key is only sent
-        to the default endpoint: a flow naming another base URL brings its own key (`api_key` or
-        `api_key_env`) or none.
+        A missing (or null) `base_url`, `model` or `timeout_s` takes the default. The default
+        key is only sent to the default endpoint: a flow naming another base URL brings its own
+        key (`api_key` or `api_key_env`) or none.
         """
+        defaults = defaults or LLMSettings()
         client_options = {
             name: value
             for name, value in options.items()
@@ -260,11 +256,12 @@ class OpenAICompatibleLLM:
         explicit = generation.pop("params", None) or {}
         if not isinstance(explicit, Mapping):
             raise TypeError(f"params must be a mapping, got {type(explicit).__name__}")
-        base_url = str(client_options.pop("base_url", default_base_url))
-        model = str(client_options.pop("model", default_model))
+        base_url = str(client_options.pop("base_url", defaults.base_url))
+        model = str(client_options.pop("model", defaults.model))
+        client_options.setdefault("timeout_s", defaults.timeout_s)
         if "api_key" not in client_options and "api_key_env" not in client_options:
-            same_endpoint = base_url.rstrip("/") == default_base_url.rstrip("/")
-            client_options["api_key"] = default_api_key if same_endpoint else None
+            same_endpoint = base_url.rstrip("/") == defaults.base_url.rstrip("/")
+            client_options["api_key"] = defaults.api_key if same_endpoint else None
         return cls(base_url, model, params={**explicit, **generation}, **client_options)
 
     # -- limits -------------------------------------------------------------------------------
@@ -316,6 +313,14 @@ class OpenAICompatibleLLM:
         return self._token_bucket
 
     # -- requests -----------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s),
+                limits=httpx.Limits(max_connections=max(100, self.max_in_flight)),
+            )
+        return self._client
 
     @staticmethod
     def estimate_tokens(body: Mapping[str, Any]) -> int:
@@ -391,7 +396,7 @@ class OpenAICompatibleLLM:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    response = await self._client.post(
+                    response = await self._http().post(
                         f"{self.base_url}/chat/completions", json=body, headers=self._headers
                     )
             except (TimeoutError, httpx.TimeoutException) as exc:
@@ -459,11 +464,5 @@ class OpenAICompatibleLLM:
         )
 
     async def aclose(self) -> None:
-        if self._owns_client:
+        if self._owns_client and self._client is not None:
             await self._client.aclose()
-
-    async def __aenter__(self) -> OpenAICompatibleLLM:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()

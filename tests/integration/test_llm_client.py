@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 import devstack as stack
 from shared.events import ChatMessage, Role
-from shared.llm.client import LLMError, OpenAICompatibleLLM
+from shared.llm.base import LLMError
+from shared.llm.client import OpenAICompatibleLLM
 from shared.plugins import PluginKind, PluginRegistry
 
 

@@ -7,18 +7,15 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from services.judge.judging import agreement_of, judge_record, shuffled_order
-from services.judge.rubrics import (
-    AdditiveRubric,
-    CustomRubric,
-    MultiAspectRubric,
-    PairwiseRubric,
-    Rubric,
-    RubricConfigError,
-    fill_template,
-)
+from services.judge.rubrics.additive import AdditiveRubric
+from services.judge.rubrics.base import Rubric, RubricConfigError
+from services.judge.rubrics.custom import CustomRubric, fill_template
+from services.judge.rubrics.multi_aspect import MultiAspectRubric
+from services.judge.rubrics.pairwise import PairwiseRubric
 from services.judge.structured import REPAIR_SEPARATOR, extract_json_object, structured_call
 from shared.events import CandidateResponse, ChatMessage, Judgment, Record, Role
-from shared.llm.client import ChatCompletion, LLMError
+from shared.llm.base import ChatCompletion, LLMError
+from shared.plugins import PluginKind, PluginRegistry
 
 # --- a scripted judge ---------------------------------------------------------------------------
 
@@ -229,13 +226,19 @@ async def test_no_responses_nothing_to_judge() -> None:
     assert llm.calls == []
 
 
+def build_rubric(name: str, **options: Any) -> Rubric:
+    """A rubric built as a flow builds it (the unknown-option check lives in the registry)."""
+    rubric: Rubric = PluginRegistry().build(PluginKind.rubrics, name, options)
+    return rubric
+
+
 def test_unknown_options_are_named() -> None:
     with pytest.raises(RubricConfigError, match=r"\['aspect', 'scale'\]"):
-        MultiAspectRubric(aspect=["x"], scale=5)
+        build_rubric("multi-aspect", aspect=["x"], scale=5)
     with pytest.raises(RubricConfigError, match="unknown option"):
-        PairwiseRubric(aspects=["x"])
+        build_rubric("pairwise", aspects=["x"])
     with pytest.raises(RubricConfigError, match="critera"):
-        AdditiveRubric(critera=["x"])
+        build_rubric("additive", critera=["x"])
     with pytest.raises(RubricConfigError, match="list of strings"):
         MultiAspectRubric(aspects="helpfulness")
     with pytest.raises(RubricConfigError, match="repeats"):
@@ -566,7 +569,7 @@ def test_custom_prompt_errors() -> None:
     with pytest.raises(RubricConfigError, match="prompt"):
         CustomRubric(output_schema=schema)
     with pytest.raises(RubricConfigError, match="templat"):
-        CustomRubric(prompt="{responses}", output_schema=schema, templat="x")
+        build_rubric("custom", prompt="{responses}", output_schema=schema, templat="x")
 
 
 # --- structured output -------------------------------------------------------------------------

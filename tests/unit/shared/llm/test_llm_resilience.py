@@ -21,8 +21,10 @@ from devstack.scripted_llm import (
     status,
 )
 from shared.events import ChatMessage, Role
-from shared.llm.client import LLMError, OpenAICompatibleLLM, parse_retry_after
+from shared.llm.base import LLMError
+from shared.llm.client import OpenAICompatibleLLM, parse_retry_after
 from shared.llm.rate_limit import TokenBucket
+from shared.settings import LLMSettings
 
 HELLO = [ChatMessage(role=Role.user, content="hello")]
 
@@ -346,9 +348,11 @@ async def test_from_options_splits_client_options_from_generation_params() -> No
                 "max_tokens": 32,
                 "params": {"seed": 1, "temperature": 1},
             },
-            default_base_url=server.base_url,
-            default_model="default-model",
-            default_api_key=SecretStr("default-key"),
+            defaults=LLMSettings(
+                base_url=server.base_url,
+                model="default-model",
+                api_key=SecretStr("default-key"),
+            ),
         )
         async with llm:
             await llm.chat(HELLO)
@@ -367,9 +371,9 @@ def test_from_options_defaults_and_keys() -> None:
     def build(options: dict[str, Any]) -> OpenAICompatibleLLM:
         return OpenAICompatibleLLM.from_options(
             options,
-            default_base_url="http://127.0.0.1:8080/v1",
-            default_model="qwen",
-            default_api_key=SecretStr("local"),
+            defaults=LLMSettings(
+                base_url="http://127.0.0.1:8080/v1", model="qwen", api_key=SecretStr("local")
+            ),
         )
 
     plain = build({"base_url": None})
@@ -388,9 +392,7 @@ async def test_api_key_env_and_plain_string_keys(monkeypatch: pytest.MonkeyPatch
     async with ScriptedLLM() as server:
         async with OpenAICompatibleLLM.from_options(
             {"api_key_env": "SCRIPTED_LLM_KEY"},
-            default_base_url=server.base_url,
-            default_model="m",
-            default_api_key=SecretStr("default"),
+            defaults=LLMSettings(base_url=server.base_url, model="m", api_key=SecretStr("default")),
         ) as from_env:
             await from_env.chat(HELLO)
         async with OpenAICompatibleLLM(server.base_url, "m", api_key="sk-plain") as plain:

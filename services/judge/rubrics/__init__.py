@@ -1,0 +1,1 @@
+"""Rubric plugins (`loopline.rubrics`): the contract in `base`, one module per built-in rubric."""
