@@ -20,9 +20,7 @@ from shared.plugins import Plugin
 class NearDuplicateDetector(Plugin):
     """Finds records whose text is nearly the same as one seen recently.
 
-    Options: built as `cls(**options)` from the flow's `options` (see `shared.plugins.Plugin`):
-    an unknown option is refused before the constructor runs; a value the detector cannot use
-    raises `ValueError` naming the option.
+    Options: the constructor's keyword parameters, checked as `shared.plugins.Plugin` says.
     """
 
     @abstractmethod

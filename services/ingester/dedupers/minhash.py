@@ -100,9 +100,9 @@ class MinHashNearDuplicates(NearDuplicateDetector):
         seed: int = 1,
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ValueError(f"deduper 'minhash': `threshold` must be a number, got {threshold!r}")
+            raise ValueError(f"`threshold` must be a number, got {threshold!r}")
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"deduper 'minhash': `threshold` must be in (0, 1], got {threshold}")
+            raise ValueError(f"`threshold` must be in (0, 1], got {threshold}")
         for name, value, least in (
             ("num_perm", num_perm, 1),
             ("shingle_size", shingle_size, 1),
@@ -110,9 +110,7 @@ class MinHashNearDuplicates(NearDuplicateDetector):
             ("seed", seed, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(
-                    f"deduper 'minhash': `{name}` must be an integer >= {least}, got {value!r}"
-                )
+                raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}")
         self.threshold = float(threshold)
         self.num_perm = num_perm
         self.shingle_size = shingle_size

@@ -21,9 +21,7 @@ from shared.plugins import Plugin
 class Redactor(Plugin):
     """Masks sensitive text.
 
-    Options: built as `cls(**options)` from the flow's `options` (see `shared.plugins.Plugin`):
-    an unknown option is refused before the constructor runs; a value the redactor cannot use
-    raises `ValueError` naming the option.
+    Options: the constructor's keyword parameters, checked as `shared.plugins.Plugin` says.
     """
 
     @abstractmethod

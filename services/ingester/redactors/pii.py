@@ -240,25 +240,21 @@ class PIIRedactor(Redactor):
             chosen = set(KINDS)
         else:
             if isinstance(kinds, str) or not isinstance(kinds, Iterable):
-                raise ValueError(f"redactor 'pii': `kinds` must be a list of {list(KINDS)}")
+                raise ValueError(f"`kinds` must be a list of {list(KINDS)}")
             chosen = set()
             for kind in kinds:
                 if not isinstance(kind, str):
-                    raise ValueError(f"redactor 'pii': `kinds` must be strings, got {kind!r}")
+                    raise ValueError(f"`kinds` must be strings, got {kind!r}")
                 chosen.add(kind)
             unknown = sorted(chosen - set(KINDS))
             if unknown:
-                raise ValueError(
-                    f"redactor 'pii': unknown kinds {unknown}; known kinds: {list(KINDS)}"
-                )
+                raise ValueError(f"unknown kinds {unknown}; known kinds: {list(KINDS)}")
         if not isinstance(mask, str):
-            raise ValueError(f"redactor 'pii': `mask` must be a string, got {mask!r}")
+            raise ValueError(f"`mask` must be a string, got {mask!r}")
         try:
             masks = {kind: mask.format(kind=kind.upper()) for kind in KINDS}
         except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            raise ValueError(
-                f"redactor 'pii': bad `mask` {mask!r}: only {{kind}} may be used ({exc!r})"
-            ) from exc
+            raise ValueError(f"bad `mask` {mask!r}: only {{kind}} may be used ({exc!r})") from exc
         self.kinds: tuple[str, ...] = tuple(kind for kind in KINDS if kind in chosen)
         self.mask = mask
         self._masks = masks

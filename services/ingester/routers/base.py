@@ -18,11 +18,7 @@ from shared.plugins import Plugin
 class Router(Plugin):
     """Decides, per record, whether it goes on to the flow's next stage.
 
-    Options: built as `cls(**options)` from the flow's `options` (see `shared.plugins.Plugin`):
-    an unknown option is refused before the constructor runs; a value the router cannot use
-    raises `ValueError` naming the option. A router must be buildable from its options alone:
-    anything the service may pass besides (a clock, say) is named in `context` and has a
-    default.
+    Options: the constructor's keyword parameters, checked as `shared.plugins.Plugin` says.
     """
 
     @abstractmethod
@@ -32,6 +28,6 @@ class Router(Plugin):
         `routed=True` sends it to the flow's next stage, `routed=False` to `records.unrouted`;
         `router` names the plugin and `reason` says why, for people reading the record later.
         Called once per record, in arrival order; it must not raise for any valid `Record`.
-        A router may keep state (a rate cap), but given the same state the same record gets the
-        same decision: a retried record must not be sampled differently.
+        Apart from state it keeps on purpose (a rate cap), the same record gets the same
+        decision: a retried record must not be sampled differently.
         """

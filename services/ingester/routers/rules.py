@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ingester.routers.base import Router
 from shared.events import Record, RouteDecision
@@ -47,7 +47,11 @@ class RulesRouter(Router):
     context: ClassVar[tuple[str, ...]] = ("clock",)
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, **options: Any) -> None:
-        self.options = RuleOptions.model_validate(options)
+        try:
+            self.options = RuleOptions.model_validate(options)
+        except ValidationError as exc:  # one line per bad value, without pydantic's links
+            problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError("; ".join(problems)) from None
         self.clock = clock
         self._window_start = clock()
         self._window_count = 0
