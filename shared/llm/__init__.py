@@ -1,0 +1,1 @@
+"""LLM plugins (`loopline.llms`): the contract in `base`, the OpenAI-compatible one in `client`."""
