@@ -116,9 +116,10 @@ def run_loopline(n: int, out: Path) -> dict[str, object]:
 def run_anchor(n: int, out: Path) -> dict[str, object]:
     from datasets import Dataset
 
-    from services.argilla_publisher.templates import PreferenceTemplate
+    from services.argilla_publisher.templates.preference import PreferenceTemplate
     from services.exporter.aggregate import Questions, aggregate_completed
-    from services.exporter.formats import DPOFormat, SFTFormat
+    from services.exporter.formats.dpo import DPOFormat
+    from services.exporter.formats.sft import SFTFormat
     from shared.events import CompletedRecord
 
     questions = Questions.of(PreferenceTemplate())

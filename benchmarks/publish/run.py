@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import devstack as stack
 from devstack.testing import config_for_tests
 from services.argilla_publisher.app import SERVICE as PUBLISHER
-from services.argilla_publisher.templates import PreferenceTemplate
+from services.argilla_publisher.templates.preference import PreferenceTemplate
 from shared.broker import ensure_topics
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.flows import parse_flows

@@ -24,6 +24,7 @@ from shared.dead_letters import PermanentError
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
+from shared.templates import Template
 
 log = logging.getLogger("loopline.argilla_publisher")
 
@@ -39,7 +40,9 @@ def register(context: ServiceContext) -> None:
     for name, flow in context.flows.flows.items():
         if flow.publish is None:
             continue
-        template = registry.load(PluginKind.templates, flow.publish.plugin)(**flow.publish.options)
+        template: Template = registry.build(
+            PluginKind.templates, flow.publish.plugin, flow.publish.options
+        )
         publications[name] = prepare(client, name, flow.publish, template, settings.workspace)
     refs = [flow.publish for flow in context.flows.flows.values() if flow.publish is not None]
     batch_size = max((ref.batch_size for ref in refs), default=256)

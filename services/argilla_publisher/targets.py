@@ -15,6 +15,7 @@ import argilla as rg
 
 from services.argilla_publisher.dataset_settings import settings_diff
 from shared.flows import PublishRef
+from shared.templates import Template
 
 log = logging.getLogger("loopline.argilla_publisher")
 MAX_VERSIONS = 50
@@ -93,7 +94,7 @@ class Publication:
     """A flow's template and targets: one dataset (overlap) or one per annotator (split)."""
 
     flow: str
-    template: Any
+    template: Template
     targets: tuple[Target, ...]
 
     def target_for(self, partition: int, offset: int) -> Target:
@@ -103,7 +104,7 @@ class Publication:
 
 
 def prepare(
-    client: rg.Argilla, flow: str, ref: PublishRef, template: Any, default_workspace: str
+    client: rg.Argilla, flow: str, ref: PublishRef, template: Template, default_workspace: str
 ) -> Publication:
     name = ref.dataset or flow
     workspace = ref.workspace or default_workspace

@@ -1,6 +1,7 @@
 """From a record and its annotators' responses (or its judge's verdict) to one aggregated row.
 
-Rules, per question kind (the kinds come from the flow's Argilla template):
+The flow's template says what each question is (`shared.templates.QuestionSpec`): its kind
+decides how answers are combined, its role what they say about the responses. Rules, per kind:
 
 * discarded responses are excluded and counted; drafts are ignored and counted; a record whose
   responses were all discarded is `excluded` (it yields no training rows);
@@ -14,9 +15,12 @@ Rules, per question kind (the kinds come from the flow's Argilla template):
 * text: the most common final text (a tie goes to the latest response); disagreement when
   the texts differ.
 
+A question the template does not declare (it changed since) is combined by the kind its
+values look like, and plays no role.
+
 The candidates, best first, are what the formats build rows from: the record's responses with
-a score (mean human rating, criteria met, thumbs 1/0, or the judge's score for auto-accepted
-records) plus a text an annotator wrote or corrected, which comes first.
+a score (mean human rating, criteria met, a good/bad verdict as 1/0, or the judge's score for
+auto-accepted records) plus a text an annotator wrote or corrected, which comes first.
 """
 
 from __future__ import annotations
@@ -25,68 +29,54 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean, median
-from typing import Any, Literal
+from typing import Any
 
-import argilla as rg
-
-from services.argilla_publisher.templates import NONE_LABEL, curation_originals
 from shared.events import AnnotatorResponse, CompletedRecord, Record, ResponseStatus
 from shared.flows import AutoAccept
+from shared.templates import CuratedPart, QuestionKind, QuestionRole, QuestionSpec, Template
 from shared.verdict import judge_verdict
 
-QuestionKind = Literal["label", "multi_label", "rating", "ranking", "text"]
-
-# Text questions of the built-in templates that hold a better response than the model's.
-HUMAN_RESPONSE_QUESTIONS = ("corrected_response", "ideal_response", "final_response")
-# Curation: the final version of each original field.
-CURATION_FIELDS = {
-    "final_category": "category",
-    "final_instruction": "instruction",
-    "final_context": "context",
-    "final_response": "response",
-}
 HUMAN_MODEL = "human"
 RATING_SPREAD = 2.0  # annotators this far apart on a rating disagree
-
-
-def question_kinds(template: Any) -> dict[str, QuestionKind]:
-    """The kind of each question of an Argilla template plugin (by its settings)."""
-    kinds: dict[str, QuestionKind] = {}
-    for question in template.settings(1).questions:
-        if isinstance(question, rg.MultiLabelQuestion):
-            kinds[question.name] = "multi_label"
-        elif isinstance(question, rg.LabelQuestion):
-            kinds[question.name] = "label"
-        elif isinstance(question, rg.RatingQuestion):
-            kinds[question.name] = "rating"
-        elif isinstance(question, rg.RankingQuestion):
-            kinds[question.name] = "ranking"
-        else:
-            kinds[question.name] = "text"
-    return kinds
-
-
-def label_order(template: Any) -> dict[str, list[str]]:
-    """The labels each label question lists, in order (the tie-break order)."""
-    orders: dict[str, list[str]] = {}
-    for question in template.settings(1).questions:
-        if isinstance(question, rg.LabelQuestion | rg.MultiLabelQuestion):
-            orders[question.name] = list(question.labels)
-    return orders
+# A mean rating in the top quarter of its scale is good, in the bottom quarter bad (on 1-5:
+# 4 and above, 2 and below).
+GOOD_SHARE, BAD_SHARE = 0.75, 0.25
 
 
 @dataclass(frozen=True)
 class Questions:
-    """What the exporter knows about a flow's Argilla questions."""
+    """What the exporter knows about a flow's questions: its template's specs, by name."""
 
-    kinds: Mapping[str, QuestionKind] = field(default_factory=dict)
-    labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    specs: Mapping[str, QuestionSpec] = field(default_factory=dict)
+    template: Template | None = None
 
     @classmethod
-    def of(cls, template: Any | None) -> Questions:
+    def of(cls, template: Template | None) -> Questions:
         if template is None:
             return cls()
-        return cls(question_kinds(template), label_order(template))
+        return cls({spec.name: spec for spec in template.questions()}, template)
+
+    @property
+    def kinds(self) -> dict[str, QuestionKind]:
+        return {name: spec.kind for name, spec in self.specs.items()}
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels each label question lists, in order (the tie-break order)."""
+        return {
+            name: list(spec.labels)
+            for name, spec in self.specs.items()
+            if spec.kind in ("label", "multi_label")
+        }
+
+    def shown(self, record: Record) -> tuple[int, ...]:
+        """The record's responses as its Argilla record shows them (see `Template`)."""
+        if self.template is None:
+            return tuple(range(len(record.responses)))
+        return self.template.shown_responses(record)
+
+    def originals(self, record: Record) -> dict[str, str]:
+        return {} if self.template is None else self.template.originals(record)
 
 
 @dataclass(frozen=True)
@@ -114,7 +104,8 @@ class Aggregate:
     ranking: tuple[int, ...] = ()  # response indices, best first
     multi_labels: dict[str, list[str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
-    changed: tuple[str, ...] = ()  # curation: the fields whose final text differs
+    curated: dict[str, str] = field(default_factory=dict)  # part → final text (curation)
+    changed: tuple[str, ...] = ()  # curation: the parts whose final text differs
     disagreement: tuple[str, ...] = ()  # the questions annotators disagreed on
     candidates: tuple[Candidate, ...] = ()  # best first
     # Per question, each submitting annotator's value (for agreement statistics).
@@ -126,18 +117,22 @@ class Aggregate:
         return not self.auto_accepted and self.submitted == 0
 
     @property
+    def _curated_prompt(self) -> bool:
+        return CuratedPart.instruction in self.curated
+
+    @property
     def instruction(self) -> str:
-        return self.texts.get("final_instruction") or self.record.instruction or ""
+        return self.curated.get(CuratedPart.instruction) or self.record.instruction or ""
 
     @property
     def context(self) -> str:
-        if "final_instruction" in self.texts:  # curated: the final context, possibly empty
-            return self.texts.get("final_context", "")
+        if self._curated_prompt:  # the final context, possibly empty
+            return self.curated.get(CuratedPart.context, "")
         return self.record.context or ""
 
     def prompt_messages(self) -> list[dict[str, str]]:
         """The prompt as chat messages (a conversation record keeps its turns)."""
-        if self.record.messages and "final_instruction" not in self.texts:
+        if self.record.messages and not self._curated_prompt:
             return [{"role": m.role.value, "content": m.content} for m in self.record.messages]
         text = self.instruction
         if self.context:
@@ -146,7 +141,7 @@ class Aggregate:
 
     def prompt_text(self) -> str:
         """The prompt as one string (a conversation as a transcript)."""
-        if self.record.messages and "final_instruction" not in self.texts:
+        if self.record.messages and not self._curated_prompt:
             return "\n\n".join(f"{m.role.value}: {m.content}" for m in self.record.messages)
         return f"{self.instruction}\n\n{self.context}" if self.context else self.instruction
 
@@ -161,14 +156,6 @@ def ranking_value(value: Any) -> tuple[str, ...]:
         )
         return tuple(str(item.get("value")) for _, item in ranked)
     return tuple(str(item) for item in value)
-
-
-def _response_index(name: str, prefix: str) -> int | None:
-    """`rating_response_2` with prefix `rating_response_` → index 1."""
-    if not name.startswith(prefix):
-        return None
-    tail = name[len(prefix) :]
-    return int(tail) - 1 if tail.isdigit() and int(tail) >= 1 else None
 
 
 def _majority(values: Sequence[str], order: Sequence[str]) -> str:
@@ -187,59 +174,68 @@ def _latest_common_text(answers: Sequence[tuple[str, AnnotatorResponse]]) -> str
     return max(tied)[1]
 
 
+@dataclass
+class _Combined:
+    """Each question's answers, combined by its kind (see the module's rules)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    ratings: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, median)
+    orders: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # rankings given
+    multi: dict[str, list[str]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    disagreement: list[str] = field(default_factory=list)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, question: str, spec: QuestionSpec | None, given: list[AnnotatorResponse]) -> None:
+        kind = spec.kind if spec is not None else _guess_kind(given, question)
+        # Each answer once, normalised: a label or text as str, a rating as float, a ranking
+        # as a tuple best first, a multi-label choice as a sorted tuple.
+        values = [_normalised(r.values[question], kind) for r in given]
+        self.answers[question] = {r.annotator: v for r, v in zip(given, values, strict=True)}
+        unanimous = len(set(values)) == 1
+        if kind == "label":
+            self.labels[question] = _majority(values, spec.labels if spec is not None else ())
+        elif kind == "rating":
+            self.ratings[question] = (fmean(values), float(median(values)))
+            unanimous = max(values) - min(values) < RATING_SPREAD
+        elif kind == "ranking":
+            self.orders[question] = values
+            unanimous = len({order[0] for order in values if order}) <= 1
+        elif kind == "multi_label":
+            options = sorted(set().union(*values))
+            chosen = [o for o in options if sum(o in c for c in values) * 2 > len(values)]
+            self.multi[question] = chosen
+        else:
+            self.texts[question] = _latest_common_text(list(zip(values, given, strict=True)))
+        if not unanimous:
+            self.disagreement.append(question)
+
+
 def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggregate:
     """Aggregate the annotators' responses to one record."""
     record = event.record
     submitted = [r for r in event.responses if r.status == ResponseStatus.submitted]
-    discarded = sum(r.status == ResponseStatus.discarded for r in event.responses)
-    drafts = sum(r.status == ResponseStatus.draft for r in event.responses)
-    labels: dict[str, str] = {}
-    ratings: dict[str, tuple[float, float]] = {}
-    multi: dict[str, list[str]] = {}
-    texts: dict[str, str] = {}
-    disagreement: list[str] = []
-    answers: dict[str, dict[str, Any]] = {}
-    mean_rank: dict[int, list[int]] = {}
-
+    combined = _Combined()
     for question in sorted({q for r in submitted for q in r.values}):
-        kind = questions.kinds.get(question) or _guess_kind(submitted, question)
         given = [r for r in submitted if r.values.get(question) is not None]
-        if not given:
-            continue
-        # Each answer once, normalised: a label or text as str, a rating as float, a ranking
-        # as a tuple best first, a multi-label choice as a sorted tuple.
-        values = [_normalised(r.values[question], kind) for r in given]
-        answers[question] = {r.annotator: v for r, v in zip(given, values, strict=True)}
-        unanimous = len(set(values)) == 1
-        if kind == "label":
-            labels[question] = _majority(values, questions.labels.get(question, ()))
-        elif kind == "rating":
-            ratings[question] = (fmean(values), float(median(values)))
-            unanimous = max(values) - min(values) < RATING_SPREAD
-        elif kind == "ranking":
-            for order in values:
-                for rank, name in enumerate(order):
-                    index = _response_index(name, "response_")
-                    if index is not None:
-                        mean_rank.setdefault(index, []).append(rank)
-            unanimous = len({order[0] for order in values if order}) <= 1
-        elif kind == "multi_label":
-            options = sorted(set().union(*values))
-            multi[question] = [o for o in options if sum(o in c for c in values) * 2 > len(values)]
-        else:
-            texts[question] = _latest_common_text(list(zip(values, given, strict=True)))
-        if not unanimous:
-            disagreement.append(question)
+        if given:
+            combined.add(question, questions.specs.get(question), given)
 
-    ranking = tuple(sorted(mean_rank, key=lambda i: (fmean(mean_rank[i]), i)))
+    shown = _shown(questions, record)
+    ranking = _ranking(questions, combined, shown)
+    curated = {
+        spec.field: combined.texts[name]
+        for name, spec in questions.specs.items()
+        if spec.role == QuestionRole.curated and spec.field and name in combined.texts
+    }
     changed: tuple[str, ...] = ()
-    if any(question in texts for question in CURATION_FIELDS):
-        originals = curation_originals(record)
+    if curated:
+        originals = questions.originals(record)
         changed = tuple(
             sorted(
-                field_name
-                for question, field_name in CURATION_FIELDS.items()
-                if question in texts and texts[question].strip() != originals[field_name].strip()
+                part
+                for part, text in curated.items()
+                if text.strip() != originals.get(part, "").strip()
             )
         )
     return Aggregate(
@@ -247,19 +243,50 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
         auto_accepted=False,
         dataset=event.dataset,
         submitted=len(submitted),
-        discarded=discarded,
-        drafts=drafts,
+        discarded=sum(r.status == ResponseStatus.discarded for r in event.responses),
+        drafts=sum(r.status == ResponseStatus.draft for r in event.responses),
         annotators=tuple(sorted({r.annotator for r in submitted})),
-        labels=labels,
-        ratings=ratings,
+        labels=combined.labels,
+        ratings=combined.ratings,
         ranking=ranking,
-        multi_labels=multi,
-        texts=texts,
+        multi_labels=combined.multi,
+        texts=combined.texts,
+        curated=curated,
         changed=changed,
-        disagreement=tuple(disagreement),
-        answers=answers,
-        candidates=_human_candidates(record, ratings, multi, labels, ranking, texts),
+        disagreement=tuple(combined.disagreement),
+        answers=combined.answers,
+        candidates=_human_candidates(record, questions, combined, shown, ranking),
     )
+
+
+def _shown(questions: Questions, record: Record) -> list[int | None]:
+    """Per shown position, the record's response index (None where the template names a
+    response the record does not have)."""
+    n = len(record.responses)
+    return [i if 0 <= i < n else None for i in questions.shown(record)]
+
+
+def _response_at(position: int | None, shown: Sequence[int | None]) -> int | None:
+    """The record's response index of "response `position`" of a spec, if shown."""
+    return shown[position] if position is not None and position < len(shown) else None
+
+
+def _ranking(
+    questions: Questions, combined: _Combined, shown: Sequence[int | None]
+) -> tuple[int, ...]:
+    """Response indices by mean rank over the rankings given (ties: lower index first)."""
+    ranks: dict[int, list[int]] = {}
+    for question, orders in combined.orders.items():
+        spec = questions.specs.get(question)
+        if spec is None or spec.role != QuestionRole.ranking:
+            continue
+        position = {value: i for i, value in enumerate(spec.labels)}
+        for order in orders:
+            for rank, value in enumerate(order):
+                index = _response_at(position.get(value), shown)
+                if index is not None:
+                    ranks.setdefault(index, []).append(rank)
+    return tuple(sorted(ranks, key=lambda i: (fmean(ranks[i]), i)))
 
 
 def _guess_kind(responses: Sequence[AnnotatorResponse], question: str) -> QuestionKind:
@@ -285,31 +312,46 @@ def _normalised(value: Any, kind: QuestionKind) -> Any:
     return str(value)
 
 
+def _acceptable(mean: float, scale: Sequence[int]) -> bool | None:
+    share = (mean - scale[0]) / (scale[-1] - scale[0])
+    return True if share >= GOOD_SHARE else False if share <= BAD_SHARE else None
+
+
+def _written(questions: Questions, texts: Mapping[str, str]) -> str | None:
+    """The first non-empty response an annotator wrote, corrected or curated."""
+    for name, spec in questions.specs.items():
+        writes = spec.role == QuestionRole.written_response or (
+            spec.role == QuestionRole.curated and spec.field == CuratedPart.response
+        )
+        if writes and texts.get(name, "").strip():
+            return texts[name]
+    return None
+
+
 def _human_candidates(
     record: Record,
-    ratings: Mapping[str, tuple[float, float]],
-    multi_labels: Mapping[str, list[str]],
-    labels: Mapping[str, str],
+    questions: Questions,
+    combined: _Combined,
+    shown: Sequence[int | None],
     ranking: tuple[int, ...],
-    texts: Mapping[str, str],
 ) -> tuple[Candidate, ...]:
     """The record's responses scored by the annotators' answers, plus any text they wrote."""
     n = len(record.responses)
     scores: list[float | None] = [None] * n
     acceptable: list[bool | None] = [None] * n
-    for question, (mean, _) in ratings.items():
-        index = _response_index(question, "rating_response_")
-        if index is not None and index < n:
-            scores[index] = mean
-            acceptable[index] = True if mean >= 4 else False if mean <= 2 else None
-    for question, met in multi_labels.items():
-        index = _response_index(question, "criteria_response_")
-        if index is not None and index < n:
-            criteria = [m for m in met if m != NONE_LABEL]
-            scores[index] = float(len(criteria))
-    if "verdict" in labels and n:
-        good = labels["verdict"] == "good"
-        scores[0], acceptable[0] = (1.0 if good else 0.0), good
+    for name, spec in questions.specs.items():
+        index = _response_at(spec.response, shown)
+        if index is None:
+            continue
+        if spec.role == QuestionRole.rating and name in combined.ratings:
+            mean = combined.ratings[name][0]
+            scores[index], acceptable[index] = mean, _acceptable(mean, spec.scale)
+        elif spec.role == QuestionRole.criteria and name in combined.multi:
+            met = [label for label in combined.multi[name] if label != spec.none_label]
+            scores[index] = float(len(met))
+        elif spec.role == QuestionRole.verdict and name in combined.labels:
+            good = combined.labels[name] in spec.good
+            scores[index], acceptable[index] = (1.0 if good else 0.0), good
     if ranking:
         order = list(ranking) + [i for i in range(n) if i not in ranking]
     else:
@@ -325,7 +367,7 @@ def _human_candidates(
         )
         for i in order
     ]
-    written = next((texts[q] for q in HUMAN_RESPONSE_QUESTIONS if texts.get(q, "").strip()), None)
+    written = _written(questions, combined.texts)
     # A text the annotators wrote or corrected beats every model response (unless it is one).
     if written is not None and all(written.strip() != c.text.strip() for c in candidates):
         best = max((c.score for c in candidates if c.score is not None), default=None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.exporter.aggregate import auto_accepts
-from services.exporter.formats import Format, Row
+from services.exporter.formats.base import Format, Row
 from services.exporter.record_pass import load_formats, run_pass, workers_for
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats

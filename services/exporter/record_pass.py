@@ -26,26 +26,32 @@ from typing import Any
 import pyarrow as pa
 
 from services.exporter.aggregate import Aggregate, Questions, aggregate_completed, aggregate_judged
-from services.exporter.formats import Format, Row, test_fraction
+from services.exporter.formats.base import Format, Row
 from services.exporter.stats import CurationStats
 from services.exporter.store import HUMAN, RawRow, StoredRow
 from services.exporter.versions import rows_table
 from shared.events import CompletedRecord, Record
 from shared.flows import Flow, PluginRef
+from shared.hashing import stable_fraction
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import ExportSettings
+from shared.templates import Template
 
 _IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: enough to keep it busy, bounded memory
 
 
-def open_template(flow: Flow, registry: PluginRegistry) -> Any | None:
+def open_template(flow: Flow, registry: PluginRegistry) -> Template | None:
+    """The flow's template (what its questions mean), or None for a flow without people."""
     if flow.publish is None:
         return None
-    return registry.load(PluginKind.templates, flow.publish.plugin)(**flow.publish.options)
+    template: Template = registry.build(
+        PluginKind.templates, flow.publish.plugin, flow.publish.options
+    )
+    return template
 
 
 def load_formats(refs: Sequence[PluginRef], registry: PluginRegistry) -> list[Format]:
-    return [registry.load(PluginKind.formats, ref.plugin)(**ref.options) for ref in refs]
+    return [registry.build(PluginKind.formats, ref.plugin, ref.options) for ref in refs]
 
 
 def aggregate_row(row: StoredRow, questions: Questions) -> Aggregate:
@@ -81,7 +87,8 @@ class RecordPass:
         for row in map(StoredRow._make, rows):
             agg = aggregate_row(row, self.questions)
             stats.add(agg, row.event_time)
-            split = "test" if test_fraction(row.record_id, self.seed) < self.test_size else "train"
+            test = stable_fraction(self.seed, row.record_id) < self.test_size
+            split = "test" if test else "train"
             for fmt, by_split in zip(self.formats, out, strict=True):
                 for split_of, made in fmt.rows(agg, split):
                     by_split[split_of].append(made)

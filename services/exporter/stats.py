@@ -10,9 +10,10 @@ from collections import Counter
 from collections.abc import Mapping
 from itertools import combinations
 
-from services.exporter.aggregate import Aggregate, QuestionKind
+from services.exporter.aggregate import Aggregate
 from services.exporter.agreement import AgreementAccumulator, Level
 from services.exporter.report import AgreementRow, ReportData, WinRate
+from shared.templates import QuestionKind
 
 # Free-text answers (corrections, edits) have no agreement figure: each one is new.
 LEVEL_OF: dict[QuestionKind, Level] = {
@@ -92,7 +93,7 @@ class CurationStats:
             statuses["records all discarded"] += 1
         else:
             statuses["records annotated"] += 1
-        if agg.changed or any(q.startswith("final_") for q in agg.texts):
+        if agg.curated:
             self.curated += 1
             for name in agg.changed:
                 self.changed[name] += 1

@@ -215,7 +215,7 @@ def test_settings_drift_fails_with_the_difference_or_versions(
         ),
     ).create()
     from services.argilla_publisher.targets import prepare
-    from services.argilla_publisher.templates import PreferenceTemplate
+    from services.argilla_publisher.templates.preference import PreferenceTemplate
     from shared.flows import PublishRef
 
     with pytest.raises(SettingsDriftError) as caught:

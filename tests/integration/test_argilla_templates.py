@@ -18,10 +18,8 @@ import pytest
 
 import devstack as stack
 from services.argilla_publisher.dataset_settings import settings_diff
-from services.argilla_publisher.templates import (
-    TEMPLATES,
-    PreferenceTemplate,
-)
+from services.argilla_publisher.templates import TEMPLATES
+from services.argilla_publisher.templates.preference import PreferenceTemplate
 from shared.argilla_metadata import RECORD_METADATA_KEY, record_from_metadata
 from shared.events import Record
 

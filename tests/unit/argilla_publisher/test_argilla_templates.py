@@ -12,22 +12,23 @@ import argilla as rg
 import pytest
 
 from services.argilla_publisher.dataset_settings import settings_diff, settings_shape
-from services.argilla_publisher.templates import (
+from services.argilla_publisher.templates import TEMPLATES
+from services.argilla_publisher.templates.base import (
     DEFAULT_SOURCE,
     MAX_GUIDELINES_CHARS,
-    TEMPLATES,
-    CodeScoringTemplate,
-    CurationTemplate,
-    PreferenceTemplate,
-    SFTDemonstrationTemplate,
-    TemplateConfigError,
-    TemplateRecordError,
-    ThumbsTemplate,
-    render_prompt,
+    default_guidelines,
+    prompt_markdown,
 )
+from services.argilla_publisher.templates.code_scoring import CodeScoringTemplate
+from services.argilla_publisher.templates.curation import CurationTemplate
+from services.argilla_publisher.templates.preference import PreferenceTemplate
+from services.argilla_publisher.templates.sft_demonstration import SFTDemonstrationTemplate
+from services.argilla_publisher.templates.thumbs import ThumbsTemplate
 from shared.argilla_metadata import RECORD_METADATA_KEY, record_from_metadata
 from shared.criteria import parse_criterion
 from shared.events import Record
+from shared.plugins import PluginKind, PluginOptionsError, PluginRegistry
+from shared.templates import TemplateRecordError
 from shared.verdict import judge_verdict, to_five_point
 
 REPO = Path(__file__).resolve().parents[3]
@@ -115,14 +116,25 @@ def test_every_template_has_common_settings(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_unknown_options_are_named(name: str) -> None:
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['colour', 'size'\]") as caught:
-        TEMPLATES[name](colour="red", size=3)
-    assert isinstance(caught.value, TemplateConfigError)
+        PluginRegistry().build(PluginKind.templates, name, {"colour": "red", "size": 3})
+    assert isinstance(caught.value, PluginOptionsError)
     assert "guidelines" in str(caught.value)  # the accepted options are listed
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_default_guidelines_load_from_the_package(name: str) -> None:
+    shipped = default_guidelines(name)
+    assert shipped.startswith("# ") and shipped.endswith("\n")
+    guidelines = TEMPLATES[name]().guidelines
+    assert "{criteria}" not in guidelines
+    # The shipped text is the default, whole (code-scoring fills in its criteria).
+    head, _, tail = shipped.partition("{criteria}")
+    assert guidelines.startswith(head) and guidelines.endswith(tail)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", 42, "x" * (MAX_GUIDELINES_CHARS + 1)])
 def test_bad_guidelines_are_refused(bad: Any) -> None:
-    with pytest.raises(TemplateConfigError, match="guidelines"):
+    with pytest.raises(PluginOptionsError, match="guidelines"):
         ThumbsTemplate(guidelines=bad)
 
 
@@ -173,7 +185,7 @@ def test_metadata_defaults() -> None:
 
 
 def test_prompt_rendering() -> None:
-    assert render_prompt(make(context="Lists are mutable.")) == (
+    assert prompt_markdown(make(context="Lists are mutable.")) == (
         "How do I reverse a list in Python?\n\n---\n\n**Context**\n\nLists are mutable."
     )
     chat = make(
@@ -185,7 +197,7 @@ def test_prompt_rendering() -> None:
             {"role": "user", "content": "Reverse [1, 2]"},
         ],
     )
-    assert render_prompt(chat) == (
+    assert prompt_markdown(chat) == (
         "**System**\n\nBe brief.\n\n**User**\n\nHi\n\n**Assistant**\n\nHello!\n\n"
         "**User**\n\nReverse [1, 2]"
     )
@@ -222,7 +234,7 @@ def test_preference_suggestions_follow_the_responses() -> None:
     record = make(["weak", "strong"], [rated(2, 5)], context="ctx")
     out = PreferenceTemplate().to_record(record)
     assert dict(out.fields) == {
-        "prompt": render_prompt(record),
+        "prompt": prompt_markdown(record),
         "response_1": "weak",
         "response_2": "strong",
     }
@@ -305,7 +317,7 @@ def test_preference_refuses_another_number_of_responses(texts: list[str]) -> Non
 
 @pytest.mark.parametrize("responses", [1, 51, "2", True])
 def test_preference_responses_option_is_checked(responses: Any) -> None:
-    with pytest.raises(TemplateConfigError, match="responses"):
+    with pytest.raises(PluginOptionsError, match="responses"):
         PreferenceTemplate(responses=responses)
 
 
@@ -432,7 +444,7 @@ def test_code_scoring_suggests_the_criteria_met() -> None:
     record = make(["code a", "code b"], [additive(["explained", "correct"], [])])
     out = CodeScoringTemplate().to_record(record)
     assert dict(out.fields) == {
-        "prompt": render_prompt(record),
+        "prompt": prompt_markdown(record),
         "response_1": "code a",
         "response_2": "code b",
     }
@@ -475,7 +487,7 @@ def test_code_scoring_custom_criteria() -> None:
     ],
 )
 def test_code_scoring_criteria_are_checked(criteria: Any, problem: str) -> None:
-    with pytest.raises(TemplateConfigError, match=problem):
+    with pytest.raises(PluginOptionsError, match=problem):
         CodeScoringTemplate(criteria=criteria)
 
 

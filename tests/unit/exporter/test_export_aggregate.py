@@ -1,12 +1,10 @@
 """Aggregation of annotators' responses: votes, ties, discards, disagreement, one annotator."""
 
 from devstack.sample_records import completed, preference, record, response
-from services.argilla_publisher.templates import (
-    CodeScoringTemplate,
-    CurationTemplate,
-    PreferenceTemplate,
-    ThumbsTemplate,
-)
+from services.argilla_publisher.templates.code_scoring import CodeScoringTemplate
+from services.argilla_publisher.templates.curation import CurationTemplate
+from services.argilla_publisher.templates.preference import PreferenceTemplate
+from services.argilla_publisher.templates.thumbs import ThumbsTemplate
 from services.exporter.aggregate import (
     HUMAN_MODEL,
     Questions,
@@ -174,3 +172,13 @@ def test_auto_accept_rule_and_judge_scores() -> None:
         ("model-b", 5.0, True),
         ("model-a", 2.0, False),
     ]
+
+
+def test_thumbs_verdict_is_about_the_response_shown() -> None:
+    # The thumbs template shows the app's response, here the second one.
+    rec = record(responses=(("generated", "model-a"), ("from the app", "app-model")))
+    app = rec.responses[1].model_copy(update={"source": "app"})
+    rec = rec.model_copy(update={"responses": [rec.responses[0], app]})
+    agg = aggregate_completed(completed(rec, response(rec, "ann1", {"verdict": "bad"})), THUMBS)
+    by_model = {c.model: (c.score, c.acceptable) for c in agg.candidates}
+    assert by_model == {"app-model": (0.0, False), "model-a": (None, None)}

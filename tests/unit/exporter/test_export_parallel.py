@@ -11,7 +11,13 @@ from services.exporter.store import HUMAN, ExportStore, StoredEvent
 from services.exporter.versions import versions
 from shared.events import RECORDS_COMPLETED
 from shared.settings import ExportSettings, Settings
-from tests.unit.exporter.test_export_versions import EXPECTED, export_all, files_of, fill, flows_config
+from tests.unit.exporter.test_export_versions import (
+    EXPECTED,
+    export_all,
+    files_of,
+    fill,
+    flows_config,
+)
 
 
 def settings(root: Path, workers: int) -> Settings:
