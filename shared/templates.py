@@ -65,7 +65,7 @@ class CuratedPart(StrEnum):
 
 
 # The kind of question each role needs.
-ROLE_KINDS: dict[QuestionRole, QuestionKind] = {
+_ROLE_KINDS: dict[QuestionRole, QuestionKind] = {
     QuestionRole.rating: "rating",
     QuestionRole.ranking: "ranking",
     QuestionRole.criteria: "multi_label",
@@ -112,7 +112,7 @@ class QuestionSpec:
             raise ValueError(f"question {self.name!r}: {problem}")
 
     def _problem(self) -> str | None:
-        wanted = ROLE_KINDS.get(self.role)
+        wanted = _ROLE_KINDS.get(self.role)
         if wanted is not None and self.kind != wanted:
             return f"role {self.role.value!r} needs a {wanted!r} question, not {self.kind!r}"
         if (self.role in _PER_RESPONSE) != (self.response is not None):

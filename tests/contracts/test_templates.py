@@ -56,6 +56,7 @@ KIND_OF_TYPE: dict[str, QuestionKind] = {
     "ranking": "ranking",
     "text": "text",
 }
+FIVE = (1, 2, 3, 4, 5)
 WRITTEN = "A response a person wrote."
 COMMENT = "A remark."
 
@@ -114,6 +115,37 @@ def answer(spec: QuestionSpec, best: int, originals: dict[str, str]) -> Any:
         "ranking": lambda: list(spec.labels),
         "text": lambda: COMMENT,
     }[spec.kind]()
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"kind": "text", "role": QuestionRole.rating, "response": 0}, "needs a 'rating'"),
+        ({"kind": "rating", "role": QuestionRole.rating, "scale": FIVE}, "needs a response"),
+        ({"kind": "rating", "scale": (1,)}, "scale"),
+        ({"kind": "rating", "scale": (5, 4, 3)}, "lowest to highest"),
+        ({"kind": "ranking", "role": QuestionRole.ranking}, "labels"),
+        ({"kind": "label", "labels": ("a", "a")}, "repeat"),
+        (
+            {
+                "kind": "label",
+                "role": QuestionRole.verdict,
+                "response": 0,
+                "labels": ("ok",),
+                "good": ("ok",),
+            },
+            "some, not all",
+        ),
+        ({"kind": "multi_label", "labels": ("a",), "none_label": "none"}, "none label"),
+        ({"kind": "text", "role": QuestionRole.curated}, "curated"),
+        ({"kind": "text", "field": "instruction"}, "curated"),
+    ],
+)
+def test_a_spec_that_does_not_hold_together_is_refused(
+    fields: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        QuestionSpec("q", **fields)
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -218,7 +250,6 @@ def test_round_trip_from_record_to_the_exported_candidates(name: str) -> None:
 
 # --- a third party's template: other question names, the same meaning -------------------------
 
-FIVE = (1, 2, 3, 4, 5)
 RENAMED = {
     "rating_response_1": "score_a",
     "rating_response_2": "score_b",
