@@ -47,17 +47,6 @@ def check_remembers_and_recognises(detector: NearDuplicateDetector) -> None:
 
 
 @pytest.mark.parametrize("name", DEDUPERS)
-def test_derives_from_the_contract(name: str) -> None:
-    factory = PluginRegistry().load(KIND, name)
-    assert isinstance(factory, type) and issubclass(factory, NearDuplicateDetector)
-
-
-@pytest.mark.parametrize("name", DEDUPERS)
-def test_an_unknown_option_is_refused_naming_it_and_the_accepted_ones(name: str) -> None:
-    check_unknown_option_is_refused(PluginRegistry(), KIND, name, MINIMAL_OPTIONS.get(name, {}))
-
-
-@pytest.mark.parametrize("name", DEDUPERS)
 def test_the_same_text_names_the_first_key_and_a_different_one_is_new(name: str) -> None:
     check_remembers_and_recognises(build(name))
 

@@ -84,17 +84,6 @@ async def check_refusal(llm: LLM) -> None:
 
 
 @pytest.mark.parametrize("name", LLMS)
-def test_derives_from_the_contract(name: str) -> None:
-    factory = PluginRegistry().load(KIND, name)
-    assert isinstance(factory, type) and issubclass(factory, LLM)
-
-
-@pytest.mark.parametrize("name", LLMS)
-def test_an_unknown_option_is_refused_naming_it_and_the_accepted_ones(name: str) -> None:
-    check_unknown_option_is_refused(PluginRegistry(), KIND, name, MINIMAL_OPTIONS.get(name, {}))
-
-
-@pytest.mark.parametrize("name", LLMS)
 def test_built_from_its_options_alone(name: str) -> None:
     check_built_alone(build(name))
 

@@ -51,17 +51,6 @@ def check_decisions(router: Router) -> None:
 
 
 @pytest.mark.parametrize("name", ROUTERS)
-def test_derives_from_the_contract(name: str) -> None:
-    factory = PluginRegistry().load(KIND, name)
-    assert isinstance(factory, type) and issubclass(factory, Router)
-
-
-@pytest.mark.parametrize("name", ROUTERS)
-def test_an_unknown_option_is_refused_naming_it_and_the_accepted_ones(name: str) -> None:
-    check_unknown_option_is_refused(PluginRegistry(), KIND, name, MINIMAL_OPTIONS.get(name, {}))
-
-
-@pytest.mark.parametrize("name", ROUTERS)
 def test_decides_with_a_route_decision_the_same_way_twice(name: str) -> None:
     check_decisions(build(name))
 
