@@ -25,22 +25,20 @@ RUBRICS = installed(KIND)
 MINIMAL_OPTIONS: dict[str, dict[str, Any]] = {
     "custom": {
         "prompt": "Rate each response to {instruction}:\n{responses}",
+        # the least schema the custom rubric takes: one integer score per response
         "output_schema": {
             "type": "object",
+            "required": ["ratings"],
             "properties": {
                 "ratings": {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {
-                            "rationale": {"type": "string"},
-                            "score": {"type": "integer", "minimum": 1, "maximum": 5},
-                        },
-                        "required": ["rationale", "score"],
+                        "required": ["score"],
+                        "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}},
                     },
-                },
+                }
             },
-            "required": ["ratings"],
         },
     },
 }
