@@ -26,10 +26,11 @@ def plugins() -> None:
 
 def check_flows(
     path: Annotated[
-        Path | None, typer.Argument(help="Flow file (default LOOPLINE_FLOWS_FILE).")
+        Path | None,
+        typer.Argument(help="A flows folder or one flow file (default LOOPLINE_FLOWS_FILE)."),
     ] = None,
 ) -> None:
-    """Validate a flow file and the plugins it names."""
+    """Validate flows (a folder of flow files, or one file) and the plugins they name."""
     settings = settings_with(flows_file=path)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)

@@ -29,7 +29,9 @@ InstallDir = Annotated[
 ]
 FlowsFile = Annotated[
     Path | None,
-    typer.Option(help="Flow file (default LOOPLINE_FLOWS_FILE or flows.yaml)."),
+    typer.Option(
+        help="Flows: a folder of flow files or one file (default LOOPLINE_FLOWS_FILE or flows/)."
+    ),
 ]
 
 

@@ -151,10 +151,21 @@ class IngestOptions(BaseModel):
     near_duplicates: PluginRef | None = None
 
 
+class SampleRef(BaseModel):
+    """A small sample of the data a flow stands for (`loopline demo` imports it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1)  # relative to the flow file's folder
+    preset: str | None = None  # column mapping preset (`loopline ingest --preset`)
+    map: list[str] = Field(default_factory=list)  # column=field, as `loopline ingest --map`
+
+
 class Flow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
+    sample: SampleRef | None = None
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     route: PluginRef | None = None
     generate: list[ModelRef] = Field(default_factory=list)
@@ -240,17 +251,51 @@ def parse_flows(data: Any, source: str) -> FlowsConfig:
         raise FlowFileError(f"{source}: {problems}") from None
 
 
-def load_flows(path: Path) -> FlowsConfig:
-    """Read and validate a flow file."""
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+
+def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise FlowFileError(f"{path}: cannot read flow file: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FlowFileError(f"{path}: not valid YAML: {exc}") from None
-    return parse_flows(data, str(path))
+
+
+def load_flows(path: Path) -> FlowsConfig:
+    """Read and validate flows: a folder of flow files, or one file.
+
+    In a folder, each `*.yaml` file is one flow named after the file (`flows/code-eval.yaml` is
+    the flow `code-eval`) and holds that flow's keys. One file holds `flows: {name: {...}}`.
+    Errors name the file and the bad key.
+    """
+    if not path.is_dir():
+        return parse_flows(_read_yaml(path), str(path))
+    files = sorted(p for p in path.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file())
+    if not files:
+        raise FlowFileError(f"{path}: a flows folder needs at least one *.yaml flow file")
+    flows: dict[str, Flow] = {}
+    for file in files:
+        data = _read_yaml(file)
+        if isinstance(data, dict) and "flows" in data:
+            raise FlowFileError(
+                f"{file}: a file in a flows folder is one flow (its keys at the top level, "
+                f"named after the file), not a `flows:` mapping"
+            )
+        one = parse_flows({"flows": {file.stem: data}}, str(file))
+        flows[file.stem] = _with_sample_beside(one.flows[file.stem], file.parent)
+    return FlowsConfig(flows=flows)
+
+
+def _with_sample_beside(flow: Flow, folder: Path) -> Flow:
+    """A flow whose `sample.path` is relative to the folder of its flow file."""
+    if flow.sample is None or Path(flow.sample.path).is_absolute():
+        return flow
+    sample = flow.sample.model_copy(update={"path": str((folder / flow.sample.path).resolve())})
+    return flow.model_copy(update={"sample": sample})
 
 
 def check_plugins(flows: FlowsConfig, registry: PluginRegistry, source: str) -> None:

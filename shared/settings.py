@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         env_prefix="LOOPLINE_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    flows_file: Path = Path("flows.yaml")
+    flows_file: Path = Path("flows")  # a folder of flow files, or one file
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)

@@ -43,7 +43,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stac
 def settings(local_stack: stack.StackConfig) -> Settings:
     """Service settings pointed at the test stack, with short group timeouts (Tansu quirk)."""
     return Settings(
-        flows_file=REPO / "flows.yaml",
+        flows_file=REPO / "flows",
         kafka=KafkaSettings(
             bootstrap_servers=local_stack.kafka_bootstrap,
             topic_partitions=2,

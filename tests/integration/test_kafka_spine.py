@@ -206,7 +206,7 @@ def exporter_process(
         "LOOPLINE_KAFKA__GROUP_PREFIX": group_prefix,
         "LOOPLINE_KAFKA__SESSION_TIMEOUT_MS": "6000",
         "LOOPLINE_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
-        "LOOPLINE_FLOWS_FILE": str(REPO / "flows.yaml"),
+        "LOOPLINE_FLOWS_FILE": str(REPO / "flows"),
         "LOOPLINE_EXPORT__DIR": str(tmp_path / "exports"),
     }
     with log_file.open("w") as log:

@@ -131,6 +131,33 @@ def test_builtins_register_through_real_entry_points() -> None:
 
 def test_repository_flow_file_is_valid() -> None:
     root = Path(__file__).resolve().parents[3]
-    flows = load_flows(root / "flows.yaml")
-    check_plugins(flows, PluginRegistry(), "flows.yaml")
+    flows = load_flows(root / "flows")
+    check_plugins(flows, PluginRegistry(), "flows")
     assert "default" in flows.flows
+
+
+def test_a_flows_folder_holds_one_flow_per_file_named_after_it(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "alpha.yaml").write_text("description: a\nsample: {path: samples/alpha.jsonl}\n")
+    (folder / "beta.yml").write_text("route: {plugin: all}\n")
+    (folder / "notes.txt").write_text("not a flow")
+    flows = load_flows(folder)
+    assert sorted(flows.flows) == ["alpha", "beta"]
+    assert flows.flows["alpha"].sample is not None
+    assert flows.flows["alpha"].sample.path == str((folder / "samples" / "alpha.jsonl").resolve())
+
+
+def test_a_bad_file_in_a_flows_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("route: {plugin: all}\n")
+    (tmp_path / "bad.yaml").write_text("roote: {plugin: all}\n")
+    with pytest.raises(FlowFileError, match=r"bad\.yaml: flows\.bad\.roote: unknown key"):
+        load_flows(tmp_path)
+    (tmp_path / "bad.yaml").write_text("flows: {x: {}}\n")
+    with pytest.raises(FlowFileError, match="is one flow"):
+        load_flows(tmp_path)
+
+
+def test_an_empty_flows_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FlowFileError, match="at least one"):
+        load_flows(tmp_path)
