@@ -59,6 +59,23 @@ class JudgeRef(PluginRef):
     temperature: float = Field(default=0.0, ge=0, le=2)
 
 
+class ReviewWhen(BaseModel):
+    """Which judged records people see; the others are auto-accepted (`shared/review.py`).
+
+    A record goes to people when any condition holds: no judgment succeeded
+    (`judgment_failed`), the judge's margin (best minus worst score) is below `margin_below`,
+    repeated judgments agree less than `agreement_below`; else, a `sample_rate` share of the
+    rest goes to people for audit (the same records every time: by record id).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judgment_failed: bool = True
+    margin_below: float | None = Field(default=None, gt=0)
+    agreement_below: float | None = Field(default=None, gt=0, le=1)
+    sample_rate: float = Field(default=0.0, ge=0, le=1)
+
+
 class PublishRef(PluginRef):
     """An Argilla template plugin and where and how its records are annotated."""
 
@@ -72,6 +89,8 @@ class PublishRef(PluginRef):
     on_settings_change: Literal["fail", "new_version"] = "fail"
     batch_size: int = Field(default=256, ge=1)
     flush_interval_s: float = Field(default=2.0, gt=0)
+    # Which judged records people see (default: all of them); the rest are auto-accepted.
+    when: ReviewWhen | None = None
 
     @model_validator(mode="after")
     def _split_needs_annotators(self) -> PublishRef:
