@@ -67,6 +67,13 @@ class LLMSettings(BaseModel):
     api_key: SecretStr = SecretStr("no-key")
     model: str = "qwen2.5-coder-1.5b-instruct"
     timeout_s: float = Field(default=120.0, gt=0)
+    # Where each model a flow names is served, when not at `base_url` (the flow names the
+    # model; the deployment says where it runs): LOOPLINE_LLM__ENDPOINTS='{"model": "url"}'.
+    endpoints: dict[str, str] = Field(default_factory=dict)
+
+    def base_url_for(self, model: str) -> str:
+        """The endpoint that serves `model`: its entry in `endpoints`, else `base_url`."""
+        return self.endpoints.get(model, self.base_url)
 
 
 class ApiKey(BaseModel):

@@ -242,8 +242,9 @@ class OpenAICompatibleLLM(LLM):
     ) -> Self:
         """A client from a flow's options: client options apart, everything else is `params`.
 
-        A missing (or null) `base_url`, `model` or `timeout_s` takes the default. The default
-        key is only sent to the default endpoint: a flow naming another base URL brings its own
+        A missing (or null) `model` or `timeout_s` takes the default; a missing `base_url` is
+        where the settings say the model is served (`LLMSettings.base_url_for`). The default
+        key is only sent to the default endpoints: a flow naming another base URL brings its own
         key (`api_key` or `api_key_env`) or none.
         """
         defaults = defaults or LLMSettings()
@@ -256,12 +257,12 @@ class OpenAICompatibleLLM(LLM):
         explicit = generation.pop("params", None) or {}
         if not isinstance(explicit, Mapping):
             raise TypeError(f"params must be a mapping, got {type(explicit).__name__}")
-        base_url = str(client_options.pop("base_url", defaults.base_url))
         model = str(client_options.pop("model", defaults.model))
+        base_url = str(client_options.pop("base_url", defaults.base_url_for(model)))
         client_options.setdefault("timeout_s", defaults.timeout_s)
         if "api_key" not in client_options and "api_key_env" not in client_options:
-            same_endpoint = base_url.rstrip("/") == defaults.base_url.rstrip("/")
-            client_options["api_key"] = defaults.api_key if same_endpoint else None
+            known = {url.rstrip("/") for url in (defaults.base_url, *defaults.endpoints.values())}
+            client_options["api_key"] = defaults.api_key if base_url.rstrip("/") in known else None
         return cls(base_url, model, params={**explicit, **generation}, **client_options)
 
     # -- limits -------------------------------------------------------------------------------

@@ -83,3 +83,21 @@ def test_a_bad_value_names_the_plugin() -> None:
         build({"params": [1]})
     with pytest.raises(PluginOptionsError, match="max_in_flight must be at least 1"):
         build({"max_in_flight": 0})
+
+
+def test_a_flow_names_the_model_and_the_settings_say_where_it_is_served() -> None:
+    defaults = LLMSettings(
+        base_url="http://127.0.0.1:8080/v1",
+        model="big",
+        endpoints={"small": "http://127.0.0.1:8081/v1"},
+    )
+    small = OpenAICompatibleLLM.from_options({"model": "small"}, defaults=defaults)
+    big = OpenAICompatibleLLM.from_options({}, defaults=defaults)
+    elsewhere = OpenAICompatibleLLM.from_options(
+        {"model": "small", "base_url": "http://127.0.0.1:9999/v1"}, defaults=defaults
+    )
+    assert (small.base_url, small.model) == ("http://127.0.0.1:8081/v1", "small")
+    assert (big.base_url, big.model) == ("http://127.0.0.1:8080/v1", "big")
+    assert elsewhere.base_url == "http://127.0.0.1:9999/v1"
+    # The deployment's key goes to the endpoints it names, not to a URL a flow brings.
+    assert small._headers and big._headers and not elsewhere._headers
