@@ -4,6 +4,9 @@ Reads `records.ingested`; for each record, every model the flow names is asked f
 generations, all at once. Many records are in flight together (bounded by
 LOOPLINE_MAX_CONCURRENT_RECORDS and each endpoint's own in-flight limit), so the endpoints stay
 busy. A record whose LLM calls fail after the client's retries goes to `records.ingested.dlq`.
+
+Each candidate is labelled with the model name the endpoint reports having served (an endpoint
+may answer any name with the model it runs), or with the name asked for when it reports none.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def register(context: ServiceContext) -> None:
         candidates = [
             CandidateResponse(
                 text=completion.text,
-                model=llm.model,
+                model=completion.model or llm.model,
                 source="generator",
                 params=dict(llm.params),
                 finish_reason=completion.finish_reason,
