@@ -292,7 +292,10 @@ def load_flows(path: Path) -> FlowsConfig:
     Errors name the file and the bad key.
     """
     if not path.is_dir():
-        return parse_flows(_read_yaml(path), str(path))
+        single = parse_flows(_read_yaml(path), str(path))
+        return FlowsConfig(
+            flows={name: _with_sample_beside(flow, path) for name, flow in single.flows.items()}
+        )
     files = sorted(p for p in path.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file())
     if not files:
         raise FlowFileError(f"{path}: a flows folder needs at least one *.yaml flow file")
@@ -305,15 +308,18 @@ def load_flows(path: Path) -> FlowsConfig:
                 f"named after the file), not a `flows:` mapping"
             )
         one = parse_flows({"flows": {file.stem: data}}, str(file))
-        flows[file.stem] = _with_sample_beside(one.flows[file.stem], file.parent)
+        flows[file.stem] = _with_sample_beside(one.flows[file.stem], file)
     return FlowsConfig(flows=flows)
 
 
-def _with_sample_beside(flow: Flow, folder: Path) -> Flow:
-    """A flow whose `sample.path` is relative to the folder of its flow file."""
-    if flow.sample is None or Path(flow.sample.path).is_absolute():
+def _with_sample_beside(flow: Flow, file: Path) -> Flow:
+    """A flow whose `sample.path` is relative to the folder of its flow file (and exists)."""
+    if flow.sample is None:
         return flow
-    sample = flow.sample.model_copy(update={"path": str((folder / flow.sample.path).resolve())})
+    path = (file.parent / flow.sample.path).resolve()
+    if not path.is_file():
+        raise FlowFileError(f"{file}: sample.path: no such file {str(path)!r}")
+    sample = flow.sample.model_copy(update={"path": str(path)})
     return flow.model_copy(update={"sample": sample})
 
 

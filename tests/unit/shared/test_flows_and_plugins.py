@@ -140,6 +140,7 @@ def test_a_flows_folder_holds_one_flow_per_file_named_after_it(tmp_path: Path) -
     folder = tmp_path / "flows"
     (folder / "samples").mkdir(parents=True)
     (folder / "alpha.yaml").write_text("description: a\nsample: {path: samples/alpha.jsonl}\n")
+    (folder / "samples" / "alpha.jsonl").write_text('{"instruction": "hi"}\n')
     (folder / "beta.yml").write_text("route: {plugin: all}\n")
     (folder / "notes.txt").write_text("not a flow")
     flows = load_flows(folder)
@@ -160,4 +161,10 @@ def test_a_bad_file_in_a_flows_folder_is_named(tmp_path: Path) -> None:
 
 def test_an_empty_flows_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FlowFileError, match="at least one"):
+        load_flows(tmp_path)
+
+
+def test_a_missing_sample_is_named(tmp_path: Path) -> None:
+    (tmp_path / "alpha.yaml").write_text("sample: {path: samples/missing.jsonl}\n")
+    with pytest.raises(FlowFileError, match=r"alpha\.yaml: sample\.path: no such file"):
         load_flows(tmp_path)
