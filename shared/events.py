@@ -147,6 +147,27 @@ class RouteDecision(BaseModel):
     reason: str
 
 
+class ReviewReason(StrEnum):
+    """Why a judged record went to people, or why it did not (`shared/review.py` decides)."""
+
+    every_record = "every_record"  # the flow has no `publish.when`: people see everything
+    judgment_failed = "judgment_failed"
+    low_margin = "low_margin"
+    disagreement = "disagreement"
+    audit_sample = "audit_sample"
+    judge_sure = "judge_sure"  # none of the above: auto-accepted
+
+
+class ReviewDecision(BaseModel):
+    """Where a judged record goes: to people (`to_people`) or auto-accepted, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to_people: bool
+    reason: ReviewReason
+    detail: str = ""
+
+
 def content_record_id(
     instruction: str | None,
     messages: list[ChatMessage] | None,
@@ -181,6 +202,9 @@ class Record(Event):
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     route: RouteDecision | None = None
+    # Set by the publisher (sent to people) or the exporter (auto-accepted) of a flow whose
+    # `publish.when` chooses which judged records people see; None otherwise.
+    review: ReviewDecision | None = None
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
 

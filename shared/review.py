@@ -6,36 +6,13 @@ both services reach the same decision, on every redelivery.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from pydantic import BaseModel, ConfigDict
-
-from shared.events import Record
+from shared.events import Judgment, Record, ReviewDecision, ReviewReason
 from shared.flows import ReviewWhen
 from shared.hashing import stable_fraction
 
+__all__ = ["AUDIT_SEED", "ReviewDecision", "ReviewReason", "review"]
+
 AUDIT_SEED = "loopline-audit"
-
-
-class ReviewReason(StrEnum):
-    """Why a record went to people, or why it did not."""
-
-    every_record = "every_record"  # the flow has no `when`: people see everything
-    judgment_failed = "judgment_failed"
-    low_margin = "low_margin"
-    disagreement = "disagreement"
-    audit_sample = "audit_sample"
-    judge_sure = "judge_sure"  # none of the above: auto-accepted
-
-
-class ReviewDecision(BaseModel):
-    """Where a judged record goes: to people (`to_people`) or auto-accepted, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    to_people: bool
-    reason: ReviewReason
-    detail: str = ""
 
 
 def review(record: Record, when: ReviewWhen | None) -> ReviewDecision:
@@ -52,9 +29,13 @@ def review(record: Record, when: ReviewWhen | None) -> ReviewDecision:
             if record.judgments
             else "not judged",
         )
-    if when.margin_below is not None:
-        margins = [j.margin for j in ok if j.margin is not None]
-        smallest = min(margins) if margins else None
+    # A pairwise verdict scores no response, so it has no margin: a preference says nothing
+    # about one (the bound does not apply to it), a tie is a margin of 0.
+    scored = [j for j in ok if not _pairwise_preference(j)]
+    if when.margin_below is not None and (scored or not ok):
+        margins = [_margin(j) for j in scored]
+        known = [m for m in margins if m is not None]
+        smallest = min(known) if known else None
         if smallest is None or smallest < when.margin_below:
             shown = "no margin" if smallest is None else f"margin {smallest:g}"
             return ReviewDecision(
@@ -77,3 +58,15 @@ def review(record: Record, when: ReviewWhen | None) -> ReviewDecision:
             detail=f"audit sample ({when.sample_rate:.0%})",
         )
     return ReviewDecision(to_people=False, reason=ReviewReason.judge_sure)
+
+
+def _pairwise_preference(judgment: Judgment) -> bool:
+    """A pairwise verdict naming a better response (no ratings, no tie)."""
+    return not judgment.ratings and judgment.preferred is not None and not judgment.tie
+
+
+def _margin(judgment: Judgment) -> float | None:
+    """Best minus worst score; a pairwise tie is 0; None when the judge scored nothing."""
+    if judgment.margin is not None:
+        return judgment.margin
+    return 0.0 if not judgment.ratings and judgment.tie else None

@@ -5,6 +5,11 @@ template (fields, questions, metadata, judge scores as suggestions), and upserts
 the Argilla record id = `record_id`, so a redelivered event updates instead of duplicating.
 Offsets are committed only after Argilla accepted the batch; while Argilla is down the batch is
 retried with backoff, nothing is lost. Emits `records.published` per record.
+
+A flow with `publish.when` sends only some judged records to people (`routing.py`): those carry
+the reason (`review_reason` in Argilla, `Record.review`); the others are not published (the
+exporter auto-accepts them by the same rule), only counted. Counts per flow and reason are
+logged per batch.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from services.argilla_publisher.bulk import RETRY_BUDGET_S, BulkWriter, RefusedError, payload
+from services.argilla_publisher.routing import ReviewTally, decide, mark
 from services.argilla_publisher.targets import Publication, Target, prepare
 from shared.dead_letters import PermanentError
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
@@ -50,6 +56,7 @@ def register(context: ServiceContext) -> None:
 
     async def on_batch(message: KafkaMessage) -> None:
         groups: dict[Target, list[tuple[Any, Record, Any]]] = defaultdict(list)
+        tally = ReviewTally()
         for consumed in message.raw_message:
             try:
                 record = Record.model_validate_json(consumed.value or b"")
@@ -60,9 +67,16 @@ def register(context: ServiceContext) -> None:
                         "flow %s has no publish stage; %s skipped", record.flow, record.record_id
                     )
                     continue
+                record, decision = decide(record, publication.when)
+                if decision is not None and not decision.to_people:
+                    tally.add(record.flow, decision)  # the exporter auto-accepts it
+                    context.stats.processed += 1
+                    continue
                 target = publication.target_for(consumed.partition, consumed.offset)
-                argilla_record = publication.template.to_record(record)
+                argilla_record = mark(publication.template.to_record(record), decision)
                 groups[target].append((consumed, record, payload(argilla_record, target.dataset)))
+                if decision is not None:
+                    tally.add(record.flow, decision)
             except (ValidationError, PermanentError, ValueError) as exc:
                 await context.dead_letters.send_record(consumed, exc, attempts=1)
         for target, all_items in groups.items():
@@ -92,6 +106,7 @@ def register(context: ServiceContext) -> None:
             await asyncio.gather(*sent)
             context.stats.processed += len(items)
             log.info("published %d record(s) to %s/%s", len(items), target.workspace, target.name)
+        tally.flush()  # once the batch is in Argilla: a batch consumed again counts again
 
     context.subscribe_batches(
         [RECORDS_JUDGED],

@@ -3,6 +3,8 @@
 Everything is created idempotently from the flow file at start-up. An existing dataset whose
 settings differ from the template's either stops the service with the difference spelled out,
 or (with `on_settings_change: new_version`) the flow publishes to `<name>-v2`, `-v3`, ...
+A flow with `publish.when` adds the `review_reason` metadata property to its template's
+settings (`routing.py`), so adding `when` to a flow changes its datasets' settings.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import argilla as rg
 
 from services.argilla_publisher.dataset_settings import settings_diff
-from shared.flows import PublishRef
+from services.argilla_publisher.routing import review_settings
+from shared.flows import PublishRef, ReviewWhen
 from shared.templates import Template
 
 log = logging.getLogger("loopline.argilla_publisher")
@@ -96,6 +99,7 @@ class Publication:
     flow: str
     template: Template
     targets: tuple[Target, ...]
+    when: ReviewWhen | None = None  # which judged records people see (None: all)
 
     def target_for(self, partition: int, offset: int) -> Target:
         """Split mode: round robin by the record's place in its partition, so a redelivered
@@ -108,17 +112,17 @@ def prepare(
 ) -> Publication:
     name = ref.dataset or flow
     workspace = ref.workspace or default_workspace
-    settings = template.settings(ref.min_submitted)
+    settings = review_settings(template.settings(ref.min_submitted), ref)
     if ref.mode == "overlap":
         ensure_workspace(client, workspace)
         dataset = ensure_dataset(client, name, workspace, settings, ref.on_settings_change)
-        return Publication(flow, template, (Target(dataset, workspace),))
+        return Publication(flow, template, (Target(dataset, workspace),), ref.when)
     targets = []
     for annotator in ref.annotators:
         own = f"{workspace}-{annotator}"
         ensure_member(client, annotator, ensure_workspace(client, own))
         # Each annotator's copy needs one submission: the record is theirs alone.
-        own_settings = template.settings(1)
+        own_settings = review_settings(template.settings(1), ref)
         dataset = ensure_dataset(client, name, own, own_settings, ref.on_settings_change)
         targets.append(Target(dataset, own, annotator))
-    return Publication(flow, template, tuple(targets))
+    return Publication(flow, template, tuple(targets), ref.when)

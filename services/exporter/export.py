@@ -2,9 +2,11 @@
 
 `accept` turns a consumed `records.completed` or `records.judged` message into the event the
 flow's store keeps (or None: the flow exports nothing, or the judged record is not accepted
-without people). `export_versions` streams the store's rows, once, through aggregation and
-each format plugin into a new version per format with its manifest and curation report; when a
-format's data came out the same as its latest version's, no version is made.
+without people). With `publish.when`, the judged records that `shared.review` does not send to
+people are auto-accepted, stored with their decision on `Record.review`. `export_versions`
+streams the store's rows, once, through aggregation and each format plugin into a new version
+per format with its manifest and curation report; when a format's data came out the same as
+its latest version's, no version is made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from shared.events import (
 )
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginRegistry
+from shared.review import review
 from shared.settings import Settings
 
 log = logging.getLogger("loopline.exporter")
@@ -46,10 +49,30 @@ class UnknownFlowError(ValueError):
 
 
 def auto_accept_rule(flow: Flow) -> AutoAccept | None:
-    """The flow's rule, or by default: everything when no people are asked, nothing otherwise."""
+    """The flow's rule, or by default: everything when no people are asked or when people see
+    only some records (`publish.when`: the others), nothing otherwise."""
     if flow.export.auto_accept is not None:
         return flow.export.auto_accept
-    return AutoAccept() if flow.publish is None else None
+    return AutoAccept() if flow.publish is None or flow.publish.when is not None else None
+
+
+def auto_accepted(flow: Flow, record: Record) -> Record | None:
+    """The judged record as the flow auto-accepts it, or None when it does not.
+
+    With `publish.when`, a record the rule sends to people is accepted only once they answered
+    (`records.completed`); any other is auto-accepted (by `export.auto_accept` when given) and
+    carries its decision (`Record.review`), as a record sent to people carries it.
+    """
+    rule = auto_accept_rule(flow)
+    if rule is None:
+        return None
+    when = flow.publish.when if flow.publish is not None else None
+    if when is None:
+        return record if auto_accepts(record, rule) else None
+    decision = review(record, when)
+    if decision.to_people or not auto_accepts(record, rule):
+        return None
+    return record.model_copy(update={"review": decision})
 
 
 def accept(
@@ -70,9 +93,11 @@ def accept(
     if not flow.export.formats:
         return None
     if kind == AUTO:
-        rule = auto_accept_rule(flow)
-        if rule is None or not auto_accepts(record, rule):
+        kept = auto_accepted(flow, record)
+        if kept is None:
             return None
+        if kept is not record:  # it carries its review decision now
+            value = kept.to_bytes()
     event = StoredEvent(
         record_id=record.record_id,
         kind=kind,
