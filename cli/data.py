@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from shared.broker import build_broker, ensure_topics
 from shared.flows import FlowFileError, FlowsConfig
 from shared.service import load_checked_flows
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the services load when a command needs them, not for `--help`
+    from services.ingester.batch_import import ImportSummary
 
 
 def ingest(
@@ -44,26 +47,15 @@ def ingest(
     chosen, rejected, tags, category, metadata.<name>. Bad rows are reported with their line or
     row number and do not stop the others.
     """
-    from services.ingester.batch_import import import_rows
-    from services.ingester.sources.mapping import Mapping
-    from services.ingester.sources.readers import SourceError, count_rows, detect_format
-
     configure_logging("WARNING")
     settings = settings_with(flows_file=flows_file)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     if flow not in flows.flows:
         raise fail(f"unknown flow {flow!r}; defined: {', '.join(flows.flows)}")
-    with exit_on(SourceError, code=2):
-        fmt = source_format or detect_format(path)
-        total = count_rows(path, fmt, split)
-
-    def mapping_for(columns: list[str]) -> Mapping:
-        return Mapping.from_options(preset, list(map_ or []), columns)
-
     summary = asyncio.run(
-        _import(
-            settings, flows, path, fmt, flow, mapping_for, split, batch_size, total, import_rows
+        import_file(
+            settings, flows, path, flow, preset, list(map_ or []), source_format, split, batch_size
         )
     )
     console.print(
@@ -77,20 +69,34 @@ def ingest(
         console.print(f"  ... and {summary.rejected - len(summary.reasons)} more")
 
 
-async def _import(
+async def import_file(
     settings: Settings,
     flows: FlowsConfig,
     path: Path,
-    fmt: str,
     flow: str,
-    mapping_for: Any,
-    split: str | None,
-    batch_size: int,
-    total: int | None,
-    import_rows: Any,
-) -> Any:
+    preset: str | None = None,
+    map_: list[str] | None = None,
+    source_format: str | None = None,
+    split: str | None = None,
+    batch_size: int = 500,
+    extra_map: list[str] | None = None,
+) -> ImportSummary:
+    """Import `path` into `flow` through the ingester's pipeline, with a progress bar.
+
+    `extra_map` adds column=field pairs to the preset's (or the detected preset's) mapping.
+    """
     from services.ingester.app import SERVICE as INGESTER
+    from services.ingester.batch_import import import_rows
     from services.ingester.pipeline import BrokerPublisher, IngestPipeline
+    from services.ingester.sources.mapping import Mapping
+    from services.ingester.sources.readers import SourceError, count_rows, detect_format
+
+    with exit_on(SourceError, code=2):
+        fmt = source_format or detect_format(path)
+        total = count_rows(path, fmt, split)
+
+    def mapping_for(columns: list[str]) -> Mapping:
+        return Mapping.from_options(preset, [*(map_ or []), *(extra_map or [])], columns)
 
     broker, _ = build_broker(settings, "ingest-cli")
     await ensure_topics(settings.kafka, INGESTER.produces)
