@@ -190,6 +190,8 @@ def export_command(
             console.print(
                 f"{flow}/{result.format}: v{result.version} ({rows} rows) → {result.path}"
             )
+        elif not any(result.rows.values()):
+            console.print(f"{flow}/{result.format}: no rows, no version written")
         else:
             console.print(
                 f"{flow}/{result.format}: unchanged since v{result.version} ({rows} rows)"

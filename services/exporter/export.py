@@ -122,10 +122,10 @@ def format_dir(settings: Settings, flow: str, format_name: str) -> Path:
 class ExportResult:
     flow: str
     format: str
-    version: int  # the new version, or the latest one when nothing changed
+    version: int  # the new version, the latest one when nothing changed, 0 with no rows
     path: Path
     rows: dict[str, int]
-    created: bool  # False: the data equals the latest version's, no version was made
+    created: bool  # False: no rows, or the data equals the latest version's: no version made
 
     def event(self) -> DatasetExported:
         """The `datasets.exported` announcement of this version."""
@@ -204,7 +204,8 @@ def _finish(
     records: int,
     offsets: dict[str, dict[str, int]],
 ) -> list[ExportResult]:
-    """Close each format's data and commit it as a new version unless it equals the latest.
+    """Close each format's data and commit it as a new version unless it has no rows or
+    equals the latest.
 
     The curation report describes the records, not a format (rows per split are in the
     manifest): it is drawn once per pass and copied into every new version.
@@ -221,7 +222,11 @@ def _finish(
         rows = writer.counts()
         checksums = writer.close_data()
         previous = latest_manifest(writer.format_dir)
-        if previous is not None and previous.get("checksums") == checksums:
+        if not any(rows.values()):  # nothing to train on, and nothing `load_dataset` can read
+            writer.abort()
+            log.warning("%s/%s: no rows, no version written", flow_name, name)
+            results[name] = ExportResult(flow_name, name, 0, writer.format_dir, rows, False)
+        elif previous is not None and previous.get("checksums") == checksums:
             writer.abort()
             number = int(previous["version"])
             log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
