@@ -80,8 +80,8 @@ class ReviewTally:
         40 auto-accepted (judge_sure 40)"."""
         flows = sorted(set(self.to_people) | set(self.auto_accepted))
         return [
-            f"flow {flow}: {_counts(self.to_people.get(flow))} to people, "
-            f"{_counts(self.auto_accepted.get(flow))} auto-accepted"
+            f"flow {flow}: {_counts(self.to_people.get(flow), 'to people')}, "
+            f"{_counts(self.auto_accepted.get(flow), 'auto-accepted')}"
             for flow in flows
         ]
 
@@ -93,8 +93,9 @@ class ReviewTally:
         self.auto_accepted.clear()
 
 
-def _counts(counts: Counter[ReviewReason] | None) -> str:
+def _counts(counts: Counter[ReviewReason] | None, what: str) -> str:
+    """ "12 to people (low_margin 9, audit_sample 3)", or "0 to people"."""
     if not counts:
-        return "0"
+        return f"0 {what}"
     by_reason = ", ".join(f"{reason.value} {n}" for reason, n in counts.most_common())
-    return f"{sum(counts.values())} ({by_reason})"
+    return f"{sum(counts.values())} {what} ({by_reason})"
