@@ -15,7 +15,7 @@ from devstack import StackConfig, StackError
 from devstack import services as local_services
 
 stack_app = typer.Typer(
-    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), llama.cpp LLM.",
+    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), two llama.cpp LLMs.",
     no_args_is_help=True,
 )
 services_app = typer.Typer(
@@ -25,7 +25,17 @@ services_app = typer.Typer(
 
 ModelOption = Annotated[
     str | None,
-    typer.Option(help="Model the LLM serves: 1.5b (default) or 0.5b. Remembered by `up`."),
+    typer.Option(
+        help="Default model, the one LOOPLINE_LLM__* points at: 1.5b (default) or 0.5b; the "
+        "other one is served too. Remembered by `up`."
+    ),
+]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Serve both model names with these weights: 0.5b (quick trials, tests) or 1.5b; "
+        "`each` (default) gives each name its own. Remembered by `up`."
+    ),
 ]
 KafkaModeOption = Annotated[
     str | None,
@@ -34,7 +44,8 @@ KafkaModeOption = Annotated[
 
 
 STACK_OPTIONS_FILE = "stack-options.json"
-DEFAULT_OPTIONS = {"model": "1.5b", "kafka_mode": "durable"}
+DEFAULT_OPTIONS: dict[str, str | None] = {"model": "1.5b", "kafka_mode": "durable", "weights": None}
+EACH_OWN_WEIGHTS = "each"
 
 
 def stack_config(
@@ -42,6 +53,7 @@ def stack_config(
     model: str | None = None,
     kafka_mode: str | None = None,
     install_dir: Path | None = None,
+    weights: str | None = None,
 ) -> StackConfig:
     """The stack's config: options given now, else those `stack up` saved, else the defaults.
 
@@ -54,8 +66,14 @@ def stack_config(
     saved = json.loads(saved_file.read_text()) if saved_file.is_file() else {}
     options = {**DEFAULT_OPTIONS, **saved}
     options.update({k: v for k, v in (("model", model), ("kafka_mode", kafka_mode)) if v})
+    if weights:
+        options["weights"] = None if weights == EACH_OWN_WEIGHTS else weights
     if options["model"] not in ("0.5b", "1.5b"):
         raise typer.BadParameter(f"--model must be 0.5b or 1.5b, not {options['model']!r}")
+    if options["weights"] not in (None, "0.5b", "1.5b"):
+        raise typer.BadParameter(
+            f"--weights must be 0.5b, 1.5b or {EACH_OWN_WEIGHTS}, not {options['weights']!r}"
+        )
     if options["kafka_mode"] not in ("durable", "memory"):
         raise typer.BadParameter(
             f"--kafka-mode must be durable or memory, not {options['kafka_mode']!r}"
@@ -65,17 +83,30 @@ def stack_config(
 
 def save_options(config: StackConfig) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    options = {"model": config.model, "kafka_mode": config.kafka_mode}
+    options = {"model": config.model, "kafka_mode": config.kafka_mode, "weights": config.weights}
     (config.state_dir / STACK_OPTIONS_FILE).write_text(json.dumps(options))
+
+
+def show_models(config: StackConfig) -> None:
+    """Where each model answers; flows name one with the openai plugin's `model:` option."""
+    default, *others = config.llm_servers
+    lines = [f"LLM: {default.base_url}  model {default.model_name} (default: LOOPLINE_LLM__*)"]
+    lines += [f"LLM: {server.base_url}  model {server.model_name}" for server in others]
+    lines.append(f"LOOPLINE_LLM__ENDPOINTS='{json.dumps(config.llm_endpoints)}'")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 @stack_app.command("install")
 def stack_install(
-    state_dir: StateDir = None, model: ModelOption = None, install_dir: InstallDir = None
+    state_dir: StateDir = None,
+    model: ModelOption = None,
+    install_dir: InstallDir = None,
+    weights: WeightsOption = None,
 ) -> None:
     """Download and install the servers and the model weights (idempotent)."""
+    config = stack_config(state_dir, model, install_dir=install_dir, weights=weights)
     with exit_on(StackError, code=1):
-        devstack.install(stack_config(state_dir, model, install_dir=install_dir), progress=progress)
+        devstack.install(config, progress=progress)
 
 
 @stack_app.command("up")
@@ -84,9 +115,10 @@ def stack_up(
     model: ModelOption = None,
     kafka_mode: KafkaModeOption = None,
     install_dir: InstallDir = None,
+    weights: WeightsOption = None,
 ) -> None:
     """Install if needed, then start every part that is not already running healthy."""
-    config = stack_config(state_dir, model, kafka_mode, install_dir)
+    config = stack_config(state_dir, model, kafka_mode, install_dir, weights)
     with exit_on(StackError, code=1):
         statuses = devstack.up(config, progress=progress)
     save_options(config)
@@ -95,9 +127,9 @@ def stack_up(
         f"Kafka bootstrap: {config.kafka_bootstrap}\n"
         f"Argilla: {config.argilla_url}  user {config.argilla_username} / password "
         f"{config.argilla_password.get_secret_value()}  api key "
-        f"{config.argilla_api_key.get_secret_value()}\n"
-        f"LLM: {config.llm_base_url}  model {config.llm_model_name}"
+        f"{config.argilla_api_key.get_secret_value()}"
     )
+    show_models(config)
 
 
 @stack_app.command("down")
@@ -109,8 +141,11 @@ def stack_down(state_dir: StateDir = None) -> None:
 
 @stack_app.command("status")
 def stack_status(state_dir: StateDir = None, model: ModelOption = None) -> None:
-    """Show each part: healthy or not, URL, pid. Exit 1 if any part is down."""
-    if not show(devstack.status(stack_config(state_dir, model))):
+    """Show each part: healthy or not, URL, pid; then the models. Exit 1 if any part is down."""
+    config = stack_config(state_dir, model)
+    healthy = show(devstack.status(config))
+    show_models(config)
+    if not healthy:
         raise typer.Exit(1)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.config import StackConfig
+from devstack.config import LLMServer, StackConfig, model_name
 from devstack.errors import failure
 from devstack.installer import ARGILLA_REQUIREMENTS, InstallPaths
 
@@ -338,10 +338,10 @@ def _argilla(config: StackConfig, paths: InstallPaths) -> list[Component]:
     return [search, server, worker]
 
 
-def _llm(config: StackConfig, paths: InstallPaths) -> Component:
-    host, port = config.host, config.ports.llm
+def _llm(config: StackConfig, paths: InstallPaths, server: LLMServer) -> Component:
+    host, port = server.host, server.port
     base = f"http://{host}:{port}"
-    name = config.llm_model_name
+    name = server.model_name
 
     def serves_model(response: httpx.Response) -> bool:
         if response.status_code != 200:
@@ -352,14 +352,15 @@ def _llm(config: StackConfig, paths: InstallPaths) -> Component:
         except (ValueError, AttributeError):
             return False
 
+    weights = "" if model_name(server.weights) == name else f" on the {server.weights} weights"
     return Component(
-        "llm",
-        config.llm_base_url,
+        server.component,
+        server.base_url,
         [
             str(paths.llm_python),
             str(LLM_SCRIPT),
             "--model",
-            str(paths.model(config.model)),
+            str(paths.model(server.weights)),
             "--alias",
             name,
             "--host",
@@ -379,7 +380,7 @@ def _llm(config: StackConfig, paths: InstallPaths) -> Component:
             http_answers(f"{base}/health", lambda r: r.status_code == 200)
             and http_answers(f"{base}/v1/models", serves_model)
         ),
-        purpose=f"LLM server (llama.cpp, {name})",
+        purpose=f"LLM server (llama.cpp, {name}{weights})",
     )
 
 
@@ -387,7 +388,8 @@ def stack_components(config: StackConfig) -> list[Component]:
     """The stack's servers, in start order (a server's `after` ones come before it)."""
     paths = InstallPaths(config.installs)
     search, argilla, worker = _argilla(config, paths)
-    return [*_kafka(config, paths), search, _llm(config, paths), argilla, worker]
+    llms = [_llm(config, paths, server) for server in config.llm_servers]
+    return [*_kafka(config, paths), search, *llms, argilla, worker]
 
 
 # Which install step provides each server.
@@ -398,4 +400,5 @@ INSTALLED_BY = {
     "argilla": "argilla",
     "argilla-worker": "argilla",
     "llm": "llm",
+    "llm-2": "llm",
 }

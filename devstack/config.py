@@ -1,4 +1,4 @@
-"""Configuration of the local stack: where it lives, which ports it uses, which model it serves."""
+"""Configuration of the local stack: where it lives, which ports it uses, which models it serves."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 KafkaMode = Literal["durable", "memory"]
 ModelSize = Literal["0.5b", "1.5b"]
 DEFAULT_INSTALL_DIR = Path(".loopline/install")
+MODEL_SIZES: tuple[ModelSize, ...] = ("1.5b", "0.5b")
+
+
+def model_name(size: ModelSize) -> str:
+    """The name the local stack serves a model size under, e.g. qwen2.5-coder-1.5b-instruct."""
+    return f"qwen2.5-coder-{size}-instruct"
 
 
 class StackPorts(BaseModel):
@@ -22,8 +28,25 @@ class StackPorts(BaseModel):
     argilla: int = 6900
     search: int = 9200
     redis: int = 6379
-    llm: int = 8080
+    llm: int = 8080  # the default model (the one LOOPLINE_LLM__* points at)
+    llm_2: int = 8081  # the other model
     services: int = 7100  # health ports of the six services: 7101, 7102, ...
+
+
+class LLMServer(BaseModel):
+    """One llama.cpp server of the stack: one model name, the weights behind it, its port."""
+
+    model_config = ConfigDict(frozen=True)
+
+    component: str  # "llm" (the default model) or "llm-2"
+    model_name: str
+    weights: ModelSize
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
 
 
 class StackConfig(BaseModel):
@@ -32,6 +55,11 @@ class StackConfig(BaseModel):
     `state_dir` holds what one running stack owns (pid files, logs, data); `install_dir` holds
     what can be shared between stacks (binaries, virtualenvs, model weights), so a stack with
     another state dir, or a test stack, reuses the downloads of the local default.
+
+    The stack serves both Qwen2.5-Coder models, each under its own name by its own llama.cpp
+    server: `model` (component `llm`, port `ports.llm`) is the default one, the other size runs
+    as `llm-2` on `ports.llm_2`. `weights` set to a size serves both names with that size's
+    weights (tests: two names at the cost of the small model); None gives each name its own.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,6 +68,7 @@ class StackConfig(BaseModel):
     install_dir: Path = DEFAULT_INSTALL_DIR
     kafka_mode: KafkaMode = "durable"
     model: ModelSize = "1.5b"
+    weights: ModelSize | None = None
     host: str = "127.0.0.1"
     ports: StackPorts = Field(default_factory=StackPorts)
     argilla_username: str = "owner"
@@ -77,8 +106,32 @@ class StackConfig(BaseModel):
 
     @property
     def llm_base_url(self) -> str:
-        return f"http://{self.host}:{self.ports.llm}/v1"
+        """The default model's server (LOOPLINE_LLM__BASE_URL)."""
+        return self.llm_servers[0].base_url
 
     @property
     def llm_model_name(self) -> str:
-        return f"qwen2.5-coder-{self.model}-instruct"
+        return model_name(self.model)
+
+    @property
+    def llm_servers(self) -> list[LLMServer]:
+        """The default model's server first, then the other model's."""
+        other = next(size for size in MODEL_SIZES if size != self.model)
+        return [
+            LLMServer(
+                component=component,
+                model_name=model_name(size),
+                weights=self.weights or size,
+                host=self.host,
+                port=port,
+            )
+            for component, size, port in (
+                ("llm", self.model, self.ports.llm),
+                ("llm-2", other, self.ports.llm_2),
+            )
+        ]
+
+    @property
+    def llm_endpoints(self) -> dict[str, str]:
+        """Where each served model name answers: {model name: base URL}."""
+        return {server.model_name: server.base_url for server in self.llm_servers}

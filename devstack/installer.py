@@ -22,7 +22,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import TypeVar
 
-from devstack.config import ModelSize, StackConfig
+from devstack.config import ModelSize, StackConfig, model_name
 from devstack.errors import failure
 from devstack.process import file_lock
 
@@ -115,7 +115,7 @@ class InstallPaths:
         return self.argilla_venv / "lib" / version / "site-packages" / "noida_db" / "noida-db"
 
     def model(self, size: ModelSize) -> Path:
-        return self.root / "models" / f"qwen2.5-coder-{size}-instruct.gguf"
+        return self.root / "models" / f"{model_name(size)}.gguf"
 
 
 def _marker(target: Path) -> Path:
@@ -321,4 +321,5 @@ def install(
             installer.venv("argilla", paths.argilla_venv, ARGILLA_REQUIREMENTS)
         if "llm" in wanted:
             installer.venv("llm", paths.llm_venv, LLM_REQUIREMENTS)
-            installer.model(config.model)
+            for size in sorted({server.weights for server in config.llm_servers}):
+                installer.model(size)

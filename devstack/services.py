@@ -6,6 +6,7 @@ the stack's state dir, and settings pointing at the local stack's servers.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ import httpx
 from devstack.config import StackConfig
 from devstack.errors import ComponentStatus, failure
 from devstack.process import read_pid_file, spawn, stop_groups, write_pid_file
+from shared.settings import LLMSettings
 
 SERVICE_NAMES = (
     "ingester",
@@ -42,8 +44,24 @@ def health_url(config: StackConfig, name: str) -> str:
     return f"http://{config.host}:{port}/healthz"
 
 
+def llm_settings(config: StackConfig) -> LLMSettings:
+    """The stack's LLMs as service settings: the default model, and where each model answers.
+
+    A flow that names either model (`model:`) reaches its server through `endpoints`.
+    """
+    return LLMSettings(
+        base_url=config.llm_base_url,
+        model=config.llm_model_name,
+        endpoints=config.llm_endpoints,
+    )
+
+
 def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
-    """Environment that points a service at the local stack."""
+    """Environment that points a service at the local stack.
+
+    LOOPLINE_LLM__BASE_URL and LOOPLINE_LLM__MODEL name the default model;
+    LOOPLINE_LLM__ENDPOINTS maps every served model name to its server's base URL.
+    """
     return {
         **os.environ,
         "LOOPLINE_FLOWS_FILE": str(flows_file.resolve()),
@@ -53,6 +71,7 @@ def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
         "LOOPLINE_ARGILLA__API_KEY": config.argilla_api_key.get_secret_value(),
         "LOOPLINE_LLM__BASE_URL": config.llm_base_url,
         "LOOPLINE_LLM__MODEL": config.llm_model_name,
+        "LOOPLINE_LLM__ENDPOINTS": json.dumps(config.llm_endpoints),
     }
 
 

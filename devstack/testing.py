@@ -17,7 +17,8 @@ def free_port() -> int:
 
 
 def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
-    """A small, fast stack: in-memory Kafka, the 0.5B model, fresh free ports."""
+    """A small, fast stack: in-memory Kafka, fresh free ports, and both model names served by
+    the 0.5B weights (the 1.5B name too: two servers on one small file, sharing its pages)."""
     taken: set[int] = set()
 
     def pick() -> int:
@@ -27,13 +28,20 @@ def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
         return port
 
     ports = StackPorts(
-        kafka=pick(), object_store=pick(), argilla=pick(), search=pick(), redis=pick(), llm=pick()
+        kafka=pick(),
+        object_store=pick(),
+        argilla=pick(),
+        search=pick(),
+        redis=pick(),
+        llm=pick(),
+        llm_2=pick(),
     )
     return StackConfig(
         state_dir=state_dir,
         install_dir=install_dir,
         kafka_mode="memory",
         model="0.5b",
+        weights="0.5b",
         ports=ports,
         llm_parallel=4,
         llm_context=8192,
