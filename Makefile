@@ -28,8 +28,10 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 install: $(STAMP)
 
+# Both models are served; MODEL is the default one. WEIGHTS=0.5b serves both names with the
+# 0.5B weights (small machines).
 up: install
-	$(BIN)/loopline stack up --model $(MODEL)
+	$(BIN)/loopline stack up --model $(MODEL) --weights $(or $(WEIGHTS),each)
 	$(BIN)/loopline services up --model $(MODEL)
 
 down: install

@@ -1,4 +1,5 @@
-"""One real local stack per test session: Tansu (memory), Argilla, llama.cpp with the 0.5B model."""
+"""One real local stack per test session: Tansu (memory), Argilla, and two llama.cpp servers
+(both model names on the 0.5B weights)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The built-in `openai` LLM plugin against the real llama.cpp server of the local stack."""
+"""The built-in `openai` LLM plugin against the real llama.cpp servers of the local stack."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 import devstack as stack
+from devstack.services import llm_settings
 from shared.events import ChatMessage, Role
+from shared.flows import PluginRef
 from shared.llm.base import LLMError
+from shared.llm.build import build_llm
 from shared.llm.client import OpenAICompatibleLLM
 from shared.plugins import PluginKind, PluginRegistry
 
@@ -77,3 +80,20 @@ async def test_prompt_longer_than_the_context_fails_fast(local_stack: stack.Stac
     assert caught.value.status_code == 400
     assert not caught.value.retryable
     assert "context" in str(caught.value).lower()
+
+
+async def test_a_flow_reaches_each_local_model_by_its_name(local_stack: stack.StackConfig) -> None:
+    """`model:` alone picks the server (LOOPLINE_LLM__ENDPOINTS); the answer names the model
+    that served it, which a wrong route would give away (a server reports its own name)."""
+    defaults = llm_settings(local_stack)
+    registry = PluginRegistry()
+    question = [ChatMessage(role=Role.user, content="Say hello.")]
+    for server in local_stack.llm_servers:
+        ref = PluginRef(plugin="openai", options={"model": server.model_name, "max_tokens": 8})
+        llm = build_llm(ref, defaults, registry)
+        try:
+            result = await llm.chat(question)
+        finally:
+            await llm.aclose()
+        assert result.model == server.model_name
+        assert result.text.strip()

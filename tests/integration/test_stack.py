@@ -1,4 +1,4 @@
-"""The local stack for real: Kafka (Tansu), Argilla (+ noida-db, worker) and the llama.cpp server.
+"""The local stack for real: Kafka (Tansu), Argilla (+ noida-db, worker) and two llama.cpp servers.
 
 Downloads go to `.loopline/install` at the repository root, so they are reused between runs;
 each stack gets its own temporary state dir and free loopback ports.
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_DIR = REPO_ROOT / ".loopline" / "install"
-ALL_COMPONENTS = {"kafka", "search", "llm", "argilla", "argilla-worker"}
+ALL_COMPONENTS = {"kafka", "search", "llm", "llm-2", "argilla", "argilla-worker"}
 
 
 def _gone(pid: int) -> bool:
@@ -135,11 +135,11 @@ def test_argilla_sdk_creates_and_deletes_a_dataset(config: StackConfig) -> None:
     assert name not in [listed.name for listed in client.datasets]
 
 
-def _chat(config: StackConfig, **extra: object) -> str:
+def _completion(base_url: str, model: str, **extra: object) -> dict[str, object]:
     response = httpx.post(
-        f"{config.llm_base_url}/chat/completions",
+        f"{base_url}/chat/completions",
         json={
-            "model": config.llm_model_name,
+            "model": model,
             "messages": [{"role": "user", "content": "Is 17 a prime number? Answer briefly."}],
             "temperature": 0,
             **extra,
@@ -147,13 +147,41 @@ def _chat(config: StackConfig, **extra: object) -> str:
         timeout=120,
     )
     response.raise_for_status()
-    content = response.json()["choices"][0]["message"]["content"]
+    answer: dict[str, object] = response.json()
+    return answer
+
+
+def _chat(config: StackConfig, **extra: object) -> str:
+    answer = _completion(config.llm_base_url, config.llm_model_name, **extra)
+    content = answer["choices"][0]["message"]["content"]  # type: ignore[index]
     assert isinstance(content, str)
     return content
 
 
 def test_llm_chat_completion_returns_text(config: StackConfig) -> None:
     assert _chat(config, max_tokens=32).strip()
+
+
+def test_both_models_answer_under_their_own_names(config: StackConfig) -> None:
+    """Two servers, one per model name; each reports its own name whatever name it is asked."""
+    default, other = config.llm_servers
+    assert (default.component, default.model_name) == ("llm", config.llm_model_name)
+    assert {default.model_name, other.model_name} == {
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-1.5b-instruct",
+    }
+    by_name = {part.name: part for part in status(config)}
+    for server in (default, other):
+        part = by_name[server.component]
+        assert part.healthy and part.pid is not None and part.url == server.base_url, part
+        listed = httpx.get(f"{server.base_url}/models", timeout=10).json()["data"]
+        assert [model["id"] for model in listed] == [server.model_name]
+        answer = _completion(server.base_url, server.model_name, max_tokens=16)
+        assert answer["model"] == server.model_name
+        # Asked for the other name, a server still answers with (and reports) its own model.
+        foreign = other.model_name if server is default else default.model_name
+        assert _completion(server.base_url, foreign, max_tokens=4)["model"] == server.model_name
+    assert by_name["llm"].pid != by_name["llm-2"].pid
 
 
 class Verdict(BaseModel):
