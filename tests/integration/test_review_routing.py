@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import devstack as stack
+from devstack.sample_records import record
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
 from services.exporter.export import store_path
@@ -28,11 +29,9 @@ from shared.events import (
     DATASETS_EXPORTED,
     RECORDS_JUDGED,
     RECORDS_PUBLISHED,
-    CandidateResponse,
     DatasetExported,
     Judgment,
     PublishedRecord,
-    Rating,
     Record,
     ReviewReason,
 )
@@ -59,6 +58,7 @@ MARGINS: dict[str, float | None] = {
     "m3.0": 3.0,
     "m4.0": 4.0,
 }
+FAILED = Judgment(rubric="multi-aspect", judge_model="j", status="failed", error="invalid JSON")
 TO_PEOPLE = {f"{FLOW}-{k}" for k, m in MARGINS.items() if m is None or m < BOUND}
 AUTO_ACCEPTED = {f"{FLOW}-{k}" for k, m in MARGINS.items() if m is not None and m >= BOUND}
 
@@ -87,30 +87,11 @@ def flows() -> FlowsConfig:
 
 
 def judged(suffix: str, margin: float | None) -> Record:
+    """A judged record whose judge margin is `margin` (None: its judgment failed)."""
+    fields = {"flow": FLOW, "record_id": f"{FLOW}-{suffix}", "instruction": f"Task {suffix}."}
     if margin is None:
-        judgment = Judgment(
-            rubric="multi-aspect", judge_model="judge-m", status="failed", error="invalid JSON"
-        )
-    else:
-        judgment = Judgment(
-            rubric="multi-aspect",
-            judge_model="judge-m",
-            ratings=[
-                [Rating(aspect="overall", score=1.0 + margin)],
-                [Rating(aspect="overall", score=1.0)],
-            ],
-            margin=margin,
-        )
-    return Record(
-        record_id=f"{FLOW}-{suffix}",
-        flow=FLOW,
-        instruction=f"Write a Python function ({suffix}).",
-        responses=[
-            CandidateResponse(text=f"def good(): ...  # {suffix}", model="model-a"),
-            CandidateResponse(text=f"def weak(): ...  # {suffix}", model="model-b"),
-        ],
-        judgments=[judgment],
-    )
+        return record(**fields).model_copy(update={"judgments": [FAILED]})
+    return record(judge_scores=(1.0 + margin, 1.0), **fields)
 
 
 def argilla_records(

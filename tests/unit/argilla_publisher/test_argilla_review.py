@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from faststream.kafka import TestKafkaBroker
 
+from devstack.sample_records import record
 from services.argilla_publisher import app as publisher_app
 from services.argilla_publisher.dataset_settings import settings_diff, settings_shape
 from services.argilla_publisher.routing import (
@@ -29,10 +30,8 @@ from shared.broker import build_broker
 from shared.events import (
     RECORDS_JUDGED,
     RECORDS_PUBLISHED,
-    CandidateResponse,
     Judgment,
     PublishedRecord,
-    Rating,
     Record,
     ReviewDecision,
     ReviewReason,
@@ -44,32 +43,14 @@ from shared.templates import Template
 
 GATED = PublishRef(plugin="preference", when=ReviewWhen(margin_below=2))
 OPEN = PublishRef(plugin="preference")
+FAILED = Judgment(rubric="multi-aspect", judge_model="j", status="failed", error="bad json")
 
 
 def judged(record_id: str, margin: float | None, flow: str = "gated") -> Record:
-    judgment = (
-        Judgment(rubric="multi-aspect", judge_model="j", status="failed", error="bad json")
-        if margin is None
-        else Judgment(
-            rubric="multi-aspect",
-            judge_model="j",
-            ratings=[
-                [Rating(aspect="overall", score=1 + margin)],
-                [Rating(aspect="overall", score=1)],
-            ],
-            margin=margin,
-        )
-    )
-    return Record(
-        record_id=record_id,
-        flow=flow,
-        instruction="Reverse a list in Python.",
-        responses=[
-            CandidateResponse(text="xs[::-1]", model="a"),
-            CandidateResponse(text="list(reversed(xs))", model="b"),
-        ],
-        judgments=[judgment],
-    )
+    """A judged record whose judge margin is `margin` (None: its judgment failed)."""
+    if margin is None:
+        return record(flow=flow, record_id=record_id).model_copy(update={"judgments": [FAILED]})
+    return record(flow=flow, record_id=record_id, judge_scores=(1.0 + margin, 1.0))
 
 
 def test_settings_gain_review_reason_only_with_when() -> None:
