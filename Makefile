@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Model served by the local stack: 1.5b for `make up`, 0.5b (faster, smaller) for the tests.
+# The local stack serves two models; MODEL is the default one (1.5b for `make up`). The tests
+# serve both model names on the 0.5b weights (faster, smaller).
 MODEL  ?= 1.5b
 
 .PHONY: help install up down status logs test unit integration lint clean
@@ -54,11 +55,11 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 integration: install
-	$(BIN)/loopline stack install --model 0.5b
+	$(BIN)/loopline stack install --model 0.5b --weights 0.5b
 	$(BIN)/pytest -q tests/integration
 
 test: lint
-	$(BIN)/loopline stack install --model 0.5b
+	$(BIN)/loopline stack install --model 0.5b --weights 0.5b
 	$(BIN)/pytest -q
 
 clean:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import devstack as stack
+from devstack.services import llm_settings
 from devstack.testing import config_for_tests, free_port
 from services.ingester.app import SERVICE
 from shared.flows import FlowsConfig, parse_flows
@@ -45,6 +46,7 @@ def settings(local_stack: stack.StackConfig) -> Settings:
     """Service settings pointed at the test stack, with short group timeouts (Tansu quirk)."""
     return Settings(
         flows_file=REPO / "flows",
+        llm=llm_settings(local_stack),
         kafka=KafkaSettings(
             bootstrap_servers=local_stack.kafka_bootstrap,
             topic_partitions=2,
