@@ -21,6 +21,12 @@ values look like, and plays no role.
 The candidates, best first, are what the formats build rows from: the record's responses with
 a score (mean human rating, criteria met, a good/bad verdict as 1/0, or the judge's score for
 auto-accepted records) plus a text an annotator wrote or corrected, which comes first.
+Good/bad (`Candidate.acceptable`, for `kto`): a mean rating in the top quarter of its scale is
+good, in the bottom quarter bad; a thumbs verdict says it; criteria (people's or the
+`additive` judge's) make a response good when it meets all of them, bad when it meets a
+quarter of them or fewer. A rank (`Candidate.rank`) comes from people's ranking (mean rank) or
+a pairwise judge (its winner 0, the other 1; a tie 0 for both); records with neither a judge
+nor people keep their responses in order, without scores or ranks.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ class Candidate:
     index: int | None  # into record.responses; None for a text an annotator wrote
     score: float | None  # higher is better
     acceptable: bool | None  # a clear yes/no on quality, when the answers give one
+    rank: float | None = None  # lower is better: people's mean rank, or a pairwise verdict's
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,8 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
             combined.add(question, questions.specs.get(question), given)
 
     shown = _shown(questions, record)
-    ranking = _ranking(questions, combined, shown)
+    ranks = _mean_ranks(questions, combined, shown)
+    ranking = tuple(sorted(ranks, key=lambda i: (ranks[i], i)))  # ties: lower index first
     curated = {
         spec.field: combined.texts[name]
         for name, spec in questions.specs.items()
@@ -255,7 +263,7 @@ def aggregate_completed(event: CompletedRecord, questions: Questions) -> Aggrega
         changed=changed,
         disagreement=tuple(combined.disagreement),
         answers=combined.answers,
-        candidates=_human_candidates(record, questions, combined, shown, ranking),
+        candidates=_human_candidates(record, questions, combined, shown, ranks),
     )
 
 
@@ -271,10 +279,10 @@ def _response_at(position: int | None, shown: Sequence[int | None]) -> int | Non
     return shown[position] if position is not None and position < len(shown) else None
 
 
-def _ranking(
+def _mean_ranks(
     questions: Questions, combined: _Combined, shown: Sequence[int | None]
-) -> tuple[int, ...]:
-    """Response indices by mean rank over the rankings given (ties: lower index first)."""
+) -> dict[int, float]:
+    """Per ranked response index, its mean rank (0: first) over the rankings given."""
     ranks: dict[int, list[int]] = {}
     for question, orders in combined.orders.items():
         spec = questions.specs.get(question)
@@ -286,7 +294,7 @@ def _ranking(
                 index = _response_at(position.get(value), shown)
                 if index is not None:
                     ranks.setdefault(index, []).append(rank)
-    return tuple(sorted(ranks, key=lambda i: (fmean(ranks[i]), i)))
+    return {index: fmean(given) for index, given in ranks.items()}
 
 
 def _guess_kind(responses: Sequence[AnnotatorResponse], question: str) -> QuestionKind:
@@ -317,6 +325,13 @@ def _acceptable(mean: float, scale: Sequence[int]) -> bool | None:
     return True if share >= GOOD_SHARE else False if share <= BAD_SHARE else None
 
 
+def criteria_acceptable(met: float, total: int | None) -> bool | None:
+    """Good when every one of `total` criteria is met, bad when a quarter or fewer are."""
+    if not total:
+        return None
+    return True if met >= total else False if met <= total * BAD_SHARE else None
+
+
 def _written(questions: Questions, texts: Mapping[str, str]) -> str | None:
     """The first non-empty response an annotator wrote, corrected or curated."""
     for name, spec in questions.specs.items():
@@ -333,7 +348,7 @@ def _human_candidates(
     questions: Questions,
     combined: _Combined,
     shown: Sequence[int | None],
-    ranking: tuple[int, ...],
+    ranks: Mapping[int, float],
 ) -> tuple[Candidate, ...]:
     """The record's responses scored by the annotators' answers, plus any text they wrote."""
     n = len(record.responses)
@@ -348,12 +363,14 @@ def _human_candidates(
             scores[index], acceptable[index] = mean, _acceptable(mean, spec.scale)
         elif spec.role == QuestionRole.criteria and name in combined.multi:
             met = [label for label in combined.multi[name] if label != spec.none_label]
-            scores[index] = float(len(met))
+            total = sum(label != spec.none_label for label in spec.labels)
+            scores[index], acceptable[index] = float(len(met)), criteria_acceptable(len(met), total)
         elif spec.role == QuestionRole.verdict and name in combined.labels:
             good = combined.labels[name] in spec.good
             scores[index], acceptable[index] = (1.0 if good else 0.0), good
-    if ranking:
-        order = list(ranking) + [i for i in range(n) if i not in ranking]
+    if ranks:
+        ranking = sorted(ranks, key=lambda i: (ranks[i], i))
+        order = ranking + [i for i in range(n) if i not in ranks]
     else:
         unscored = -1e9
         order = sorted(range(n), key=lambda i: (-(scores[i] or unscored), i))
@@ -364,6 +381,7 @@ def _human_candidates(
             index=i,
             score=scores[i],
             acceptable=acceptable[i],
+            rank=ranks.get(i),
         )
         for i in order
     ]
@@ -395,23 +413,32 @@ def judge_scores_by_index(record: Record) -> dict[int | None, float | None]:
     return dict(enumerate(verdict.scores)) if verdict is not None else {}
 
 
-def aggregate_judged(record: Record) -> Aggregate:
-    """A record accepted on its judge's verdict alone (no people)."""
+def aggregate_judged(record: Record, criteria: int | None = None) -> Aggregate:
+    """A record accepted without people: on its judge's verdict, or as it is (no judge).
+
+    `criteria`: how many criteria a checklist judge (`additive`) checks, for good/bad labels.
+    """
     verdict = judge_verdict(record)
     n = len(record.responses)
     scores: tuple[float | None, ...] = verdict.scores if verdict else tuple(None for _ in range(n))
     order = list(verdict.order) if verdict and verdict.order else list(range(n))
-    five_point = bool(verdict and verdict.five_point)
+    # A pairwise verdict scores nothing: its winner ranks first; a tie ranks all alike.
+    compared = verdict is not None and all(s is None for s in verdict.scores)
     candidates = []
-    for i in order:
+    for position, i in enumerate(order):
         score = scores[i]
         acceptable = None
-        if five_point and score is not None:
-            acceptable = True if score >= 4 else False if score <= 2 else None
+        if verdict is not None and score is not None:
+            if verdict.five_point:
+                acceptable = True if score >= 4 else False if score <= 2 else None
+            else:
+                acceptable = criteria_acceptable(score, criteria)
+        rank = float(min(position, 1) if verdict and verdict.order else 0) if compared else None
         response = record.responses[i]
         candidates.append(
-            Candidate(response.text, response.model or response.source, i, score, acceptable)
+            Candidate(response.text, response.model or response.source, i, score, acceptable, rank)
         )
+    ranking = tuple(order) if verdict is not None and verdict.order else ()
     return Aggregate(
-        record=record, auto_accepted=True, ranking=tuple(order), candidates=tuple(candidates)
+        record=record, auto_accepted=True, ranking=ranking, candidates=tuple(candidates)
     )

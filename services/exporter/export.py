@@ -61,8 +61,12 @@ def auto_accepted(flow: Flow, record: Record) -> Record | None:
 
     With `publish.when`, a record the rule sends to people is accepted only once they answered
     (`records.completed`); any other is auto-accepted (by `export.auto_accept` when given) and
-    carries its decision (`Record.review`), as a record sent to people carries it.
+    carries its decision (`Record.review`), as a record sent to people carries it. A flow with
+    neither a judge nor people has nothing to decide with: its records are accepted as they
+    are, responses in their order.
     """
+    if flow.judge is None and flow.publish is None:
+        return record
     rule = auto_accept_rule(flow)
     if rule is None:
         return None

@@ -35,7 +35,7 @@ from shared.flows import Flow, PluginRef
 from shared.hashing import stable_fraction
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import ExportSettings
-from shared.templates import Template
+from shared.templates import QuestionRole, Template
 
 _IN_FLIGHT_PER_WORKER = 2  # chunks queued per worker: enough to keep it busy, bounded memory
 
@@ -50,14 +50,29 @@ def open_template(flow: Flow, registry: PluginRegistry) -> Template | None:
     return template
 
 
+def judge_criteria(flow: Flow, questions: Questions, registry: PluginRegistry) -> int | None:
+    """How many criteria the flow's checklist judge checks (for good/bad labels from its
+    points): the criteria of its rubric as the flow builds it (its `criteria`), else those of
+    the flow's criteria questions; None when neither says."""
+    if flow.judge is not None:
+        rubric = registry.build(PluginKind.rubrics, flow.judge.plugin, flow.judge.options)
+        criteria = getattr(rubric, "criteria", None)
+        if isinstance(criteria, list | tuple) and criteria:
+            return len(criteria)
+    for spec in questions.specs.values():
+        if spec.role == QuestionRole.criteria:
+            return sum(label != spec.none_label for label in spec.labels)
+    return None
+
+
 def load_formats(refs: Sequence[PluginRef], registry: PluginRegistry) -> list[Format]:
     return [registry.build(PluginKind.formats, ref.plugin, ref.options) for ref in refs]
 
 
-def aggregate_row(row: StoredRow, questions: Questions) -> Aggregate:
+def aggregate_row(row: StoredRow, questions: Questions, criteria: int | None = None) -> Aggregate:
     if row.kind == HUMAN:
         return aggregate_completed(CompletedRecord.model_validate_json(row.body), questions)
-    return aggregate_judged(Record.model_validate_json(row.body))
+    return aggregate_judged(Record.model_validate_json(row.body), criteria)
 
 
 @dataclass
@@ -77,6 +92,7 @@ class RecordPass:
     ) -> None:
         registry = registry or PluginRegistry()
         self.questions = Questions.of(open_template(flow, registry))
+        self.criteria = judge_criteria(flow, self.questions, registry)
         self.formats = load_formats(refs, registry)
         self.test_size = flow.export.test_size
         self.seed = flow.export.split_seed
@@ -85,7 +101,7 @@ class RecordPass:
         stats = CurationStats(self.questions.kinds)
         out: list[dict[str, list[Row]]] = [{s: [] for s in fmt.splits} for fmt in self.formats]
         for row in map(StoredRow._make, rows):
-            agg = aggregate_row(row, self.questions)
+            agg = aggregate_row(row, self.questions, self.criteria)
             stats.add(agg, row.event_time)
             test = stable_fraction(self.seed, row.record_id) < self.test_size
             split = "test" if test else "train"

@@ -27,8 +27,9 @@ LEVEL_OF: dict[QuestionKind, Level] = {
 class WinRateTally:
     """Pairwise outcomes between models: within a record, the higher score wins.
 
-    Candidates without scores count by their order when people ranked them; equal scores tie;
-    two candidates of the same model are not compared.
+    Candidates without scores count by their rank (people's ranking, a pairwise judge's
+    verdict); equal scores or ranks tie; candidates with neither are not compared, nor are
+    two candidates of the same model.
     """
 
     def __init__(self) -> None:
@@ -42,8 +43,8 @@ class WinRateTally:
                 continue
             if a.score is not None and b.score is not None:
                 winner = a.model if a.score > b.score else b.model if b.score > a.score else None
-            elif agg.ranking:
-                winner = a.model
+            elif a.rank is not None and b.rank is not None:
+                winner = a.model if a.rank < b.rank else b.model if b.rank < a.rank else None
             else:
                 continue
             first, second = sorted((a.model, b.model))

@@ -70,9 +70,18 @@ def common(agg: Aggregate) -> Row:
 
 
 def better(a: Candidate, b: Candidate) -> bool:
-    """Whether `a`, ranked above `b`, is really better (not merely listed first)."""
-    if a.score is not None and b.score is not None:
+    """Whether `a`, listed above `b`, is really better (not merely listed first).
+
+    Different scores decide; else different ranks (people's ranking, a pairwise judge's
+    winner); equal scores without a rank between them are a tie. Unscored and unranked, a
+    text an annotator wrote beats a response, and a good one beats one that is not.
+    """
+    if a.score is not None and b.score is not None and a.score != b.score:
         return a.score > b.score
+    if a.rank is not None and b.rank is not None and a.rank != b.rank:
+        return a.rank < b.rank
+    if a.score is not None and b.score is not None:
+        return False
     return a.index is None or (a.acceptable is True and b.acceptable is not True)
 
 
