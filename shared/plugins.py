@@ -31,6 +31,7 @@ class PluginKind(StrEnum):
     dedupers = "dedupers"
     templates = "templates"
     formats = "formats"
+    annotators = "annotators"
 
     @property
     def group(self) -> str:

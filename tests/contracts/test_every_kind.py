@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devstack.annotators.base import AnnotatorPolicy
 from services.exporter.formats.base import Format
 from services.ingester.dedupers.base import NearDuplicateDetector
 from services.ingester.redactors.base import Redactor
@@ -22,6 +23,7 @@ from shared.llm.base import LLM
 from shared.plugins import Plugin, PluginKind, PluginRegistry
 from shared.templates import Template
 from tests.contracts import (
+    test_annotators,
     test_dedupers,
     test_llms,
     test_redactors,
@@ -40,6 +42,7 @@ CONTRACTS: dict[PluginKind, tuple[type[Plugin], dict[str, dict[str, Any]]]] = {
     PluginKind.dedupers: (NearDuplicateDetector, test_dedupers.MINIMAL_OPTIONS),
     PluginKind.templates: (Template, test_templates.MINIMAL_OPTIONS),
     PluginKind.formats: (Format, {}),
+    PluginKind.annotators: (AnnotatorPolicy, test_annotators.MINIMAL_OPTIONS),
 }
 PLUGINS = [(kind, name) for kind in PluginKind for name in installed(kind)]
 IDS = [f"{kind.value}-{name}" for kind, name in PLUGINS]
