@@ -12,7 +12,7 @@ import typer
 from cli.options import FlowsFile, StateDir, settings_with
 from cli.output import configure_logging, console, exit_on, fail, progress_bar
 from shared.broker import build_broker, ensure_topics
-from shared.flows import FlowFileError, FlowsConfig
+from shared.flows import Flow, FlowFileError, FlowsConfig
 from shared.service import load_checked_flows
 from shared.settings import Settings
 
@@ -120,6 +120,14 @@ async def import_file(
         await broker.stop()
 
 
+def why_not_accepted(flow: Flow) -> str:
+    """Why a flow's judged records may not be accepted (yet), for `loopline export`."""
+    if flow.publish is not None:
+        who = "the records publish.when sends to people" if flow.publish.when else "records"
+        return f"{who} wait on records.judged until people answer them in Argilla"
+    return "their judgments failed, or did not pass the flow's export.auto_accept rule"
+
+
 def export_command(
     flow: Annotated[str, typer.Option(help="The flow to export.")],
     format_: Annotated[
@@ -175,8 +183,12 @@ def export_command(
                 catch_up(settings, flows, flow, from_start, lambda n: bar.advance(task, n))
             )
     console.print(
-        f"read {caught.read} message(s): {caught.kept} for {flow}, {caught.changed} changed"
+        f"read {caught.read} message(s): {caught.kept + caught.not_accepted} for {flow} "
+        f"({caught.kept} accepted, {caught.not_accepted} not accepted), "
+        f"{caught.other_flows} for other flows; {caught.changed} changed"
     )
+    if caught.not_accepted:
+        console.print(f"  not accepted: {why_not_accepted(chosen)}")
     for problem in caught.invalid[:10]:
         console.print(f"  skipped invalid message {problem}")
     with ExportStore(store_path(settings, flow)) as store:

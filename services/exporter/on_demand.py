@@ -28,7 +28,7 @@ from services.exporter.export import (
 from services.exporter.hub import push_version
 from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.broker import admin_client_options
-from shared.events import DATASETS_EXPORTED
+from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, CompletedRecord, Record
 from shared.flows import FlowsConfig, PluginRef
 from shared.settings import Settings
 from shared.topic_reader import read_to_end
@@ -38,10 +38,28 @@ log = logging.getLogger("loopline.exporter")
 
 @dataclass
 class CatchUp:
+    """What reading the topics found: messages read; the flow's messages accepted (`kept`);
+    the flow's records with no message accepted in this read (`waiting`: a judged record
+    waiting for people, or one the flow's rules refuse); messages of other flows; store rows
+    changed; and messages that could not be read."""
+
     read: int = 0
     kept: int = 0
+    other_flows: int = 0
     changed: int = 0
     invalid: list[str] = field(default_factory=list)
+    waiting: set[str] = field(default_factory=set)  # record ids
+
+    @property
+    def not_accepted(self) -> int:
+        return len(self.waiting)
+
+
+def record_of(topic: str, value: bytes) -> Record:
+    """The record of a `records.completed` or `records.judged` message."""
+    if topic == RECORDS_COMPLETED:
+        return CompletedRecord.model_validate_json(value).record
+    return Record.model_validate_json(value)
 
 
 async def catch_up(
@@ -67,16 +85,25 @@ async def catch_up(
         events: list[StoredEvent] = []
         async for messages in read_to_end(settings.kafka, CONSUMES, start_at):
             for m in messages:
+                value = m.value or b""
                 try:
-                    kept = accept(flows, m.topic, m.partition, m.offset, m.value or b"")
+                    kept = accept(flows, m.topic, m.partition, m.offset, value)
                 except UnknownFlowError:
-                    continue  # another flow file's record: not this export's business
+                    summary.other_flows += 1  # another flow file's record
+                    continue
                 except (ValidationError, ValueError) as exc:
                     summary.invalid.append(f"{m.topic}[{m.partition}]@{m.offset}: {exc}")
                     continue
                 if kept is not None and kept[0] == flow_name:
                     events.append(kept[1])
                     summary.kept += 1
+                    summary.waiting.discard(kept[1].record_id)  # people answered since
+                    continue
+                record = record_of(m.topic, value) if kept is None else None
+                if record is not None and record.flow == flow_name:
+                    summary.waiting.add(record.record_id)
+                else:
+                    summary.other_flows += 1
             summary.read += len(messages)
             if len(events) >= WRITE_BATCH:
                 summary.changed += store.add(events, formats)
