@@ -3,14 +3,15 @@
 * `run` (cli/run.py): one service in the foreground;
 * `stack ...`, `services ...` (cli/stack.py): the local stack and the services on it;
 * `ingest`, `export` (cli/data.py): data in and out on demand;
-* `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable.
+* `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable;
+* `annotate`, `annotators add|list` (cli/annotate.py): bot annotators, people's accounts.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import data, flows, run, stack
+from cli import annotate, data, flows, run, stack
 
 app = typer.Typer(
     help="Loopline: stream LLM traffic into curated training and evaluation data.",
@@ -24,3 +25,5 @@ app.command()(data.ingest)
 app.command("export")(data.export_command)
 app.command()(flows.plugins)
 app.command("check-flows")(flows.check_flows)
+app.command("annotate")(annotate.annotate_command)
+app.add_typer(annotate.annotators_app, name="annotators")
