@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from devstack.annotators.accounts import Account, Seat, ensure_account, seats
+from devstack.annotators.accounts import Account, Seat, ensure_account, publish_of, seats
 from devstack.annotators.base import Action, AnnotatorPolicy, Answer, Task, check_answer
 from devstack.annotators.rest import BULK, ArgillaREST, ListedRecord
 from devstack.annotators.tasks import make_task
@@ -194,11 +194,10 @@ def _stable(*parts: str) -> str:
 
 
 def build_template(flow_name: str, flow: Flow, registry: PluginRegistry) -> Template:
-    if flow.publish is None:
-        raise ValueError(f"flow {flow_name!r} has no `publish` stage")
-    template = registry.build(PluginKind.templates, flow.publish.plugin, flow.publish.options)
+    publish = publish_of(flow_name, flow)
+    template = registry.build(PluginKind.templates, publish.plugin, publish.options)
     if not isinstance(template, Template):
-        raise TypeError(f"template {flow.publish.plugin!r} does not implement the contract")
+        raise TypeError(f"template {publish.plugin!r} does not implement the contract")
     return template
 
 
