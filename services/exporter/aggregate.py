@@ -97,6 +97,22 @@ class Candidate:
     rank: float | None = None  # lower is better: people's mean rank, or a pairwise verdict's
 
 
+def better(a: Candidate, b: Candidate) -> bool:
+    """Whether `a`, listed above `b`, is really better (not merely listed first).
+
+    Different scores decide; else different ranks (people's ranking, a pairwise judge's
+    winner); equal scores without a rank between them are a tie. Unscored and unranked, a
+    text an annotator wrote beats a response, and a good one beats one that is not.
+    """
+    if a.score is not None and b.score is not None and a.score != b.score:
+        return a.score > b.score
+    if a.rank is not None and b.rank is not None and a.rank != b.rank:
+        return a.rank < b.rank
+    if a.score is not None and b.score is not None:
+        return False
+    return a.index is None or (a.acceptable is True and b.acceptable is not True)
+
+
 @dataclass(frozen=True)
 class Aggregate:
     record: Record
@@ -277,6 +293,13 @@ def _shown(questions: Questions, record: Record) -> list[int | None]:
 def _response_at(position: int | None, shown: Sequence[int | None]) -> int | None:
     """The record's response index of "response `position`" of a spec, if shown."""
     return shown[position] if position is not None and position < len(shown) else None
+
+
+def responses_asked_about(questions: Questions, record: Record) -> dict[str, int]:
+    """Per question about one response (`QuestionSpec.response`), the record's index of it."""
+    shown = _shown(questions, record)
+    asked = {name: _response_at(spec.response, shown) for name, spec in questions.specs.items()}
+    return {name: index for name, index in asked.items() if index is not None}
 
 
 def _mean_ranks(

@@ -50,7 +50,7 @@ def open_template(flow: Flow, registry: PluginRegistry) -> Template | None:
     return template
 
 
-def judge_criteria(flow: Flow, questions: Questions, registry: PluginRegistry) -> int | None:
+def checklist_size(flow: Flow, questions: Questions, registry: PluginRegistry) -> int | None:
     """How many criteria the flow's checklist judge checks (for good/bad labels from its
     points): the criteria of its rubric as the flow builds it (its `criteria`), else those of
     the flow's criteria questions; None when neither says."""
@@ -92,13 +92,13 @@ class RecordPass:
     ) -> None:
         registry = registry or PluginRegistry()
         self.questions = Questions.of(open_template(flow, registry))
-        self.criteria = judge_criteria(flow, self.questions, registry)
+        self.criteria = checklist_size(flow, self.questions, registry)
         self.formats = load_formats(refs, registry)
         self.test_size = flow.export.test_size
         self.seed = flow.export.split_seed
 
     def run(self, rows: Sequence[RawRow]) -> Chunk:
-        stats = CurationStats(self.questions.kinds)
+        stats = CurationStats(self.questions.kinds, self.questions)
         out: list[dict[str, list[Row]]] = [{s: [] for s in fmt.splits} for fmt in self.formats]
         for row in map(StoredRow._make, rows):
             agg = aggregate_row(row, self.questions, self.criteria)

@@ -3,12 +3,14 @@
 One self-contained ``report.html`` with PNG plots in ``plots/`` next to it. It shows, in order:
 
 - summary: free key/value lines (rows per split, records, auto-accepted, time range, ...);
-- statuses: response statuses and record outcomes, as a table and a bar chart;
+- statuses: response statuses and record outcomes, as a table and a bar chart; with
+  `publish.when`, the records auto-accepted and those people answered, per review reason;
 - curation: per field, how many records have a final text differing from the original;
 - ratings: the score distribution of every rating question;
 - win rates: pairwise model comparisons (wins, losses, ties, win rate);
 - agreement: percent agreement, Krippendorff's alpha and Cohen's kappa per question, plus the
-  number of records flagged for disagreement.
+  number of records flagged for disagreement; then how often the judge agreed with people on
+  the records both answered, per question and band of the judge's margin (`judge_agreement`).
 
 A section without data says "no data" and gets no plot (a stale plot from an earlier run in
 the same directory is removed). The output is deterministic: the same ``ReportData`` gives
@@ -24,14 +26,14 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["AgreementRow", "ReportData", "WinRate", "write_report"]
+__all__ = ["AgreementRow", "JudgeAgreementRow", "ReportData", "WinRate", "write_report"]
 
 DPI = 100
 _LABEL_MAX = 40
@@ -50,6 +52,34 @@ class AgreementRow:
     percent: float | None  # share of agreeing pairs, 0..1
     alpha: float | None  # Krippendorff's alpha
     kappa: float | None  # Cohen's kappa (two annotators only)
+
+
+@dataclass(frozen=True)
+class JudgeAgreementRow:
+    """How often the judge agreed with people on one question, per band of its margin."""
+
+    question: str
+    by_band: tuple[tuple[int, int], ...]  # (agreed, compared) per band of `MARGIN_BANDS`
+
+    @property
+    def total(self) -> tuple[int, int]:
+        return sum(a for a, _ in self.by_band), sum(n for _, n in self.by_band)
+
+
+# The bands of the judge's margin (best minus worst score), as `judge_agreement` counts them.
+MARGIN_BANDS = ("< 1", "1-2", "2-3", ">= 3", "no margin")
+JUDGE_AGREEMENT_TEXT = (
+    "Records people answered that the judge also judged. Agreement: the judge's best response "
+    "(its top score alone, or its pairwise winner) is the one people put first (top score or "
+    "rank alone); on a rating, the judge's 1-5 score and people's mean rating round to the same "
+    "point; on criteria, the judge found met exactly the criteria people chose; on a good/bad "
+    "verdict, the judge's score says the same (4-5 good, 1-2 bad). A record where either side "
+    "has no answer (a tie) is not compared. Margin: the judge's best minus worst score, the "
+    "smallest over repeated judgments. With publish.when.margin_below, people see the records "
+    "below the bound and an audit sample (sample_rate) of the rest: the bands at and above the "
+    "bound say how often the auto-accepted records would have been right, those just below it "
+    "whether the bound could be lower."
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,9 @@ class ReportData:
     win_rates: Sequence[WinRate]
     agreement: Sequence[AgreementRow]
     disagreements: int  # records flagged for disagreement
+    # Review reason -> (records auto-accepted, records people answered), from `Record.review`.
+    review_reasons: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    judge_agreement: Sequence[JudgeAgreementRow] = ()
 
 
 # --- plots -------------------------------------------------------------------------------------
@@ -164,6 +197,30 @@ def _plot_win_rates(win_rates: Sequence[WinRate]) -> Figure | None:
     return fig
 
 
+def _plot_judge_agreement(rows: Sequence[JudgeAgreementRow]) -> Figure | None:
+    """The judge's agreement with people per margin band, one bar group per question."""
+    if not any(n for row in rows for _, n in row.by_band):
+        return None
+    fig = Figure(figsize=(max(5.0, 1.3 * len(MARGIN_BANDS) + 2.0), 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(rows)
+    for k, row in enumerate(rows):
+        points = [(i, a / n) for i, (a, n) in enumerate(row.by_band) if n]
+        offset = (k - (len(rows) - 1) / 2) * width
+        ax.bar(
+            [i + offset for i, _ in points],
+            [v for _, v in points],
+            width,
+            label=_short(row.question),
+        )
+    ax.set_xticks(range(len(MARGIN_BANDS)), [f"margin {b}" for b in MARGIN_BANDS])
+    ax.set_ylim(0.0, 1.05)
+    ax.set_ylabel("judge agrees with people")
+    ax.set_title("Judge and people")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    return fig
+
+
 def _plot_agreement(rows: Sequence[AgreementRow]) -> Figure | None:
     if not any(r.alpha is not None or r.percent is not None for r in rows):
         return None
@@ -234,6 +291,10 @@ def _share(count: int, of: int) -> str:
     return "n/a" if of <= 0 else f"{100 * count / of:.1f}%"
 
 
+def _agreed(agreed: int, compared: int) -> str:
+    return "-" if compared == 0 else f"{agreed}/{compared} ({100 * agreed / compared:.0f}%)"
+
+
 def write_report(data: ReportData, out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/plots/*.png``; return the html path."""
     plots_dir = out_dir / "plots"
@@ -259,10 +320,16 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
     section("Summary", _table(["item", "value"], summary) if summary else "")
 
     statuses = sorted(data.status_counts.items())
+    reasons = [(r, auto, people) for r, (auto, people) in sorted(data.review_reasons.items())]
     section(
         "Statuses",
         _table(["status", "count"], statuses) if statuses else "",
         plot("statuses", "bar chart of status counts", _plot_statuses(data.status_counts)),
+        "<h3>Review reasons</h3>\n<p>Why each record was auto-accepted or went to people "
+        "(the flow's <code>publish.when</code>).</p>\n"
+        + _table(["reason", "auto-accepted", "answered by people"], reasons)
+        if reasons
+        else "",
     )
 
     changed = _changed_items(data.changed_fields)
@@ -302,10 +369,24 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         for a in data.agreement
     ]
     agreement_header = ["question", "level", "units", "annotators", "percent", "alpha", "kappa"]
+    judge_rows = [
+        (row.question, _agreed(*row.total), *(_agreed(a, n) for a, n in row.by_band))
+        for row in data.judge_agreement
+    ]
+    judge_header = ["question", "all", *(f"margin {b}" for b in MARGIN_BANDS)]
     section(
         "Agreement",
         _table(agreement_header, agreement_rows, text_cols=2) if agreement_rows else "",
         plot("agreement", "agreement per question", _plot_agreement(data.agreement)),
+        f"<h3>Judge and people</h3>\n<p>{_esc(JUDGE_AGREEMENT_TEXT)}</p>\n"
+        + _table(judge_header, judge_rows)
+        if judge_rows
+        else "",
+        plot(
+            "judge_agreement",
+            "judge agreement with people per margin band",
+            _plot_judge_agreement(data.judge_agreement),
+        ),
         note=f"Records flagged for disagreement: {data.disagreements}",
     )
 

@@ -1,7 +1,8 @@
 """What a version's curation report counts, gathered one aggregated record at a time.
 
-Only counters live here (statuses, changed fields, rating histograms, win-rate tallies and
-agreement sums), so memory stays flat however many records an export reads.
+Only counters live here (statuses, review reasons, changed fields, rating histograms,
+win-rate tallies, agreement sums and the judge's agreement with people), so memory stays flat
+however many records an export reads.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections import Counter
 from collections.abc import Mapping
 from itertools import combinations
 
-from services.exporter.aggregate import Aggregate
+from services.exporter.aggregate import Aggregate, Questions
 from services.exporter.agreement import AgreementAccumulator, Level
+from services.exporter.judge_agreement import JudgeAgreement
 from services.exporter.report import AgreementRow, ReportData, WinRate
 from shared.templates import QuestionKind
 
@@ -62,11 +64,20 @@ class WinRateTally:
 
 
 class CurationStats:
-    """Counts for the report, fed every aggregated record of an export."""
+    """Counts for the report, fed every aggregated record of an export.
 
-    def __init__(self, kinds: Mapping[str, QuestionKind]) -> None:
+    `questions` (the flow's template's) say which of people's answers the judge's verdict can
+    be compared with; without them only the best response is compared.
+    """
+
+    def __init__(
+        self, kinds: Mapping[str, QuestionKind], questions: Questions | None = None
+    ) -> None:
         self.kinds = kinds
         self.statuses: Counter[str] = Counter()
+        # (review reason, auto-accepted?) → records, for records that carry a decision
+        self.reviews: Counter[tuple[str, bool]] = Counter()
+        self.judge = JudgeAgreement(questions or Questions())
         self.changed: Counter[str] = Counter()
         self.curated = 0
         self.ratings: dict[str, Counter[int]] = {}
@@ -94,6 +105,9 @@ class CurationStats:
             statuses["records all discarded"] += 1
         else:
             statuses["records annotated"] += 1
+        if agg.record.review is not None:
+            self.reviews[agg.record.review.reason.value, agg.auto_accepted] += 1
+        self.judge.add(agg)
         if agg.curated:
             self.curated += 1
             for name in agg.changed:
@@ -117,6 +131,8 @@ class CurationStats:
             if moment is not None:
                 self._saw(moment)
         self.statuses.update(other.statuses)
+        self.reviews.update(other.reviews)
+        self.judge.merge(other.judge)
         self.changed.update(other.changed)
         self.curated += other.curated
         self.disagreements += other.disagreements
@@ -162,4 +178,9 @@ class CurationStats:
                 for a in agreement
             ],
             disagreements=self.disagreements,
+            review_reasons={
+                reason: (self.reviews[reason, True], self.reviews[reason, False])
+                for reason in sorted({reason for reason, _ in self.reviews})
+            },
+            judge_agreement=self.judge.rows(),
         )

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 from datasets import Features, Value
 
-from services.exporter.aggregate import Aggregate, Candidate
+from services.exporter.aggregate import Aggregate, Candidate, better
 from services.exporter.stats import CurationStats
 from shared.plugins import Plugin, PluginOptionsError
 
 Row = dict[str, Any]
+__all__ = ["COMMON", "MESSAGES", "Format", "Row", "TrainingFormat", "better", "common"]
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 COMMON = {
     "record_id": Value("string"),
@@ -67,22 +68,6 @@ def common(agg: Aggregate) -> Row:
         "auto_accepted": agg.auto_accepted,
         "disagreement": bool(agg.disagreement),
     }
-
-
-def better(a: Candidate, b: Candidate) -> bool:
-    """Whether `a`, listed above `b`, is really better (not merely listed first).
-
-    Different scores decide; else different ranks (people's ranking, a pairwise judge's
-    winner); equal scores without a rank between them are a tie. Unscored and unranked, a
-    text an annotator wrote beats a response, and a good one beats one that is not.
-    """
-    if a.score is not None and b.score is not None and a.score != b.score:
-        return a.score > b.score
-    if a.rank is not None and b.rank is not None and a.rank != b.rank:
-        return a.rank < b.rank
-    if a.score is not None and b.score is not None:
-        return False
-    return a.index is None or (a.acceptable is True and b.acceptable is not True)
 
 
 class TrainingFormat(Format):
