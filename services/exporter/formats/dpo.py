@@ -1,5 +1,10 @@
 """`dpo`: `prompt`, `chosen`, `rejected`, `score_chosen`, `score_rejected`: the best against
-the worst candidate, when the best is strictly better."""
+the worst candidate, when the best is strictly better (`aggregate.better`): a higher score, or
+with equal or no scores a better rank: people's ranking, or a pairwise judge's winner (chosen,
+the other rejected, scores empty; a tie gives no row). Records of a flow with neither a judge
+nor people have no preference: no row.
+Load: `load_dataset("parquet", data_dir=<version>)` (or `load_dataset(<version>)`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """`eval`: per record and model `score` (people's), `judge_score` and `rank` (split `scores`),
 then the win rates between models over all records (split `win_rates`: a higher score wins,
-equal scores tie)."""
+else a better rank, equal ones tie). The two tables are configurations of the version's card:
+`load_dataset(<version>, "scores")["train"]`, `load_dataset(<version>, "win_rates")["train"]`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,12 @@
-"""`kto`: `prompt`, `completion`, `label`: every candidate with a clear good/bad answer."""
+"""`kto`: `prompt`, `completion`, `label`: every candidate with a clear good/bad answer.
+
+Good or bad (`Candidate.acceptable`): a mean rating in the top or bottom quarter of its scale
+(people's, or a 1-5 judge's 4-5 and 1-2 on auto-accepted records), a thumbs verdict, and
+criteria (people's `code-scoring` answers, the `additive` judge's points): every criterion met
+is good, a quarter of them or fewer bad, anything between no row. A pairwise verdict says which
+response is better, not whether it is good: no row.
+Load: `load_dataset("parquet", data_dir=<version>)` (or `load_dataset(<version>)`).
+"""
 
 from __future__ import annotations
 

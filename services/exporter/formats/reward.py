@@ -1,5 +1,8 @@
-"""`reward`: `prompt`, `chosen`, `rejected`, `margin`: one row per ranked pair (best-first
-order, strictly better scores when there are scores)."""
+"""`reward`: `prompt`, `chosen`, `rejected`, `margin`: one row per pair where the first is
+strictly better (`aggregate.better`: a higher score, else a better rank from people's ranking
+or a pairwise judge's winner); `margin` is the score difference, empty without scores.
+Load: `load_dataset("parquet", data_dir=<version>)` (or `load_dataset(<version>)`).
+"""
 
 from __future__ import annotations
 

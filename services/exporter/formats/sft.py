@@ -1,7 +1,9 @@
-"""`sft`: the best candidate, unless the annotators called it bad.
+"""`sft`: the best candidate, unless the annotators called it bad: a text people wrote, their
+best-rated or top-ranked response, the judge's best (a pairwise judge's winner; on a tie the
+first response), or for a flow with neither a judge nor people the first response.
 
 `messages` (conversational, the default) or, with ``style: prompt-completion``, `prompt` and
-`completion`.
+`completion`. Load: `load_dataset("parquet", data_dir=<version>)` (or `load_dataset(<version>)`).
 """
 
 from __future__ import annotations
