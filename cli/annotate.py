@@ -60,8 +60,8 @@ def annotate_command(
     annotators: Annotated[
         int | None,
         typer.Option(
-            help="Bots (default: as many as a record needs submissions); in split mode, the "
-            "first N of the flow's annotators (default all)."
+            help="Bots (default: as many as a record needs submissions). A split flow's "
+            "records are answered by its own annotators, whatever N."
         ),
     ] = None,
     policy: Annotated[

@@ -71,21 +71,17 @@ def bot_name(flow_name: str, number: int) -> str:
 
 def seats(flow_name: str, flow: Flow, default_workspace: str, bots: int | None) -> list[Seat]:
     """The seats bot annotators take: `bots` bots in the flow's workspace (default: as many
-    as a record needs submissions), or, in split mode, the flow's annotators (the first
-    `bots` of them; default all)."""
+    as a record needs submissions); in split mode, the flow's annotators, each in their own
+    workspace, whatever `bots` says (each record goes to one of them and waits for them)."""
     publish = publish_of(flow_name, flow)
     workspace = flow_workspace(flow_name, flow, default_workspace)
     dataset = publish.dataset or flow_name
     if bots is not None and bots < 1:
         raise AccountError("the number of annotators must be at least 1")
     if publish.mode == "split":
-        if bots is not None and bots > len(publish.annotators):
-            raise AccountError(
-                f"flow {flow_name!r} splits its records over {len(publish.annotators)} "
-                f"annotators ({', '.join(publish.annotators)}); asked for {bots}"
-            )
-        chosen = publish.annotators[: bots or len(publish.annotators)]
-        return [Seat(name, split_workspace(workspace, name), dataset) for name in chosen]
+        return [
+            Seat(name, split_workspace(workspace, name), dataset) for name in publish.annotators
+        ]
     count = bots or publish.min_submitted
     return [Seat(bot_name(flow_name, i), workspace, dataset) for i in range(1, count + 1)]
 

@@ -273,7 +273,7 @@ async def annotate_flow(
     """Run bot annotators on a flow's Argilla datasets until done (see the module).
 
     `argilla` holds the owner's URL and key and the default workspace; `bots` the number of
-    bots (split mode: the first `bots` of the flow's annotators; default: see `seats`).
+    bots (default: as many as a record needs submissions; split mode: the flow's annotators).
     Raises `AccountError` for a flow people cannot annotate, `ArgillaError` when Argilla
     refuses the owner or stays unreachable. `transport` replaces the network (tests).
     """

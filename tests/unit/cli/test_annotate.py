@@ -48,7 +48,7 @@ def test_policy_options_are_key_value_pairs_read_as_yaml() -> None:
             "unknown option(s) ['disagre_rate']",
         ),
         (["annotate", "--flow", "people", "--option", "seed"], "expected key=value"),
-        (["annotate", "--flow", "split", "--annotators", "3"], "splits its records over 2"),
+        (["annotate", "--flow", "people", "--annotators", "0"], "at least 1"),
         (["annotators", "add", "--flow", "split", "cy"], "'cy' is not one of them"),
         (["annotators", "list", "--flow", "judged"], "has no `publish` stage"),
     ],

@@ -246,12 +246,11 @@ def test_seats_per_mode() -> None:
         ("team", "prefs")
     }
     split = flow(plugin="curation", mode="split", annotators=["al", "bo", "cy"])
-    assert [(s.username, s.workspace) for s in seats("f", split, "admin", 2)] == [
-        ("al", "admin-al"),
-        ("bo", "admin-bo"),
-    ]
-    with pytest.raises(AccountError, match="splits its records over 3 annotators"):
-        seats("f", split, "admin", 4)
+    expected = [("al", "admin-al"), ("bo", "admin-bo"), ("cy", "admin-cy")]
+    for bots in (None, 1, 5):  # every record waits for its annotator: all of them answer
+        assert [(s.username, s.workspace) for s in seats("f", split, "admin", bots)] == expected
+    with pytest.raises(AccountError, match="at least 1"):
+        seats("f", overlap, "admin", 0)
     with pytest.raises(AccountError, match="has no `publish` stage"):
         seats("f", Flow(), "admin", 2)
     assert person_seat("f", split, "admin", "bo").workspace == "admin-bo"
