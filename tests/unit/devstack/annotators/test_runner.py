@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -274,3 +275,15 @@ async def test_accounts_are_created_once_joined_to_the_workspace_and_other_roles
             await ensure_account(owner, "boss", "team")
         with pytest.raises(AccountError, match="at least 8 characters"):
             await ensure_account(owner, "new", "team", "short")
+
+
+async def test_a_waiting_run_stops_when_its_task_is_cancelled() -> None:
+    patient = RunOptions(idle_timeout_s=600, poll_interval_s=0.05)
+    task = asyncio.create_task(
+        run(FakeArgilla(), flow(plugin="preference"), AgreePolicy(), options=patient)
+    )
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
