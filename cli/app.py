@@ -4,14 +4,15 @@
 * `stack ...`, `services ...` (cli/stack.py): the local stack and the services on it;
 * `ingest`, `export` (cli/data.py): data in and out on demand;
 * `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable;
-* `annotate`, `annotators add|list` (cli/annotate.py): bot annotators, people's accounts.
+* `annotate`, `annotators add|list` (cli/annotate.py): bot annotators, people's accounts;
+* `demo` (cli/demo.py): a shipped flow's sample through the running local stack, watched live.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import annotate, data, flows, run, stack
+from cli import annotate, data, demo, flows, run, stack
 
 app = typer.Typer(
     help="Loopline: stream LLM traffic into curated training and evaluation data.",
@@ -25,5 +26,6 @@ app.command()(data.ingest)
 app.command("export")(data.export_command)
 app.command()(flows.plugins)
 app.command("check-flows")(flows.check_flows)
+app.command()(demo.demo)
 app.command("annotate")(annotate.annotate_command)
 app.add_typer(annotate.annotators_app, name="annotators")

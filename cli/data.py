@@ -17,6 +17,7 @@ from shared.service import load_checked_flows
 from shared.settings import Settings
 
 if TYPE_CHECKING:  # the services load when a command needs them, not for `--help`
+    from services.exporter.export import ExportResult
     from services.ingester.batch_import import ImportSummary
 
 
@@ -196,6 +197,12 @@ def export_command(
     with progress_bar() as bar:
         task = bar.add_task(f"exporting {', '.join(r.plugin for r in refs)}", total=records)
         results = export_now(settings, flows, flow, refs, partial(bar.advance, task))
+    show_results(flow, results)
+    asyncio.run(announce(settings, flows, results))
+
+
+def show_results(flow: str, results: list[ExportResult]) -> None:
+    """One line per format: its new version, or why there is none."""
     for result in results:
         rows = ", ".join(f"{split} {n}" for split, n in result.rows.items())
         if result.created:
@@ -208,4 +215,3 @@ def export_command(
             console.print(
                 f"{flow}/{result.format}: unchanged since v{result.version} ({rows} rows)"
             )
-    asyncio.run(announce(settings, flows, results))
