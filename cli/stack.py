@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,9 @@ from cli.options import FlowsFile, InstallDir, StateDir, settings_with
 from cli.output import console, exit_on, progress, show
 from devstack import StackConfig, StackError
 from devstack import services as local_services
+from devstack.annotators.accounts import Account, ensure_split_annotators
+from devstack.annotators.rest import ArgillaError, ArgillaREST
+from shared.flows import Flow, FlowFileError, load_flows
 
 stack_app = typer.Typer(
     help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), two llama.cpp LLMs.",
@@ -161,9 +165,34 @@ def services_up(
     """
     config = stack_config(state_dir, model)
     flows_file = settings_with(flows_file=flows_file).flows_file
+    with exit_on(FlowFileError, code=2):
+        flows = load_flows(flows_file)
+    # A split flow's annotators must exist before the publisher starts (it never creates
+    # people's accounts); on the local stack they are created here.
+    with exit_on(StackError, code=1):
+        accounts = asyncio.run(split_annotators(config, flows.flows))
+    for account in accounts:
+        if account.created:
+            progress(
+                f"annotator {account.username} created in {account.workspace} "
+                f"(password {account.password})"
+            )
     with exit_on(StackError, code=1):
         show(local_services.up(config, flows_file, progress=progress))
     console.print(f"logs: {config.log_dir}/service-*.log")
+
+
+async def split_annotators(config: StackConfig, flows: dict[str, Flow]) -> list[Account]:
+    """The local stack's accounts for every split flow's annotators."""
+    if not any(f.publish is not None and f.publish.mode == "split" for f in flows.values()):
+        return []
+    try:
+        async with ArgillaREST(
+            config.argilla_url, config.argilla_api_key.get_secret_value()
+        ) as owner:
+            return await ensure_split_annotators(owner, flows, config.argilla_workspace)
+    except ArgillaError as exc:
+        raise StackError("argilla", f"cannot create the split flows' annotators: {exc}") from exc
 
 
 @services_app.command("down")

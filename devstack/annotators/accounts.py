@@ -164,3 +164,27 @@ async def workspace_annotators(owner: ArgillaREST, workspace: str) -> list[str]:
         return []
     members = await owner.workspace_users(str(found["id"]))
     return sorted(m["username"] for m in members if m["role"] == ANNOTATOR_ROLE)
+
+
+LOCAL_PASSWORD = "loopline-annotator"  # the local stack's annotators (never in production)
+
+
+async def ensure_split_annotators(
+    owner: ArgillaREST, flows: dict[str, Flow], default_workspace: str
+) -> list[Account]:
+    """The annotators every `split` flow names, as accounts in their own workspaces.
+
+    The argilla-publisher refuses to start while a split flow's annotators do not exist (it
+    never creates people's accounts); the local stack creates them before it starts the
+    services, with the password `LOCAL_PASSWORD`.
+    """
+    accounts = []
+    for name, flow in flows.items():
+        if flow.publish is None or flow.publish.mode != "split":
+            continue
+        for annotator in flow.publish.annotators:
+            seat = person_seat(name, flow, default_workspace, annotator)
+            new = await owner.user(seat.username) is None
+            password = LOCAL_PASSWORD if new else None  # an existing user keeps theirs
+            accounts.append(await ensure_account(owner, seat.username, seat.workspace, password))
+    return accounts
