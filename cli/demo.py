@@ -14,6 +14,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,7 +105,10 @@ async def run_demo(
     annotators: int,
     policy: str,
     timeout_s: float,
+    policy_options: Mapping[str, Any] | None = None,
 ) -> FlowProgress:
+    """The sample through the running services; bots answer with `policy`, built from
+    `policy_options` (the policy's defaults without them)."""
     flow = flows.get(flow_name)
     watcher = StageWatcher(settings.kafka, flow_name, flow)
     await watcher.start()
@@ -117,7 +121,9 @@ async def run_demo(
         bots: asyncio.Task[Any] | None = None
         if flow.publish is not None and not people:
             bots = asyncio.create_task(
-                run_bots(settings, flows, flow_name, annotators, policy, timeout_s)
+                run_bots(
+                    settings, flows, flow_name, annotators, policy, timeout_s, policy_options
+                )
             )
         elif flow.publish is not None:
             console.print(
@@ -143,11 +149,13 @@ async def run_bots(
     annotators: int,
     policy: str,
     timeout_s: float,
+    policy_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Bot annotators answer the flow's records as they arrive in Argilla (until cancelled)."""
     from devstack.annotators.runner import RunOptions, annotate_flow
 
-    bot_policy = PluginRegistry().build(PluginKind.annotators, policy, {})
+    options = dict(policy_options or {})
+    bot_policy = PluginRegistry().build(PluginKind.annotators, policy, options)
     await annotate_flow(
         settings.argilla,
         flow_name,
