@@ -121,9 +121,7 @@ async def run_demo(
         bots: asyncio.Task[Any] | None = None
         if flow.publish is not None and not people:
             bots = asyncio.create_task(
-                run_bots(
-                    settings, flows, flow_name, annotators, policy, timeout_s, policy_options
-                )
+                run_bots(settings, flows, flow_name, annotators, policy, timeout_s, policy_options)
             )
         elif flow.publish is not None:
             console.print(
