@@ -20,7 +20,17 @@ from devstack.installer import ARGILLA_REQUIREMENTS, InstallPaths
 
 HEALTH_TIMEOUT_S = 2.0
 LLM_SCRIPT = Path(__file__).with_name("llm_server.py")
-LLM_THREADS = 2
+
+
+def llm_threads(servers: int) -> int:
+    """CPU threads per llama.cpp server: the machine's cores shared between the servers.
+
+    llama.cpp's threads spin while they wait for each other: two servers of two threads each
+    on two cores take turns and generate several times slower than one thread each.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, servers))
+
+
 # Environment variables of the caller that would change what a server does or where it reports.
 _NOT_INHERITED = (
     "PYTHONPATH",
@@ -372,7 +382,7 @@ def _llm(config: StackConfig, paths: InstallPaths, server: LLMServer) -> Compone
             "--context",
             str(config.llm_context),
             "--threads",
-            str(LLM_THREADS),
+            str(llm_threads(len(config.llm_servers))),
         ],
         {},
         (port,),
