@@ -32,7 +32,7 @@ from shared.events import (
     DatasetExported,
     Record,
 )
-from shared.flows import Flow
+from shared.flows import Flow, next_topic
 from shared.review import review
 from shared.settings import KafkaSettings
 
@@ -45,6 +45,24 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("answered", FEEDBACK_RESPONSES),
     ("completed", RECORDS_COMPLETED),
 )
+
+
+def stage_topics(flow: Flow) -> dict[str, list[str]]:
+    """Per topic, the stages of the flow a record on it has reached, in order. A stage the flow
+    skips passes its records straight to a later stage's topic (`next_topic`): a judge-only
+    flow's imported records land on `records.generated`, and a flow with neither generation
+    nor judge sends them to `records.judged`, so those topics count them as ingested too."""
+    used = stages_of(flow)
+    topics: dict[str, list[str]] = {}
+    for name, topic in STAGES:
+        if name in used:
+            topics.setdefault(topic, []).append(name)
+    landing = {"ingested": next_topic(flow, "ingest"), "generated": next_topic(flow, "generate")}
+    for name, topic in landing.items():
+        if name in used and name not in topics.setdefault(topic, []):
+            topics[topic].append(name)
+            topics[topic].sort(key=used.index)
+    return topics
 
 
 def stages_of(flow: Flow) -> list[str]:
@@ -126,7 +144,7 @@ class StageWatcher:
         self.progress = FlowProgress(flow_name, flow)
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._topic_stage = {topic: name for name, topic in STAGES if name in self.progress.stages}
+        self._topic_stages = stage_topics(flow)
 
     async def start(self) -> None:
         """Begin at the current end of every topic: only what happens from now on counts."""
@@ -135,7 +153,7 @@ class StageWatcher:
         )
         await consumer.start()
         await consumer.topics()
-        topics = [*self._topic_stage, *(t + DLQ_SUFFIX for t in self._topic_stage)]
+        topics = [*self._topic_stages, *(t + DLQ_SUFFIX for t in self._topic_stages)]
         topics.append(DATASETS_EXPORTED)
         assigned = [
             TopicPartition(topic, p)
@@ -184,17 +202,17 @@ class StageWatcher:
         if dead:
             # The message failed at the stage that reads this topic: the next one.
             names = list(self.progress.stages)
-            index = names.index(self._topic_stage[stage_topic])
+            index = names.index(self._topic_stages[stage_topic][-1])
             stage = names[min(index + 1, len(names) - 1)]
             headers = dict(message.headers or ())
             reason = headers.get(H_ERROR, b"").decode(errors="replace") or "dead-lettered"
             self.progress.stages[stage].failed[record_id] = reason
             return
-        stage = self._topic_stage[stage_topic]
-        counted = self.progress.stages[stage]
-        if record_id not in counted.records:
-            counted.records.add(record_id)
-            counted.last_change = time.monotonic()
+        for stage in self._topic_stages[stage_topic]:
+            counted = self.progress.stages[stage]
+            if record_id not in counted.records:
+                counted.records.add(record_id)
+                counted.last_change = time.monotonic()
         if stage_topic == RECORDS_JUDGED:
             self._maybe_auto_accepted(record_id, body)
 

@@ -9,6 +9,7 @@ from aiokafka import ConsumerRecord
 from devstack.stage_watch import FlowProgress, StageWatcher, stages_of
 from shared.dead_letters import H_ERROR
 from shared.events import (
+    AnnotatorResponse,
     CompletedRecord,
     DatasetExported,
     Judgment,
@@ -129,3 +130,36 @@ def test_a_stage_with_nothing_new_while_records_wait_is_stalled() -> None:
     assert w.progress.stalled(after_s=0) == "judged"
     w.seen(message("records.judged", record.model_dump_json().encode()))
     assert w.progress.stalled(after_s=0) is None
+
+
+def test_stages_a_flow_skips_are_seen_on_the_topic_its_records_land_on() -> None:
+    flows = parse_flows(
+        {
+            "flows": {
+                "people-only": {"publish": {"plugin": "sft-demonstration"}},
+                "generate-only": {
+                    "generate": [{"plugin": "openai"}],
+                    "publish": {"plugin": "preference"},
+                },
+            }
+        },
+        "test",
+    )
+    # No generation, no judge: the import writes straight to records.judged.
+    w = StageWatcher(KafkaSettings(), "people-only", flows.flows["people-only"])
+    record = Record(record_id="r1", flow="people-only", instruction="q")
+    w.seen(message("records.judged", record.model_dump_json().encode()))
+    assert w.progress.count("ingested") == 1 and w.progress.count("judged") == 1
+    answer = AnnotatorResponse(
+        record_id="r1", dataset="people-only", annotator="a", status="submitted"
+    )
+    w.seen(message("feedback.responses", answer.model_dump_json().encode()))
+    assert w.progress.count("answered") == 1
+    # Generation without a judge: generated records go straight to records.judged.
+    w = StageWatcher(KafkaSettings(), "generate-only", flows.flows["generate-only"])
+    record = Record(record_id="r2", flow="generate-only", instruction="q")
+    w.seen(message("records.ingested", record.model_dump_json().encode()))
+    w.seen(message("records.judged", record.model_dump_json().encode()))
+    assert [w.progress.count(s) for s in ("ingested", "generated", "judged")] == [1, 1, 1]
+    w.seen(message("records.judged.dlq", record.model_dump_json().encode()))
+    assert w.progress.failed() == {"r2": "in Argilla: dead-lettered"}
