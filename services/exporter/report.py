@@ -117,6 +117,8 @@ class ReportData:
     # Review reason -> (records auto-accepted, records people answered), from `Record.review`.
     review_reasons: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     judge_agreement: Sequence[JudgeAgreementRow] = ()
+    # Imported preference pairs: outcome (kept, flipped, discarded, rewritten) -> records.
+    preference_pairs: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- plots -------------------------------------------------------------------------------------
@@ -329,6 +331,12 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         "(the flow's <code>publish.when</code>).</p>\n"
         + _table(["reason", "auto-accepted", "answered by people"], reasons)
         if reasons
+        else "",
+        "<h3>Preference pairs</h3>\n<p>Imported chosen/rejected pairs: kept (the chosen "
+        "response is still the best), flipped (the rejected one is now the best), discarded, or "
+        "rewritten (a text people wrote beats both).</p>\n"
+        + _table(["outcome", "records"], sorted(data.preference_pairs.items()))
+        if data.preference_pairs
         else "",
     )
 

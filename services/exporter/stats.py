@@ -79,6 +79,7 @@ class CurationStats:
         self.reviews: Counter[tuple[str, bool]] = Counter()
         self.judge = JudgeAgreement(questions or Questions())
         self.changed: Counter[str] = Counter()
+        self.pairs: Counter[str] = Counter()  # preference pairs kept, flipped or discarded
         self.curated = 0
         self.ratings: dict[str, Counter[int]] = {}
         self.disagreements = 0
@@ -112,6 +113,9 @@ class CurationStats:
             self.curated += 1
             for name in agg.changed:
                 self.changed[name] += 1
+        outcome = pair_outcome(agg)
+        if outcome is not None:
+            self.pairs[outcome] += 1
         if agg.disagreement:
             self.disagreements += 1
         for question, by_annotator in agg.answers.items():
@@ -134,6 +138,7 @@ class CurationStats:
         self.reviews.update(other.reviews)
         self.judge.merge(other.judge)
         self.changed.update(other.changed)
+        self.pairs.update(other.pairs)
         self.curated += other.curated
         self.disagreements += other.disagreements
         self.wins.merge(other.wins)
@@ -183,4 +188,25 @@ class CurationStats:
                 for reason in sorted({reason for reason, _ in self.reviews})
             },
             judge_agreement=self.judge.rows(),
+            preference_pairs=dict(self.pairs),
         )
+
+
+def pair_outcome(agg: Aggregate) -> str | None:
+    """What became of an imported preference pair (`metadata.preference`: the indices of its
+    chosen and rejected responses): `kept` (the chosen one is still the best), `flipped` (the
+    rejected one is now the best), `discarded` (people discarded it), `rewritten` (a text
+    people wrote beats both); None for a record that is not such a pair or not decided."""
+    pair = agg.record.metadata.get("preference")
+    if not isinstance(pair, dict) or not {"chosen", "rejected"} <= set(pair):
+        return None
+    if agg.excluded:
+        return "discarded"
+    best = agg.candidates[0] if agg.candidates else None
+    if best is None:
+        return None
+    if best.index is None:
+        return "rewritten"
+    if best.index == pair["chosen"]:
+        return "kept"
+    return "flipped" if best.index == pair["rejected"] else None
