@@ -42,6 +42,8 @@ def test_services_up_flag_beats_the_environment(
 ) -> None:
     """`--flows-file` is optional: without it the environment decides, with it the flag."""
     seen: list[Path] = []
+    for name in ("from-env.yaml", "flag.yaml"):  # no split flow: no Argilla accounts needed
+        (tmp_path / name).write_text("flows: {one: {route: {plugin: all}}}\n")
     monkeypatch.setenv("LOOPLINE_FLOWS_FILE", str(tmp_path / "from-env.yaml"))
     monkeypatch.setattr("cli.stack.local_services.up", lambda c, f, progress: seen.append(f) or [])
     assert runner.invoke(app, ["services", "up"]).exit_code == 0
