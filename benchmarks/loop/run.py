@@ -1,0 +1,211 @@
+"""Loop benchmark: the whole loop, ingest to export, next to the notebooks' way of working.
+
+Starts the local stack's Kafka (Tansu, in memory) and Argilla (with its search engine and
+worker) on free loopback ports, and a scripted, instant OpenAI-compatible endpoint in this
+process (`devstack.scripted_llm`: short texts for generations, a valid object for the
+judge's JSON schema). Then, in one run on the same Argilla:
+
+  1. loopline: the six services in this process with the shipped `generations-to-argilla`
+     flow (two generations, the multi-aspect judge, the `preference` template, `dpo` export
+     every `--every-records` records or `--every-s` seconds after a change) and two `agree`
+     bot annotators answering as records arrive. `--records` records go to the ingester's
+     HTTP API in batches of `--batch` (all at once, or `--rate` records/s). Measured: records/s
+     from the first ingest request to the last record's row in a `dpo` version, and p50/p99
+     of each record's time from its ingest request to the first version holding its row
+     (read from the versions' Parquet files: `record_id` is a column);
+  2. anchor: the same judged records (read back from `records.judged`) through the argilla
+     SDK's `dataset.records.log(...)`, the same bots through the same REST path, then
+     `dataset.records` read back and a `datasets.Dataset` of DPO rows built from them.
+
+Loopline runs `--loop-runs` times, the anchor `--anchor-runs` times, alternating; medians are
+shown. Every process started is stopped by pid.
+
+    python benchmarks/loop/run.py [--records 500] [--loop-runs 1] [--anchor-runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import argilla as rg
+from anchor import AnchorResult, run_anchor
+from cpu import CpuMeter
+from loop_side import Endpoints, LoopOptions, LoopResult, judged_records, run_loop
+from responder import respond
+
+import devstack as stack
+from devstack.scripted_llm import ScriptedLLM
+from devstack.testing import config_for_tests, free_port
+from shared.settings import ArgillaSettings, KafkaSettings
+
+REPO = Path(__file__).resolve().parents[2]
+SETTLE_S = 5.0  # between runs: Argilla's worker finishes what the last run queued
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+def drop_webhooks(argilla: ArgillaSettings, port: int) -> int:
+    """Delete the collector's Argilla webhook once its run is over (the anchor has none; the
+    next run's collector registers it again)."""
+    client = rg.Argilla(api_url=argilla.api_url, api_key=argilla.api_key.get_secret_value())
+    dropped = 0
+    try:
+        for hook in client.webhooks.list():
+            if f":{port}/" in hook.url:
+                hook.delete()
+                dropped += 1
+    finally:
+        client.http_client.close()
+    return dropped
+
+
+async def bench(
+    config: stack.StackConfig, args: argparse.Namespace, workdir: Path, tag: str
+) -> tuple[list[LoopResult], list[AnchorResult], list[str]]:
+    options = LoopOptions(
+        records=args.records,
+        every_records=args.every_records,
+        every_s=args.every_s,
+        batch=args.batch,
+        rate=args.rate,
+        timeout_s=args.timeout,
+    )
+    argilla = ArgillaSettings(
+        api_url=config.argilla_url,
+        api_key=config.argilla_api_key,
+        workspace=config.argilla_workspace,
+    )
+    meter = CpuMeter(config)
+    loops: list[LoopResult] = []
+    anchors: list[AnchorResult] = []
+    notes: list[str] = []
+    async with ScriptedLLM(responder=respond) as llm:
+        endpoints = Endpoints(
+            kafka=config.kafka_bootstrap,
+            argilla=argilla,
+            llm_url=llm.base_url,
+            feedback_port=free_port(),
+            group_prefix=f"bench-loop-{tag}",
+        )
+        judged = None
+        for k in range(max(args.loop_runs, args.anchor_runs)):
+            if k < args.loop_runs:
+                run = f"{tag}-{k + 1}"
+                before, cpu = load(), meter.snapshot(time.monotonic())
+                print(f"  loopline run {k + 1}/{args.loop_runs} ...", flush=True)
+                result = await run_loop(endpoints, workdir, run, options)
+                loops.append(result)
+                used = meter.use(cpu, meter.snapshot(time.monotonic()))
+                notes.append(f"loopline run {k + 1}: load average {before} -> {load()}")
+                notes.append(f"  {used.line()}")
+                await asyncio.to_thread(drop_webhooks, argilla, endpoints.feedback_port)
+                if judged is None:
+                    kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
+                    judged = await judged_records(kafka, f"loop-{run}", args.records)
+                await asyncio.sleep(SETTLE_S)
+            if k < args.anchor_runs:
+                if judged is None:
+                    raise SystemExit("the anchor needs one loopline run first (its records)")
+                before, cpu = load(), meter.snapshot(time.monotonic())
+                print(f"  anchor run {k + 1}/{args.anchor_runs} ...", flush=True)
+                anchors.append(await run_anchor(argilla, judged, f"{tag}-{k + 1}"))
+                used = meter.use(cpu, meter.snapshot(time.monotonic()))
+                notes.append(f"anchor run {k + 1}: load average {before} -> {load()}")
+                notes.append(f"  {used.line()}")
+                await asyncio.sleep(SETTLE_S)
+        notes.append(f"scripted LLM: {len(llm.requests)} requests answered")
+    return loops, anchors, notes
+
+
+def report(
+    args: argparse.Namespace,
+    loops: list[LoopResult],
+    anchors: list[AnchorResult],
+    notes: list[str],
+) -> None:
+    print()
+    print(f"records {args.records}, {os.cpu_count()} cores")
+    print(f"{'contender':<44}{'runs':>5}{'total s':>9}{'records/s':>11}{'p50 s':>8}{'p99 s':>8}")
+    a_total = statistics.median([a.seconds for a in anchors]) if anchors else float("nan")
+    print(
+        f"{'anchor: SDK log, bots, read back, Dataset':<44}{len(anchors):>5}{a_total:>9.1f}"
+        f"{args.records / a_total:>11.1f}{'-':>8}{'-':>8}"
+    )
+    l_total = statistics.median([r.seconds for r in loops])
+    p50 = statistics.median([r.p50 for r in loops])
+    p99 = statistics.median([r.percentile(99) for r in loops])
+    print(
+        f"{'loopline: ingest .. dpo version (6 services)':<44}{len(loops):>5}{l_total:>9.1f}"
+        f"{args.records / l_total:>11.1f}{p50:>8.1f}{p99:>8.1f}"
+    )
+    print(f"loopline / anchor records/s: {a_total / l_total:.2f}x")
+    print()
+    for k, r in enumerate(loops, 1):
+        stages = ", ".join(f"{name} {a:.1f}-{b:.1f}" for name, (a, b) in r.stages.items())
+        print(
+            f"loopline run {k}: {r.seconds:.1f} s, {r.rate:.1f} records/s, p50 {r.p50:.1f} s, "
+            f"p99 {r.percentile(99):.1f} s; {len(r.versions)} dpo versions "
+            f"(last {r.versions[-1].rows} rows)"
+        )
+        if args.verbose:
+            for v in r.versions:
+                print(
+                    f"    dpo v{v.number}: {v.rows} rows ({v.new} new), exported at "
+                    f"{v.exported_at:.1f} s, read at {v.seen_at:.1f} s"
+                )
+        print(f"  stages, first-last record (s after the first ingest): {stages}")
+        print(f"  bots: {r.bots}")
+    for k, a in enumerate(anchors, 1):
+        steps = ", ".join(f"{name} {s:.1f}" for name, s in a.steps.items())
+        print(f"anchor run {k}: {a.seconds:.1f} s, {a.rate:.1f} records/s, {a.rows} rows ({steps})")
+        print(f"  bots: {a.bots}")
+    for note in notes:
+        print(note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=500)
+    parser.add_argument("--loop-runs", type=int, default=1)
+    parser.add_argument("--anchor-runs", type=int, default=3)
+    parser.add_argument("--every-records", type=int, default=20, help="export trigger")
+    parser.add_argument("--every-s", type=float, default=1.0, help="export trigger")
+    parser.add_argument("--batch", type=int, default=100, help="records per ingest request")
+    parser.add_argument("--rate", type=float, default=0.0, help="records/s offered; 0: at once")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per loopline run, s")
+    parser.add_argument("--verbose", action="store_true", help="every dpo version's figures")
+    args = parser.parse_args()
+    if args.loop_runs < 1 or args.anchor_runs < 0 or args.records < 1:
+        parser.error("--records and --loop-runs must be at least 1, --anchor-runs at least 0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tag = uuid.uuid4().hex[:6]
+    started = time.monotonic()
+    print(f"load average (1/5 min) at start: {load()}")
+    with tempfile.TemporaryDirectory(prefix="loopline-loop-bench-") as tmp:
+        config = config_for_tests(Path(tmp) / "stack", REPO / ".loopline" / "install")
+        try:
+            stack.up(
+                config,
+                progress=lambda m: None,
+                components=["kafka", "search", "argilla", "argilla-worker"],
+            )
+            loops, anchors, notes = asyncio.run(bench(config, args, Path(tmp), tag))
+        finally:
+            stack.down(config)
+    report(args, loops, anchors, notes)
+    print(f"load average (1/5 min) at the end: {load()}; {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
