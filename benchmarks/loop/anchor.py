@@ -74,7 +74,9 @@ def dpo_row(record: rg.Record) -> dict[str, Any] | None:
     }
 
 
-async def run_anchor(argilla: ArgillaSettings, records: list[Record], run: str) -> AnchorResult:
+async def run_anchor(
+    argilla: ArgillaSettings, records: list[Record], run: str, bot_rate: float | None
+) -> AnchorResult:
     """One anchor run into a new dataset `anchor-<run>`, answered by the bots of flow `anchor`."""
     name = f"anchor-{run}"
     flow_name = "anchor"
@@ -98,7 +100,7 @@ async def run_anchor(argilla: ArgillaSettings, records: list[Record], run: str) 
     steps["create + records.log"] = time.monotonic() - started
     mark = time.monotonic()
     timed = TimedTransport()
-    report = await bots(argilla, flow_name, flow, idle_timeout_s=0, transport=timed)
+    report = await bots(argilla, flow_name, flow, 0, bot_rate, transport=timed)
     steps["bots answer"] = time.monotonic() - mark
     mark = time.monotonic()
 

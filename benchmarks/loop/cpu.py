@@ -22,7 +22,8 @@ def _cpu_s(pid: int | str) -> float:
         parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(parts[11]) + int(parts[12])) / TICKS  # utime + stime
+    # utime + stime, and cutime + cstime: Argilla's worker forks a process per job
+    return sum(int(x) for x in parts[11:15]) / TICKS
 
 
 def _children() -> dict[int, list[int]]:

@@ -22,6 +22,7 @@ import httpx
 import pyarrow.parquet as pq
 import yaml
 from aiokafka import AIOKafkaConsumer
+from argilla_jobs import drain
 
 from devstack.annotators.agree import AgreePolicy
 from devstack.annotators.runner import RunOptions, RunReport, annotate_flow
@@ -61,7 +62,13 @@ class LoopOptions:
     every_s: float
     batch: int  # records per ingest request
     rate: float  # records/s offered to the ingester; 0: all at once
+    bot_rate: float | None  # answers/s of the bots together (bulks of that size); None: 100
+    reconcile_s: float  # the collector's reconciliation interval
     timeout_s: float
+
+
+# stage -> seconds after the first ingest until it held its first record, half, all of them
+Stages = dict[str, tuple[float, float, float]]
 
 
 @dataclass
@@ -70,9 +77,9 @@ class LoopResult:
     seconds: float  # first ingest request to the last record's first version
     latencies: list[float]  # per record: its ingest request to its first version
     versions: list[Version]  # dpo versions written during the run (times after t0)
-    # stage -> (s until its first record, s until all of them), after t0
-    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
+    stages: Stages = field(default_factory=dict)
     bots: str = ""
+    backlog: tuple[int, float] = (0, 0.0)  # Argilla worker jobs left at the end, s to drain
 
     @property
     def rate(self) -> float:
@@ -110,9 +117,10 @@ class Endpoints:
     llm_url: str
     feedback_port: int
     group_prefix: str
+    redis: tuple[str, int]  # Argilla's job queues (the stack's Redis stand-in)
 
 
-def loop_settings(endpoints: Endpoints, export_dir: Path) -> Settings:
+def loop_settings(endpoints: Endpoints, export_dir: Path, reconcile_s: float) -> Settings:
     port = endpoints.feedback_port
     return Settings(
         stack_dir=export_dir.parent,
@@ -126,7 +134,9 @@ def loop_settings(endpoints: Endpoints, export_dir: Path) -> Settings:
         ),
         argilla=endpoints.argilla,
         feedback=FeedbackSettings(
-            port=port, public_url=f"http://127.0.0.1:{port}/argilla/webhooks"
+            port=port,
+            public_url=f"http://127.0.0.1:{port}/argilla/webhooks",
+            reconcile_interval_s=reconcile_s,
         ),
         ingest=IngestSettings(port=free_port(), max_batch=1000),
         export=ExportSettings(dir=export_dir, check_interval_s=0.5),
@@ -256,20 +266,44 @@ async def ingest(url: str, flow: str, run: str, options: LoopOptions) -> dict[st
     return sent
 
 
-async def stage_times(
-    watcher: StageWatcher, wanted: int, t0: float, into: dict[str, tuple[float, float]]
-) -> None:
-    """When each stage first held a record, and every record (seconds after t0), sampled
-    every 0.2 s."""
-    first: dict[str, float] = {}
+async def stage_times(watcher: StageWatcher, wanted: int, t0: float, into: Stages) -> None:
+    """When each stage held its first record, half of them and all (seconds after t0),
+    sampled every 0.2 s."""
+    marks: dict[str, list[float]] = {}
     while True:
         now = time.monotonic() - t0
         for name, counted in watcher.progress.stages.items():
-            if counted.records:
-                first.setdefault(name, now)
-            if name not in into and len(counted.records) >= wanted:
-                into[name] = (first[name], now)
+            reached = marks.setdefault(name, [])
+            for share in (1, (wanted + 1) // 2, wanted)[len(reached) :]:
+                if len(counted.records) < share:
+                    break
+                reached.append(now)
+            if len(reached) == 3:
+                into[name] = (reached[0], reached[1], reached[2])
         await asyncio.sleep(0.2)
+
+
+class BotClock:
+    """When the bots had answered their first record, half and all (their progress hook)."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.t0 = time.monotonic()
+        self.marks: list[float] = []
+        self.report: RunReport | None = None
+
+    def __call__(self, report: RunReport) -> None:
+        self.report = report
+        now = time.monotonic() - self.t0
+        for share in (1, (self.wanted + 1) // 2, self.wanted)[len(self.marks) :]:
+            if report.answered < share:
+                break
+            self.marks.append(now)
+
+    def stages(self) -> Stages:
+        if len(self.marks) < 3:
+            return {}
+        return {"bots answered": (self.marks[0], self.marks[1], self.marks[2])}
 
 
 async def run_loop(
@@ -279,7 +313,7 @@ async def run_loop(
     flow_name = f"loop-{run}"
     flows = loop_flow(flow_name, options)
     flow = flows.flows[flow_name]
-    settings = loop_settings(endpoints, workdir / run / "exports")
+    settings = loop_settings(endpoints, workdir / run / "exports", options.reconcile_s)
     async with six_services(settings, flows):
         stages = StageWatcher(settings.kafka, flow_name, flow)
         await stages.start()
@@ -288,14 +322,22 @@ async def run_loop(
         # The bots' accounts first (no dataset yet: the run stops at once), then the bots
         # themselves, answering as records arrive in Argilla.
         await bots(settings.argilla, flow_name, flow, idle_timeout_s=0)
-        latest: list[RunReport] = []
+        answers = BotClock(options.records)
         timed = TimedTransport()
         report_task = asyncio.create_task(
-            bots(settings.argilla, flow_name, flow, options.timeout_s, latest.append, timed)
+            bots(
+                settings.argilla,
+                flow_name,
+                flow,
+                options.timeout_s,
+                options.bot_rate,
+                answers,
+                timed,
+            )
         )
-        reached: dict[str, tuple[float, float]] = {}
+        reached: Stages = {}
         url = f"http://127.0.0.1:{settings.ingest.port}"
-        t0 = time.monotonic()
+        t0 = answers.t0 = time.monotonic()
         sampler = asyncio.create_task(stage_times(stages, options.records, t0, reached))
         sent = await ingest(url, flow_name, run, options)
         deadline = time.monotonic() + options.timeout_s
@@ -308,6 +350,9 @@ async def run_loop(
         for task in (sampler, report_task):
             task.cancel()
         await asyncio.gather(sampler, report_task, return_exceptions=True)
+        # The webhook deliveries still queued (the reconciliation did their work), delivered
+        # before the collector stops: undelivered ones would retry for minutes.
+        backlog = await drain(*endpoints.redis)
         await exports.stop()
         await stages.stop()
     firsts = {rid: exports.first_seen[rid] for rid in sent if rid in exports.first_seen}
@@ -325,8 +370,9 @@ async def run_loop(
             dataclasses.replace(v, seen_at=v.seen_at - t0, exported_at=v.exported_at - t0)
             for v in exports.versions
         ],
-        stages=reached,
-        bots=f"{latest[-1].line() if latest else ''}; Argilla calls: {timed.line()}",
+        stages={**reached, **answers.stages()},
+        bots=f"{answers.report.line() if answers.report else ''}; Argilla calls: {timed.line()}",
+        backlog=backlog,
     )
 
 
@@ -342,14 +388,17 @@ class TimedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = time.monotonic()
         answer = await self._inner.handle_async_request(request)
-        body = await answer.aread()
+        raw = b"".join([chunk async for chunk in answer.aiter_raw()])  # still encoded
         await answer.aclose()
         path = request.url.path
         kind = "list" if path.endswith("/records") else "answer" if "bulk" in path else "other"
         self.seconds[kind] = self.seconds.get(kind, 0.0) + time.monotonic() - started
         self.calls[kind] = self.calls.get(kind, 0) + 1
         return httpx.Response(
-            answer.status_code, headers=answer.headers, content=body, request=request
+            answer.status_code,
+            headers=answer.headers,
+            stream=httpx.ByteStream(raw),
+            request=request,
         )
 
     async def aclose(self) -> None:
@@ -366,17 +415,19 @@ async def bots(
     flow_name: str,
     flow: Flow,
     idle_timeout_s: float,
+    rate_per_s: float | None = None,
     progress: Callable[[RunReport], None] | None = None,
     transport: TimedTransport | None = None,
 ) -> RunReport:
-    """Two `agree` bots (the judge's suggestions, defaults: no disagreement, no discards)."""
+    """Two `agree` bots (the judge's suggestions, defaults: no disagreement, no discards);
+    `rate_per_s` bounds their answers a second (and so their bulks' size), None: bulks of 100."""
     return await annotate_flow(
         argilla,
         flow_name,
         flow,
         AgreePolicy(),
         bots=BOTS,
-        options=RunOptions(idle_timeout_s=idle_timeout_s, poll_interval_s=0.5),
+        options=RunOptions(idle_timeout_s=idle_timeout_s, rate_per_s=rate_per_s),
         progress=progress,
         transport=transport,
     )

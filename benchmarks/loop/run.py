@@ -37,6 +37,7 @@ from pathlib import Path
 
 import argilla as rg
 from anchor import AnchorResult, run_anchor
+from argilla_jobs import drain
 from cpu import CpuMeter
 from loop_side import Endpoints, LoopOptions, LoopResult, judged_records, run_loop
 from responder import respond
@@ -44,7 +45,7 @@ from responder import respond
 import devstack as stack
 from devstack.scripted_llm import ScriptedLLM
 from devstack.testing import config_for_tests, free_port
-from shared.settings import ArgillaSettings, KafkaSettings
+from shared.settings import ArgillaSettings, FeedbackSettings, KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SETTLE_S = 5.0  # between runs: Argilla's worker finishes what the last run queued
@@ -79,6 +80,8 @@ async def bench(
         every_s=args.every_s,
         batch=args.batch,
         rate=args.rate,
+        bot_rate=args.bot_rate,
+        reconcile_s=args.reconcile_s,
         timeout_s=args.timeout,
     )
     argilla = ArgillaSettings(
@@ -97,10 +100,12 @@ async def bench(
             llm_url=llm.base_url,
             feedback_port=free_port(),
             group_prefix=f"bench-loop-{tag}",
+            redis=(config.host, config.ports.redis),
         )
         judged = None
         for k in range(max(args.loop_runs, args.anchor_runs)):
             if k < args.loop_runs:
+                await drain(*endpoints.redis)
                 run = f"{tag}-{k + 1}"
                 before, cpu = load(), meter.snapshot(time.monotonic())
                 print(f"  loopline run {k + 1}/{args.loop_runs} ...", flush=True)
@@ -117,9 +122,10 @@ async def bench(
             if k < args.anchor_runs:
                 if judged is None:
                     raise SystemExit("the anchor needs one loopline run first (its records)")
+                await drain(*endpoints.redis)
                 before, cpu = load(), meter.snapshot(time.monotonic())
                 print(f"  anchor run {k + 1}/{args.anchor_runs} ...", flush=True)
-                anchors.append(await run_anchor(argilla, judged, f"{tag}-{k + 1}"))
+                anchors.append(await run_anchor(argilla, judged, f"{tag}-{k + 1}", args.bot_rate))
                 used = meter.use(cpu, meter.snapshot(time.monotonic()))
                 notes.append(f"anchor run {k + 1}: load average {before} -> {load()}")
                 notes.append(f"  {used.line()}")
@@ -152,10 +158,13 @@ def report(
     print(f"loopline / anchor records/s: {a_total / l_total:.2f}x")
     print()
     for k, r in enumerate(loops, 1):
-        stages = ", ".join(f"{name} {a:.1f}-{b:.1f}" for name, (a, b) in r.stages.items())
+        stages = ", ".join(
+            f"{name} {a:.1f}/{b:.1f}/{c:.1f}" for name, (a, b, c) in r.stages.items()
+        )
         print(
             f"loopline run {k}: {r.seconds:.1f} s, {r.rate:.1f} records/s, p50 {r.p50:.1f} s, "
-            f"p99 {r.percentile(99):.1f} s; {len(r.versions)} dpo versions "
+            f"p90 {r.percentile(90):.1f} s, p99 {r.percentile(99):.1f} s, max "
+            f"{max(r.latencies):.1f} s; {len(r.versions)} dpo versions "
             f"(last {r.versions[-1].rows} rows)"
         )
         if args.verbose:
@@ -164,8 +173,12 @@ def report(
                     f"    dpo v{v.number}: {v.rows} rows ({v.new} new), exported at "
                     f"{v.exported_at:.1f} s, read at {v.seen_at:.1f} s"
                 )
-        print(f"  stages, first-last record (s after the first ingest): {stages}")
+        print(
+            f"  stages reached by the first/half/all records (s after the first ingest): {stages}"
+        )
         print(f"  bots: {r.bots}")
+        jobs, drained = r.backlog
+        print(f"  Argilla worker jobs left at the end: {jobs} (delivered in {drained:.0f} s more)")
     for k, a in enumerate(anchors, 1):
         steps = ", ".join(f"{name} {s:.1f}" for name, s in a.steps.items())
         print(f"anchor run {k}: {a.seconds:.1f} s, {a.rate:.1f} records/s, {a.rows} rows ({steps})")
@@ -183,12 +196,28 @@ def main() -> None:
     parser.add_argument("--every-s", type=float, default=1.0, help="export trigger")
     parser.add_argument("--batch", type=int, default=100, help="records per ingest request")
     parser.add_argument("--rate", type=float, default=0.0, help="records/s offered; 0: at once")
+    parser.add_argument(
+        "--bot-rate",
+        type=float,
+        default=None,
+        help="answers/s of the two bots together, in bulks of that size (default: bulks of 100)",
+    )
+    parser.add_argument(
+        "--reconcile-s",
+        type=float,
+        default=FeedbackSettings().reconcile_interval_s,
+        help="the feedback collector's reconciliation interval (default: the service's)",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="per loopline run, s")
     parser.add_argument("--verbose", action="store_true", help="every dpo version's figures")
     args = parser.parse_args()
     if args.loop_runs < 1 or args.anchor_runs < 0 or args.records < 1:
         parser.error("--records and --loop-runs must be at least 1, --anchor-runs at least 0")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Its reconciliation passes say how many completions the webhooks had missed.
+    logging.getLogger("loopline.feedback_collector").setLevel(logging.INFO)
     tag = uuid.uuid4().hex[:6]
     started = time.monotonic()
     print(f"load average (1/5 min) at start: {load()}")
