@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import argilla as rg
+from bots import TimedTransport, bots
+from cpu import CpuMeter, CpuUse
 from datasets import Dataset
-from loop_side import TimedTransport, bots
 
 from services.argilla_publisher.templates.preference import PreferenceTemplate
 from shared.events import Record
@@ -37,6 +38,7 @@ class AnchorResult:
     rows: int
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
     bots: str = ""
+    cpu: CpuUse | None = None
 
     @property
     def rate(self) -> float:
@@ -75,7 +77,11 @@ def dpo_row(record: rg.Record) -> dict[str, Any] | None:
 
 
 async def run_anchor(
-    argilla: ArgillaSettings, records: list[Record], run: str, bot_rate: float | None
+    argilla: ArgillaSettings,
+    records: list[Record],
+    run: str,
+    bot_rate: float | None,
+    meter: CpuMeter,
 ) -> AnchorResult:
     """One anchor run into a new dataset `anchor-<run>`, answered by the bots of flow `anchor`."""
     name = f"anchor-{run}"
@@ -88,6 +94,7 @@ async def run_anchor(
     template = PreferenceTemplate()
     steps: dict[str, float] = {}
     started = time.monotonic()
+    cpu_before = meter.snapshot(started)
 
     def create_and_log() -> rg.Dataset:
         dataset = rg.Dataset(
@@ -114,6 +121,7 @@ async def run_anchor(
     built = Dataset.from_list(rows)
     steps["dpo Dataset built"] = time.monotonic() - mark
     seconds = time.monotonic() - started
+    cpu = meter.use(cpu_before, meter.snapshot(time.monotonic()))
     client.http_client.close()
     answered = f"{report.line()}; Argilla calls: {timed.line()}"
-    return AnchorResult(len(records), seconds, built.num_rows, steps, answered)
+    return AnchorResult(len(records), seconds, built.num_rows, steps, answered, cpu)

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import yaml
 from aiokafka import AIOKafkaConsumer
 from argilla_jobs import drain
+from bots import BotClock, Marks, TimedTransport, bots
+from cpu import CpuMeter, CpuUse
 
-from devstack.annotators.agree import AgreePolicy
-from devstack.annotators.runner import RunOptions, RunReport, annotate_flow
 from devstack.stage_watch import StageWatcher
 from devstack.testing import free_port
 from services.argilla_publisher.app import SERVICE as PUBLISHER
@@ -36,7 +36,7 @@ from services.ingester.app import SERVICE as INGESTER
 from services.judge.app import SERVICE as JUDGE
 from shared.broker import admin_client_options
 from shared.events import DATASETS_EXPORTED, RECORDS_JUDGED, DatasetExported, Record
-from shared.flows import Flow, FlowsConfig, parse_flows
+from shared.flows import FlowsConfig, parse_flows
 from shared.service import ServiceSpec, run_service
 from shared.settings import (
     ArgillaSettings,
@@ -52,7 +52,6 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED_FLOW = REPO / "flows" / "generations-to-argilla.yaml"
 SERVICES: tuple[ServiceSpec, ...] = (INGESTER, GENERATOR, JUDGE, PUBLISHER, COLLECTOR, EXPORTER)
 FORMAT = "dpo"
-BOTS = 2
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,7 @@ class LoopResult:
     stages: Stages = field(default_factory=dict)
     bots: str = ""
     backlog: tuple[int, float] = (0, 0.0)  # Argilla worker jobs left at the end, s to drain
+    cpu: CpuUse | None = None  # from the first ingest to the last record's version
 
     @property
     def rate(self) -> float:
@@ -269,45 +269,19 @@ async def ingest(url: str, flow: str, run: str, options: LoopOptions) -> dict[st
 async def stage_times(watcher: StageWatcher, wanted: int, t0: float, into: Stages) -> None:
     """When each stage held its first record, half of them and all (seconds after t0),
     sampled every 0.2 s."""
-    marks: dict[str, list[float]] = {}
+    marks: dict[str, Marks] = {}
     while True:
         now = time.monotonic() - t0
         for name, counted in watcher.progress.stages.items():
-            reached = marks.setdefault(name, [])
-            for share in (1, (wanted + 1) // 2, wanted)[len(reached) :]:
-                if len(counted.records) < share:
-                    break
-                reached.append(now)
-            if len(reached) == 3:
-                into[name] = (reached[0], reached[1], reached[2])
+            reached = marks.setdefault(name, Marks(wanted))
+            reached.update(len(counted.records), now)
+            if reached.times is not None:
+                into[name] = reached.times
         await asyncio.sleep(0.2)
 
 
-class BotClock:
-    """When the bots had answered their first record, half and all (their progress hook)."""
-
-    def __init__(self, wanted: int) -> None:
-        self.wanted = wanted
-        self.t0 = time.monotonic()
-        self.marks: list[float] = []
-        self.report: RunReport | None = None
-
-    def __call__(self, report: RunReport) -> None:
-        self.report = report
-        now = time.monotonic() - self.t0
-        for share in (1, (self.wanted + 1) // 2, self.wanted)[len(self.marks) :]:
-            if report.answered < share:
-                break
-            self.marks.append(now)
-
-    def stages(self) -> Stages:
-        if len(self.marks) < 3:
-            return {}
-        return {"bots answered": (self.marks[0], self.marks[1], self.marks[2])}
-
-
 async def run_loop(
-    endpoints: Endpoints, workdir: Path, run: str, options: LoopOptions
+    endpoints: Endpoints, workdir: Path, run: str, options: LoopOptions, meter: CpuMeter
 ) -> LoopResult:
     """One run of the whole loop on `options.records` new records (flow `loop-<run>`)."""
     flow_name = f"loop-{run}"
@@ -338,6 +312,7 @@ async def run_loop(
         reached: Stages = {}
         url = f"http://127.0.0.1:{settings.ingest.port}"
         t0 = answers.t0 = time.monotonic()
+        cpu_before = meter.snapshot(t0)
         sampler = asyncio.create_task(stage_times(stages, options.records, t0, reached))
         sent = await ingest(url, flow_name, run, options)
         deadline = time.monotonic() + options.timeout_s
@@ -347,6 +322,9 @@ async def run_loop(
             if report_task.done():
                 report_task.result()  # the bots failed: raise why
             await asyncio.sleep(0.1)
+        cpu = meter.use(cpu_before, meter.snapshot(time.monotonic()))
+        answered = answers.marks.times
+        bot_stage = {"bots answered": answered} if answered is not None else {}
         for task in (sampler, report_task):
             task.cancel()
         await asyncio.gather(sampler, report_task, return_exceptions=True)
@@ -370,66 +348,10 @@ async def run_loop(
             dataclasses.replace(v, seen_at=v.seen_at - t0, exported_at=v.exported_at - t0)
             for v in exports.versions
         ],
-        stages={**reached, **answers.stages()},
+        stages={**reached, **bot_stage},
         bots=f"{answers.report.line() if answers.report else ''}; Argilla calls: {timed.line()}",
         backlog=backlog,
-    )
-
-
-class TimedTransport(httpx.AsyncBaseTransport):
-    """The network, with the time and count of the bots' Argilla calls per kind: the owner's
-    record listings, the bots' bulk answers, the rest."""
-
-    def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.monotonic()
-        answer = await self._inner.handle_async_request(request)
-        raw = b"".join([chunk async for chunk in answer.aiter_raw()])  # still encoded
-        await answer.aclose()
-        path = request.url.path
-        kind = "list" if path.endswith("/records") else "answer" if "bulk" in path else "other"
-        self.seconds[kind] = self.seconds.get(kind, 0.0) + time.monotonic() - started
-        self.calls[kind] = self.calls.get(kind, 0) + 1
-        return httpx.Response(
-            answer.status_code,
-            headers=answer.headers,
-            stream=httpx.ByteStream(raw),
-            request=request,
-        )
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def line(self) -> str:
-        return ", ".join(
-            f"{kind} {self.calls[kind]} calls {self.seconds[kind]:.1f} s" for kind in self.calls
-        )
-
-
-async def bots(
-    argilla: ArgillaSettings,
-    flow_name: str,
-    flow: Flow,
-    idle_timeout_s: float,
-    rate_per_s: float | None = None,
-    progress: Callable[[RunReport], None] | None = None,
-    transport: TimedTransport | None = None,
-) -> RunReport:
-    """Two `agree` bots (the judge's suggestions, defaults: no disagreement, no discards);
-    `rate_per_s` bounds their answers a second (and so their bulks' size), None: bulks of 100."""
-    return await annotate_flow(
-        argilla,
-        flow_name,
-        flow,
-        AgreePolicy(),
-        bots=BOTS,
-        options=RunOptions(idle_timeout_s=idle_timeout_s, rate_per_s=rate_per_s),
-        progress=progress,
-        transport=transport,
+        cpu=cpu,
     )
 
 

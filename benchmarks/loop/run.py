@@ -107,13 +107,10 @@ async def bench(
             if k < args.loop_runs:
                 await drain(*endpoints.redis)
                 run = f"{tag}-{k + 1}"
-                before, cpu = load(), meter.snapshot(time.monotonic())
+                before = load()
                 print(f"  loopline run {k + 1}/{args.loop_runs} ...", flush=True)
-                result = await run_loop(endpoints, workdir, run, options)
-                loops.append(result)
-                used = meter.use(cpu, meter.snapshot(time.monotonic()))
+                loops.append(await run_loop(endpoints, workdir, run, options, meter))
                 notes.append(f"loopline run {k + 1}: load average {before} -> {load()}")
-                notes.append(f"  {used.line()}")
                 await asyncio.to_thread(drop_webhooks, argilla, endpoints.feedback_port)
                 if judged is None:
                     kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
@@ -123,12 +120,11 @@ async def bench(
                 if judged is None:
                     raise SystemExit("the anchor needs one loopline run first (its records)")
                 await drain(*endpoints.redis)
-                before, cpu = load(), meter.snapshot(time.monotonic())
+                before = load()
                 print(f"  anchor run {k + 1}/{args.anchor_runs} ...", flush=True)
-                anchors.append(await run_anchor(argilla, judged, f"{tag}-{k + 1}", args.bot_rate))
-                used = meter.use(cpu, meter.snapshot(time.monotonic()))
+                run = f"{tag}-{k + 1}"
+                anchors.append(await run_anchor(argilla, judged, run, args.bot_rate, meter))
                 notes.append(f"anchor run {k + 1}: load average {before} -> {load()}")
-                notes.append(f"  {used.line()}")
                 await asyncio.sleep(SETTLE_S)
         notes.append(f"scripted LLM: {len(llm.requests)} requests answered")
     return loops, anchors, notes
@@ -179,10 +175,14 @@ def report(
         print(f"  bots: {r.bots}")
         jobs, drained = r.backlog
         print(f"  Argilla worker jobs left at the end: {jobs} (delivered in {drained:.0f} s more)")
+        if r.cpu is not None:
+            print(f"  {r.cpu.line()}")
     for k, a in enumerate(anchors, 1):
         steps = ", ".join(f"{name} {s:.1f}" for name, s in a.steps.items())
         print(f"anchor run {k}: {a.seconds:.1f} s, {a.rate:.1f} records/s, {a.rows} rows ({steps})")
         print(f"  bots: {a.bots}")
+        if a.cpu is not None:
+            print(f"  {a.cpu.line()}")
     for note in notes:
         print(note)
 
