@@ -113,11 +113,25 @@ async def run_demo(
     watcher = StageWatcher(settings.kafka, flow_name, flow)
     await watcher.start()
     try:
+        assert flow.sample is not None
         summary = await import_file(
-            settings, flows, sample, flow_name, extra_map=["demo_record_id=record_id"]
+            settings,
+            flows,
+            sample,
+            flow_name,
+            preset=flow.sample.preset,
+            map_=list(flow.sample.map),
+            extra_map=["demo_record_id=record_id"],
         )
         expected = summary.ingested
-        console.print(f"imported {expected} record(s) of {sample.name} into {flow_name}")
+        console.print(
+            f"imported {expected} record(s) of {sample.name} into {flow_name} "
+            f"(rejected {summary.rejected}, not routed {summary.unrouted})"
+        )
+        for reason in summary.reasons:
+            console.print(f"  rejected {reason}")
+        if expected == 0:
+            raise fail(f"no record of the sample reached flow {flow_name!r}", code=1)
         bots: asyncio.Task[Any] | None = None
         if flow.publish is not None and not people:
             bots = asyncio.create_task(
