@@ -1,0 +1,88 @@
+"""Reading back what a flow's run left: exported rows, records on the topics, Argilla records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from datasets import DatasetDict, load_dataset
+
+from devstack.annotators.rest import ArgillaREST, ListedRecord
+from shared.broker import admin_client_options
+from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, CompletedRecord, Record
+from shared.settings import KafkaSettings
+from tests.support.service_helpers import read_events, read_records
+
+
+def exported_rows(version: Path, cache: Path, config: str | None = None) -> list[dict[str, Any]]:
+    """Every row of an exported version, all splits, loaded as the README documents it:
+    `load_dataset("parquet", data_dir=...)`, or a configuration of the version's card."""
+    if config is None:
+        loaded = load_dataset("parquet", data_dir=str(version), cache_dir=str(cache))
+    else:
+        loaded = load_dataset(str(version), config, cache_dir=str(cache))
+    assert isinstance(loaded, DatasetDict)
+    return [row for split in loaded.values() for row in split.to_list()]
+
+
+def by_record(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["record_id"], []).append(row)
+    return grouped
+
+
+async def judged_records(kafka: KafkaSettings, ids: list[str]) -> dict[str, Record]:
+    """The records as they reached `records.judged` (the judge's output, or the import's)."""
+    found = await read_records(kafka, RECORDS_JUDGED, set(ids), within_s=60)
+    return {record.record_id: record for record in found}
+
+
+async def completed_records(kafka: KafkaSettings, ids: list[str]) -> dict[str, CompletedRecord]:
+    """The records people (the bots) completed, with every answer, from `records.completed`."""
+    wanted = set(ids)
+    found = await read_events(
+        kafka,
+        RECORDS_COMPLETED,
+        CompletedRecord,
+        keep=lambda event: event.record_id in wanted,
+        done=lambda events: wanted <= {event.record_id for event in events},
+        within_s=60,
+    )
+    return {event.record_id: event for event in found}
+
+
+async def placements(
+    kafka: KafkaSettings, topic: str, ids: list[str]
+) -> dict[str, tuple[int, int]]:
+    """Record id -> (partition, offset) of its message on `topic` (the first one)."""
+    wanted = set(ids)
+    consumer = AIOKafkaConsumer(
+        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        while set(found) < wanted:
+            batch = await consumer.getmany(timeout_ms=1000)
+            assert batch, f"{sorted(wanted - set(found))} are not on {topic}"
+            for messages in batch.values():
+                for message in messages:
+                    record_id = Record.model_validate_json(message.value or b"").record_id
+                    if record_id in wanted:
+                        found.setdefault(record_id, (message.partition, message.offset))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def argilla_records(owner: ArgillaREST, workspace: str, dataset: str) -> list[ListedRecord]:
+    """Every record of a dataset, with its suggestions and responses, as the owner lists it."""
+    space = await owner.workspace(workspace)
+    assert space is not None, f"no workspace {workspace}"
+    found = {d["name"]: d for d in await owner.datasets(str(space["id"]))}
+    assert dataset in found, f"no dataset {workspace}/{dataset}"
+    dataset_id = str(found[dataset]["id"])
+    questions = {str(q["id"]): q["name"] for q in await owner.questions(dataset_id)}
+    return await owner.records(dataset_id, questions)
