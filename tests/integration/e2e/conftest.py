@@ -1,8 +1,9 @@
 """The closed loop the end-to-end tests of the shipped flows share: the six services running
 in-process against the session's stack, with the repo's `flows/` made faster.
 
-The flows are the shipped ones, changed for speed only: shorter generations and no export
-triggers (each test exports on demand, through `loopline demo`'s `run_demo`). The services run
+The flows are the shipped ones, changed for speed only: shorter generations, a judge token
+limit that still fits its JSON, and no export triggers (each test exports on demand, through
+`loopline demo`'s `run_demo`). The services run
 for this package only (a fresh consumer group), so the other integration tests never meet them.
 """
 
@@ -38,7 +39,7 @@ from tests.support.service_helpers import running_service, with_argilla_and_coll
 
 REPO = Path(__file__).resolve().parents[3]
 SERVICES = (INGESTER, GENERATOR, JUDGE, PUBLISHER, COLLECTOR, EXPORTER)
-GENERATE_TOKENS = 96  # per generation (the shipped flows allow 256-512)
+GENERATE_TOKENS = 64  # per generation (the shipped flows allow 256-512)
 # A judgment of two responses takes about 200-300 tokens of JSON (rationales are at most 400
 # characters each); the shipped 600-900 leave room for more responses.
 JUDGE_TOKENS = 480
@@ -79,7 +80,6 @@ class DemoRun:
     record_ids: list[str]
     progress: FlowProgress
     exports: dict[str, Path]  # format -> the version run_demo exported
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Loop:
             DEMO_TIMEOUT_S,
             policy_options,
         )
-        seconds = time.monotonic() - started
+        print(f"e2e {flow_name}: {len(record_ids)} records in {time.monotonic() - started:.0f} s")
         assert progress.stages["ingested"].records == set(record_ids)
         assert not progress.failed(), progress.failed()
         assert progress.finished() >= set(record_ids), f"not finished in {DEMO_TIMEOUT_S} s"
@@ -124,7 +124,7 @@ class Loop:
             for version in sorted(versions, key=lambda path: int(path.name[1:]))[-1:]:
                 exports[ref.plugin] = version
         assert {f: str(p) for f, p in exports.items()} == progress.export_paths
-        return DemoRun(flow_name, record_ids, progress, exports, seconds)
+        return DemoRun(flow_name, record_ids, progress, exports)
 
     def rows(self, run: DemoRun, fmt: str, config: str | None = None) -> list[dict[str, Any]]:
         """The rows of the version `run` exported in `fmt` (none when it wrote no version)."""
