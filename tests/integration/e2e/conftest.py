@@ -44,6 +44,7 @@ GENERATE_TOKENS = 64  # per generation (the shipped flows allow 256-512)
 # characters each); the shipped 600-900 leave room for more responses.
 JUDGE_TOKENS = 480
 DEMO_TIMEOUT_S = 420.0  # run_demo gives up after this long
+PEOPLE_STAGES = ("in Argilla", "answered", "completed")
 
 
 # Code needs room to finish a function, or no response could pass its tests.
@@ -114,9 +115,13 @@ class Loop:
             policy_options,
         )
         print(f"e2e {flow_name}: {len(record_ids)} records in {time.monotonic() - started:.0f} s")
-        assert progress.stages["ingested"].records == set(record_ids)
         assert not progress.failed(), progress.failed()
         assert progress.finished() >= set(record_ids), f"not finished in {DEMO_TIMEOUT_S} s"
+        # Every record was seen at every stage of the flow (people's only where they went).
+        people = set(record_ids) - progress.auto_accepted
+        for name, stage in progress.stages.items():
+            wanted = people if name in PEOPLE_STAGES else set(record_ids)
+            assert stage.records == wanted, (name, stage.records)
         # A format with no rows writes no version (e.g. `dpo` when every pair is a tie).
         exports = {}
         for ref in flow.export.formats:
