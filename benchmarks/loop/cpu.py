@@ -1,6 +1,6 @@
 """CPU seconds used during a contender's run: per stack server, this process, and the machine.
 
-The stack's servers are found by their pid files (each with the processes it started); this
+The stack's servers are found by their pid files (each with its process group); this
 process holds Loopline's six services, the bots and the scripted LLM (or the anchor's SDK
 calls and the same bots). The machine's busy time, less all of those, is what other people's
 processes took (the machine is shared).
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.config import StackConfig
+from devstack.process import group_members, read_pid_file
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -24,28 +25,6 @@ def _cpu_s(pid: int | str) -> float:
         return 0.0
     # utime + stime, and cutime + cstime: Argilla's worker forks a process per job
     return sum(int(x) for x in parts[11:15]) / TICKS
-
-
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        found.setdefault(ppid, []).append(int(entry))
-    return found
-
-
-def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def _machine_busy_s() -> float:
@@ -81,15 +60,11 @@ class CpuMeter:
         self.pid_files = sorted(config.run_dir.glob("*.pid"))
 
     def snapshot(self, wall: float) -> CpuSnapshot:
-        children = _children()
         parts = {"this process": _cpu_s("self")}
         for pid_file in self.pid_files:
-            try:
-                pid = int(pid_file.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            tree = [p for p in _tree(pid, children) if p != os.getpid()]
-            parts[pid_file.stem] = sum(_cpu_s(p) for p in tree)
+            record = read_pid_file(pid_file)
+            if record is not None:  # each server leads its own process group
+                parts[pid_file.stem] = sum(_cpu_s(p) for p in group_members(record.pid))
         return CpuSnapshot(wall, _machine_busy_s(), parts)
 
     @staticmethod

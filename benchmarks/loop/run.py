@@ -18,7 +18,11 @@ judge's JSON schema). Then, in one run on the same Argilla:
      `dataset.records` read back and a `datasets.Dataset` of DPO rows built from them.
 
 Loopline runs `--loop-runs` times, the anchor `--anchor-runs` times, alternating; medians are
-shown. Every process started is stopped by pid.
+shown, and per run: when each stage held its first, half and all records, the bots' Argilla
+call times, the CPU seconds of each server and of other people's processes (the machine is
+shared), and the webhook deliveries Argilla's worker still had queued. Before each run the
+worker's queue is drained (untimed), and the collector's webhook is deleted after each
+Loopline run. Every process started is stopped by pid.
 
     python benchmarks/loop/run.py [--records 500] [--loop-runs 1] [--anchor-runs 3]
 """
@@ -48,7 +52,8 @@ from devstack.testing import config_for_tests, free_port
 from shared.settings import ArgillaSettings, FeedbackSettings, KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
-SETTLE_S = 5.0  # between runs: Argilla's worker finishes what the last run queued
+SERVERS = ("kafka", "search", "argilla", "argilla-worker")
+SETTLE_S = 2.0  # between runs, after Argilla's worker has no job left
 
 
 def load() -> str:
@@ -224,11 +229,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="loopline-loop-bench-") as tmp:
         config = config_for_tests(Path(tmp) / "stack", REPO / ".loopline" / "install")
         try:
-            stack.up(
-                config,
-                progress=lambda m: None,
-                components=["kafka", "search", "argilla", "argilla-worker"],
-            )
+            stack.up(config, components=SERVERS)  # no LLM server: the scripted one
             loops, anchors, notes = asyncio.run(bench(config, args, Path(tmp), tag))
         finally:
             stack.down(config)
