@@ -125,6 +125,8 @@ async def _judge_once(
         if exc.retryable:
             raise
         return failed(f"judge call failed: {exc}")
+    # Named as the endpoint reports it (an endpoint routes a name to whatever model it runs).
+    base["judge_model"] = result.model or llm.model
     if result.value is None:
         return failed(result.error or "invalid judge output", result.raw)
     try:

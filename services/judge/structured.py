@@ -38,6 +38,7 @@ class StructuredResult:
     repaired: bool = False
     attempts: tuple[str, ...] = field(default_factory=tuple)
     used_response_format: bool = True
+    model: str | None = None  # the model the endpoint reports having served the last attempt
 
 
 def rejects_response_format(error: LLMError) -> bool:
@@ -165,7 +166,7 @@ async def structured_call(
     value, error = parse_output(completion.text, output_model, completion.finish_reason)
     if value is not None:
         return StructuredResult(
-            value, completion.text, None, False, (completion.text,), used_format
+            value, completion.text, None, False, (completion.text,), used_format, completion.model
         )
 
     first_text, first_error = completion.text, error or "invalid output"
@@ -179,7 +180,9 @@ async def structured_call(
     attempts = (first_text, completion.text)
     value, error = parse_output(completion.text, output_model, completion.finish_reason)
     if value is not None:
-        return StructuredResult(value, completion.text, None, True, attempts, used_format)
+        return StructuredResult(
+            value, completion.text, None, True, attempts, used_format, completion.model
+        )
     return StructuredResult(
         None,
         REPAIR_SEPARATOR.join(attempts),
@@ -187,4 +190,5 @@ async def structured_call(
         False,
         attempts,
         used_format,
+        completion.model,
     )
