@@ -35,6 +35,7 @@ from shared.service import load_checked_flows
 from shared.settings import Settings
 
 STALL_AFTER_S = 120.0
+EXPORT_EVENT_WAIT_S = 30.0  # for the new versions' datasets.exported events to come back
 
 
 def demo(
@@ -147,8 +148,8 @@ async def run_demo(
             bots.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await bots
-        await export(settings, flows, flow_name)
-        await asyncio.sleep(2)  # the datasets.exported events reach the watcher
+        announced = await export(settings, flows, flow_name)
+        await seen_exported(watcher.progress, announced, EXPORT_EVENT_WAIT_S)
         return watcher.progress
     finally:
         await watcher.stop()
@@ -179,13 +180,27 @@ async def run_bots(
 
 
 async def watch(progress: FlowProgress, flow: Flow, expected: int, timeout_s: float) -> None:
-    """Show the stages live until every record is done (or the time is up)."""
+    """Show the stages live until every record is done (or the time is up): a table on a
+    terminal, else one line whenever a count changes (for logs and CI)."""
     deadline = time.monotonic() + timeout_s
-    with Live(progress_table(progress, expected), console=console, refresh_per_second=2) as live:
-        while len(progress.finished()) < expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+    if console.is_terminal:
+        with Live(
+            progress_table(progress, expected), console=console, refresh_per_second=2
+        ) as live:
+            while len(progress.finished()) < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                live.update(progress_table(progress, expected))
             live.update(progress_table(progress, expected))
-        live.update(progress_table(progress, expected))
+    else:
+        last = ""
+        while True:
+            line = progress_line(progress, expected)
+            if line != last:
+                console.print(line, soft_wrap=True)
+                last = line
+            if len(progress.finished()) >= expected or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
     if len(progress.finished()) < expected:
         console.print(f"[yellow]time is up:[/yellow] {len(progress.finished())}/{expected} done")
 
@@ -208,8 +223,9 @@ def progress_table(progress: FlowProgress, expected: int) -> Table:
     return table
 
 
-async def export(settings: Settings, flows: FlowsConfig, flow_name: str) -> None:
-    """A new version of each of the flow's formats, now (as `loopline export`)."""
+async def export(settings: Settings, flows: FlowsConfig, flow_name: str) -> dict[str, int]:
+    """A new version of each of the flow's formats, now (as `loopline export`); the versions
+    announced on `datasets.exported`, by format."""
     from services.exporter.on_demand import announce, catch_up, export_now
 
     await catch_up(settings, flows, flow_name)
@@ -217,6 +233,34 @@ async def export(settings: Settings, flows: FlowsConfig, flow_name: str) -> None
     results = await asyncio.to_thread(export_now, settings, flows, flow_name, refs)
     await announce(settings, flows, results)
     show_results(flow_name, results)
+    return {result.format: result.version for result in results if result.created}
+
+
+async def seen_exported(progress: FlowProgress, versions: dict[str, int], wait_s: float) -> None:
+    """Until the watcher has read the announcement of each of `versions` (or `wait_s`)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        seen = {fmt: version for fmt, (version, _) in progress.exported.items()}
+        if all(seen.get(fmt, 0) >= version for fmt, version in versions.items()):
+            return
+        await asyncio.sleep(0.2)
+
+
+def progress_line(progress: FlowProgress, expected: int) -> str:
+    """The stages' counts on one line, the stalled stage named with its last error."""
+    parts = [
+        f"{name} {len(counted.records)}/{expected}" for name, counted in progress.stages.items()
+    ]
+    failed = sum(len(counted.failed) for counted in progress.stages.values())
+    if progress.auto_accepted:
+        parts.append(f"auto-accepted {len(progress.auto_accepted)}")
+    if failed:
+        parts.append(f"failed {failed}")
+    stalled = progress.stalled(STALL_AFTER_S)
+    if stalled is not None:
+        error = progress.last_error(stalled)
+        parts.append(f"stalled at {stalled}{f': {error}' if error else ''}")
+    return f"{progress.flow_name}: " + ", ".join(parts)
 
 
 def summarise(progress: FlowProgress, argilla_url: str) -> None:
