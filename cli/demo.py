@@ -111,7 +111,9 @@ async def run_demo(
     """The sample through the running services; bots answer with `policy`, built from
     `policy_options` (the policy's defaults without them)."""
     flow = flows.get(flow_name)
-    watcher = StageWatcher(settings.kafka, flow_name, flow)
+    with sample.open() as rows:
+        record_ids = {json.loads(row)["demo_record_id"] for row in rows}
+    watcher = StageWatcher(settings.kafka, flow_name, flow, record_ids)
     await watcher.start()
     try:
         assert flow.sample is not None

@@ -139,8 +139,17 @@ class FlowProgress:
 class StageWatcher:
     """Counts a flow's records per stage while it runs (`start`, then read `progress`)."""
 
-    def __init__(self, kafka: KafkaSettings, flow_name: str, flow: Flow) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        flow_name: str,
+        flow: Flow,
+        record_ids: set[str] | None = None,
+    ) -> None:
+        """Counts the flow's records; only `record_ids` when given (a run's own records, not
+        an earlier run's that are redelivered or still on their way)."""
         self.kafka = kafka
+        self.record_ids = record_ids
         self.progress = FlowProgress(flow_name, flow)
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -196,6 +205,8 @@ class StageWatcher:
         stage_topic = topic.removesuffix(DLQ_SUFFIX)
         record_id, flow = self._identify(stage_topic, body)
         if record_id is None or flow not in (None, self.progress.flow_name):
+            return
+        if self.record_ids is not None and record_id not in self.record_ids:
             return
         if flow is None and record_id not in self.progress.stages["ingested"].records:
             return  # an answer to a record of another flow

@@ -163,3 +163,23 @@ def test_stages_a_flow_skips_are_seen_on_the_topic_its_records_land_on() -> None
     assert [w.progress.count(s) for s in ("ingested", "generated", "judged")] == [1, 1, 1]
     w.seen(message("records.judged.dlq", record.model_dump_json().encode()))
     assert w.progress.failed() == {"r2": "in Argilla: dead-lettered"}
+
+
+def test_watching_given_records_ignores_the_flows_other_records() -> None:
+    """Records of an earlier run of the same flow (redelivered after a restart) finishing
+    while the demo watches must not count as the demo's own."""
+    w = StageWatcher(KafkaSettings(), "people", FLOWS.flows["people"], record_ids={"mine"})
+    mine, earlier = judged("mine", "people", 0.5), judged("earlier", "people", 0.5)
+    for record in (mine, earlier):
+        w.seen(message("records.ingested", record.model_dump_json().encode()))
+        w.seen(message("records.judged", record.model_dump_json().encode()))
+    w.seen(
+        message(
+            "records.completed",
+            CompletedRecord(record=earlier, dataset="people").model_dump_json().encode(),
+        )
+    )
+    progress = w.progress
+    assert progress.stages["ingested"].records == {"mine"}
+    assert progress.stages["judged"].records == {"mine"}
+    assert progress.finished() == set()
