@@ -34,8 +34,9 @@ class RunTestsPolicy(AgreePolicy):
     blocks, else its text) followed by the tests in a separate process with a timeout and
     resource limits (`devstack.annotators.sandbox`), then answers like ``agree`` except that
 
-    * criteria: the ``criterion`` label (default ``correct``) is given to passing responses
-      only (and taken from failing ones; "none" when nothing is left);
+    * criteria: passing responses get the ``criterion`` label (default ``correct``) on top of
+      the agreed ones; failing responses get none ("none"): their edge cases, style and
+      explanation do not make the code work, so a passing response always scores higher;
     * ratings: passing responses get the top of the scale, failing ones at most the second
       lowest value;
     * rankings: passing responses first (in the agreeing order), then the failing ones;
@@ -116,8 +117,8 @@ class RunTestsPolicy(AgreePolicy):
         if spec.role == QuestionRole.verdict:
             return verdict_for(spec, ok)
         if spec.role == QuestionRole.criteria and self.criterion in spec.labels:
-            met = {label for label in value if label != spec.none_label}
-            met = met | {self.criterion} if ok else met - {self.criterion}
+            agreed = {label for label in value if label != spec.none_label}
+            met = agreed | {self.criterion} if ok else set()
             labels = [label for label in spec.labels if label in met]
             if labels:
                 return labels

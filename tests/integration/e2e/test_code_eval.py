@@ -50,8 +50,10 @@ async def test_two_models_scored_and_the_passing_response_is_correct(loop: Loop)
             [c for c in answer.values[f"criteria_response_{i + 1}"] if c != "none"]
             for i in range(2)
         ]
-        # The correctness point goes exactly to the responses that pass.
+        # The correctness point goes exactly to the responses that pass; a failing response
+        # meets no criterion at all (run-tests), so a passing one always scores higher.
         assert [("correct" in m) for m in met] == passed, (passed, met)
+        assert all(m == [] for m, ok in zip(met, passed, strict=True) if not ok), (passed, met)
         # dpo: more criteria met is chosen; the same number is no pair.
         if len(met[0]) == len(met[1]):
             assert record_id not in dpo
@@ -59,6 +61,7 @@ async def test_two_models_scored_and_the_passing_response_is_correct(loop: Loop)
         best = 0 if len(met[0]) > len(met[1]) else 1
         [row] = dpo[record_id]
         assert (row["chosen"], row["rejected"]) == (texts[best], texts[1 - best])
-        if passed[best] and not passed[1 - best]:
+        if passed[0] != passed[1]:
+            assert passed[best], "the response that passes its tests is chosen"
             passing_chosen += 1
     print(f"code-eval: passing response chosen in {passing_chosen} of {len(judged)} records")

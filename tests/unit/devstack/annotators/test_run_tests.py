@@ -99,8 +99,19 @@ def test_only_the_passing_response_gets_the_correctness_point() -> None:
     task = offline_task(template("code-scoring"), judged)
     given = RunTestsPolicy().answer(task)
     check_answer(given, task.questions, task.required)
-    assert given.values["criteria_response_1"] == ["explained"]
     assert given.values["criteria_response_2"] == ["correct"]
+
+
+def test_a_failing_response_earns_no_point_so_the_passing_one_scores_higher() -> None:
+    # The judge gives the failing response more points than the passing one; code that fails
+    # its tests earns none (its edge cases, style and explanation do not make it work), so the
+    # passing response is the one `dpo` and `sft` choose.
+    many = ["correct", "edge_cases", "idiomatic", "explained"]
+    judged = code_record(BAD_CODE, GOOD_CODE, checklist(many, ["idiomatic"]))
+    task = offline_task(template("code-scoring"), judged)
+    given = RunTestsPolicy().answer(task).values
+    assert given["criteria_response_1"] == ["none"]
+    assert given["criteria_response_2"] == ["correct", "idiomatic"]
 
 
 def test_a_failing_response_with_no_other_point_meets_none() -> None:
