@@ -17,8 +17,9 @@ def free_port() -> int:
 
 
 def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
-    """A small, fast stack: in-memory Kafka, fresh free ports, and both model names served by
-    the 0.5B weights (the 1.5B name too: two servers on one small file, sharing its pages)."""
+    """A small, fast stack: in-memory Kafka, fresh free ports, and both models, each on its own
+    weights: the 0.5B is the default (what most tests call), the 1.5B answers to its own name
+    (the end-to-end tests' second model and `default`'s judge, as under `make up`)."""
     taken: set[int] = set()
 
     def pick() -> int:
@@ -41,7 +42,7 @@ def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
         install_dir=install_dir,
         kafka_mode="memory",
         model="0.5b",
-        weights="0.5b",
+        weights=None,
         ports=ports,
         llm_parallel=4,
         llm_context=8192,

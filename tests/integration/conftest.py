@@ -1,5 +1,5 @@
 """One real local stack per test session: Tansu (memory), Argilla, and two llama.cpp servers
-(both model names on the 0.5B weights)."""
+(the 0.5B model as the default, the 1.5B under its own name)."""
 
 from __future__ import annotations
 

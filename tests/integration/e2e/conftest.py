@@ -24,6 +24,7 @@ import devstack as stack
 from cli.demo import demo_sample, run_demo
 from devstack.annotators.accounts import ensure_split_annotators
 from devstack.annotators.rest import ArgillaREST
+from devstack.config import model_name
 from devstack.stage_watch import FlowProgress
 from devstack.testing import free_port
 from services.argilla_publisher.app import SERVICE as PUBLISHER
@@ -32,7 +33,7 @@ from services.feedback_collector.app import SERVICE as COLLECTOR
 from services.generator.app import SERVICE as GENERATOR
 from services.ingester.app import SERVICE as INGESTER
 from services.judge.app import SERVICE as JUDGE
-from shared.flows import Flow, FlowsConfig, load_flows
+from shared.flows import Flow, FlowsConfig, PluginRef, load_flows
 from shared.settings import ExportSettings, IngestSettings, Settings
 from tests.integration.e2e.reading import exported_rows
 from tests.support.service_helpers import running_service, with_argilla_and_collector
@@ -49,16 +50,24 @@ PEOPLE_STAGES = ("in Argilla", "answered", "completed")
 
 # Code needs room to finish a function, or no response could pass its tests.
 GENERATE_TOKENS_BY_FLOW = {"code-eval": 160}
+# A flow's judge with no model of its own is the stack's default model: the 0.5B here, the 1.5B
+# under `make up`. `default` routes on the judge's margin, which the 0.5B leaves at 0 (it rates
+# every response alike), so it is judged here as `make up` judges it.
+JUDGE_MODEL_BY_FLOW = {"default": model_name("1.5b")}
 
 
-def faster(flow: Flow, generate_tokens: int) -> Flow:
-    """`flow` with shorter generations and judgments and no export triggers; nothing else
-    changes."""
+def faster(flow: Flow, generate_tokens: int, judge_model: str | None = None) -> Flow:
+    """`flow` with shorter generations and judgments and no export triggers (and its judge on
+    `judge_model` when given); nothing else changes."""
     generate = [
         ref.model_copy(update={"options": {**ref.options, "max_tokens": generate_tokens}})
         for ref in flow.generate
     ]
     judge = flow.judge and flow.judge.model_copy(update={"max_tokens": JUDGE_TOKENS})
+    if judge is not None and judge_model is not None:
+        llm = judge.llm or PluginRef(plugin="openai")
+        llm = llm.model_copy(update={"options": {**llm.options, "model": judge_model}})
+        judge = judge.model_copy(update={"llm": llm})
     export = flow.export.model_copy(update={"every_records": 0, "every_s": 0})
     return flow.model_copy(update={"generate": generate, "judge": judge, "export": export})
 
@@ -67,7 +76,11 @@ def fast_flows(shipped: FlowsConfig) -> FlowsConfig:
     """The shipped flows, each `faster`."""
     return FlowsConfig(
         flows={
-            name: faster(flow, GENERATE_TOKENS_BY_FLOW.get(name, GENERATE_TOKENS))
+            name: faster(
+                flow,
+                GENERATE_TOKENS_BY_FLOW.get(name, GENERATE_TOKENS),
+                JUDGE_MODEL_BY_FLOW.get(name),
+            )
             for name, flow in shipped.flows.items()
         }
     )

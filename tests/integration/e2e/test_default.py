@@ -2,9 +2,10 @@
 candidate and a multi-aspect judgment; exactly the records `shared.review.review` sends to
 people reach Argilla (with the reason), and every other one is auto-accepted into the export.
 
-The test stack's judge (the 0.5B weights) tends to give both responses the same scores, a
-margin of 0: then every record goes to people. `test_review_routing` covers the auto-accepted
-side with judgments made for it."""
+Judged by the 1.5B model, as under `make up` (the 0.5B rates every response alike). The
+sample's second row is an app's refusal, which the judge rates far below an answer: with
+`--limit 3`, at least that record is auto-accepted. `test_review_routing` covers the rule with
+judgments made for it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ async def test_people_see_what_the_judge_is_unsure_about_the_rest_is_auto_accept
     to_people = {record_id for record_id, d in decisions.items() if d.to_people}
     auto = set(run.record_ids) - to_people
     print(f"default: {len(to_people)} to people, {len(auto)} auto-accepted: {decisions}")
+    assert auto, "the judge is sure about at least the app's refusal"
     for record in judged.values():
         # Imported rows carry their response as the dataset's (an app's arrives over HTTP).
         assert [r.source for r in record.responses] == ["dataset", "generator"]
