@@ -54,6 +54,9 @@ async def test_each_annotator_curates_a_disjoint_share_and_edits_reach_sft(loop:
     for partition, counted in per_partition.items():
         sizes = [counted[name] for name in annotators]
         assert max(sizes) - min(sizes) <= 1, (partition, counted)
+    # So the shares differ by at most one record per partition the records landed on.
+    overall = [len(shares[name]) for name in annotators]
+    assert max(overall) - min(overall) <= len(per_partition), (overall, per_partition)
 
     # The edited responses are the sft completions; the report counts the changed field.
     rows = by_record(loop.rows(run, "sft"))
