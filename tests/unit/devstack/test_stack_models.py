@@ -49,8 +49,18 @@ def test_the_default_stack_serves_both_models_each_with_its_own_weights() -> Non
     }
 
 
-def test_one_size_of_weights_can_serve_both_names(tmp_path: Path) -> None:
+def test_the_test_stack_serves_the_small_model_by_default_and_both_on_their_weights(
+    tmp_path: Path,
+) -> None:
     config = config_for_tests(tmp_path, tmp_path / "install")
+    assert [(name, weights) for _, name, weights, _ in served(config)] == [
+        (SMALL, "0.5b"),
+        (LARGE, "1.5b"),
+    ]
+
+
+def test_one_size_of_weights_can_serve_both_names(tmp_path: Path) -> None:
+    config = config_for_tests(tmp_path, tmp_path / "install").model_copy(update={"weights": "0.5b"})
     assert [(name, weights) for _, name, weights, _ in served(config)] == [
         (SMALL, "0.5b"),
         (LARGE, "0.5b"),
