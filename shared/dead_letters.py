@@ -1,30 +1,42 @@
-"""Bounded retries with backoff, then the dead-letter topic.
+"""Retries by kind of failure, then the dead-letter topic (`shared.failures` decides the kind).
 
-A handler that raises is retried in place with exponential backoff. An error that no retry can
-fix (a message that does not parse or validate, or a `PermanentError`) skips the retries. When
-the attempts run out the original bytes go to `<topic>.dlq`, with headers that say why, and the
-consumer moves on. Only if the dead letter itself cannot be written does the error escape, so the
-offset is not committed and the message is consumed again.
+A transient failure is retried in place with exponential backoff for as long as it lasts (the
+consumer does not move on or commit; `waiting_on` says why, for the health endpoint). A
+permanent one sends the record's original bytes to `<topic>.dlq` at once, with headers that
+say why; an unexpected one does so after `RetrySettings.max_attempts`. The consumer then moves
+on. Only if the dead letter itself cannot be written does the error escape, so the offset is not
+committed and the message is consumed again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.exceptions import HandlerException
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 
 from shared.events import dead_letter_topic
+from shared.failures import Failure, PermanentError, TransientError, classify, is_permanent
 from shared.settings import RetrySettings
 
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "PermanentError",
+    "TransientError",
+    "backoff_delay",
+    "is_permanent",
+]
+
+T = TypeVar("T")
 log = logging.getLogger("loopline.dead_letters")
 
 # Header names of a dead letter. Values are UTF-8 strings.
@@ -38,19 +50,10 @@ H_OFFSET = "loopline-source-offset"
 MAX_ERROR_CHARS = 2000
 
 
-class PermanentError(Exception):
-    """Raised by a handler when retrying cannot help: the message goes to the DLQ at once."""
-
-
-def is_permanent(exc: BaseException) -> bool:
-    return isinstance(
-        exc, PermanentError | ValidationError | json.JSONDecodeError | UnicodeDecodeError
-    )
-
-
 def backoff_delay(settings: RetrySettings, attempt: int, jitter: float = 0.1) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based), with a little jitter."""
-    base = settings.backoff_initial_s * settings.backoff_multiplier ** (attempt - 1)
+    exponent = min(attempt - 1, 64)  # transient failures are retried without end
+    base = settings.backoff_initial_s * settings.backoff_multiplier**exponent
     capped = min(settings.backoff_max_s, base)
     return capped * (1 + random.uniform(-jitter, jitter))
 
@@ -90,19 +93,82 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class DeadLetters:
-    """The broker middleware factory: retries, then dead letters, for every subscriber."""
+    """The retry policy of one service, and its broker middleware factory (every subscriber)."""
 
     def __init__(self, service: str, retry: RetrySettings, sleep: Sleep = asyncio.sleep) -> None:
         self.service = service
         self.retry = retry
         self.sleep = sleep
         self._broker: KafkaBroker | None = None
+        self._waiting: dict[int, tuple[float, str]] = {}  # retry loop -> (since, why)
+        self._loops = itertools.count()
 
     def bind(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
     def __call__(self, msg: Any, /, *, context: Any) -> _RetryThenDeadLetter:
         return _RetryThenDeadLetter(msg, context=context, owner=self)
+
+    @property
+    def waiting_on(self) -> str | None:
+        """Why the service is not moving on (the oldest transient failure being retried)."""
+        if not self._waiting:
+            return None
+        since, why = min(self._waiting.values())
+        return f"{why} (retrying for {time.monotonic() - since:.0f} s)"
+
+    async def with_retries(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """`operation`'s result, retried by kind of failure: transient ones for as long as they
+        last, unexpected ones up to `max_attempts`; the error of the last attempt is raised
+        (at once for a permanent one), with `attempts` set on it."""
+        attempt = 0
+        token = next(self._loops)
+        try:
+            while True:
+                attempt += 1
+                try:
+                    return await operation()
+                except HandlerException:
+                    raise  # FastStream's own ack/nack/reject control flow
+                except Exception as exc:
+                    failure = classify(exc)
+                    if failure == Failure.permanent or (
+                        failure == Failure.unexpected and attempt >= self.retry.max_attempts
+                    ):
+                        exc.attempts = attempt  # type: ignore[attr-defined]
+                        raise
+                    delay = backoff_delay(self.retry, attempt)
+                    reason = f"{what}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+                    if failure == Failure.transient:
+                        since = self._waiting.get(token, (time.monotonic(), ""))[0]
+                        self._waiting[token] = (since, reason)
+                    log.warning(
+                        "%s failure (attempt %d%s), retrying in %.2fs: %s",
+                        failure.value,
+                        attempt,
+                        "" if failure == Failure.transient else f"/{self.retry.max_attempts}",
+                        delay,
+                        reason,
+                    )
+                    await self.sleep(delay)
+        finally:
+            self._waiting.pop(token, None)
+
+    async def run(
+        self, records: Sequence[Any], operation: Callable[[], Awaitable[Any]], what: str
+    ) -> bool:
+        """`operation` under `with_retries`; when it fails for good, `records` (the consumed Kafka
+        records it was about) go to the dead-letter topic. True when it succeeded."""
+        try:
+            await self.with_retries(operation, what)
+        except HandlerException:
+            raise
+        except Exception as exc:
+            attempts = int(getattr(exc, "attempts", 1))
+            for record in records:
+                await self.send_record(record, exc, attempts)
+            return False
+        return True
 
     async def send(self, message: Any, exc: BaseException, attempts: int) -> None:
         """Dead-letter every Kafka record of `message` (one, or all of a batch)."""
@@ -149,24 +215,10 @@ class _RetryThenDeadLetter(BaseMiddleware):
         self.owner = owner
 
     async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call_next(msg)
-            except HandlerException:
-                raise  # FastStream's own ack/nack/reject control flow
-            except Exception as exc:
-                if is_permanent(exc) or attempt >= self.owner.retry.max_attempts:
-                    await self.owner.send(msg, exc, attempt)
-                    return None
-                delay = backoff_delay(self.owner.retry, attempt)
-                log.warning(
-                    "handler failed (attempt %d/%d), retrying in %.2fs: %s: %s",
-                    attempt,
-                    self.owner.retry.max_attempts,
-                    delay,
-                    type(exc).__name__,
-                    exc,
-                )
-                await self.owner.sleep(delay)
+        raw = msg.raw_message
+        records = list(raw) if isinstance(raw, list | tuple) else [raw]
+        topic = str(getattr(records[0], "topic", "") or "a topic") if records else "a topic"
+        # A batch handler dead-letters its bad records itself (`run` per record); what it
+        # raises fails the whole batch.
+        await self.owner.run(records, lambda: call_next(msg), f"handling {topic}")
+        return None

@@ -19,8 +19,9 @@ from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
 
 from shared.broker import build_broker, ensure_topics
-from shared.dead_letters import DeadLetters, PermanentError
+from shared.dead_letters import DeadLetters
 from shared.events import Record, dead_letter_topic, utc_now
+from shared.failures import PermanentError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
 from shared.plugins import PluginRegistry
 from shared.settings import Settings
@@ -77,7 +78,12 @@ class ServiceContext:
         """Publish `record` with `changes` to the input of the next stage its flow uses."""
         updated = record.model_copy(update={**changes, "updated_at": utc_now()})
         topic = next_topic(self.flow(record.flow), stage)
-        await self.broker.publish(updated.to_bytes(), topic=topic, key=record.record_id.encode())
+        body, key = updated.to_bytes(), record.record_id.encode()
+        # The broker's trouble is retried here, so the work already done (LLM calls paid for)
+        # is never done again nor dead-lettered for it.
+        await self.dead_letters.with_retries(
+            lambda: self.broker.publish(body, topic=topic, key=key), f"publishing to {topic}"
+        )
 
     @property
     def group_id(self) -> str:
@@ -125,18 +131,19 @@ class ServiceContext:
         """Handle up to `max_batch` messages of `topic` at once (for slow, I/O-bound work).
 
         The batch's offsets are committed once every message in it was handled or
-        dead-lettered: a message that fails validation or whose handler raises goes to the DLQ
-        on its own (the handler does its own retries) and the others go on. Only a failure to
-        write a dead letter fails the batch, which is then consumed again.
+        dead-lettered. Each message is retried on its own by kind of failure
+        (`DeadLetters.with_retries`): a transient failure for as long as it lasts, so the batch
+        waits; a message that fails validation or is otherwise bad goes to the DLQ on its own
+        and the others go on. Only a failure to write a dead letter fails the batch, which is
+        then consumed again.
         """
 
         async def one(record: Any) -> None:
-            try:
+            async def handle_one() -> None:
                 event = event_type.model_validate_json(record.value or b"")
                 await handle(event, self)
-            except Exception as exc:
-                await self.dead_letters.send_record(record, exc, attempts=1)
-            else:
+
+            if await self.dead_letters.run([record], handle_one, f"handling {topic}"):
                 self.stats.processed += 1
 
         async def on_batch(message: KafkaMessage) -> None:
@@ -213,6 +220,7 @@ async def _serve_health(context: ServiceContext, host: str, port: int) -> asynci
                 "status": "ok" if connected else "broker unreachable",
                 "processed": context.stats.processed,
                 "in_flight": context.stats.in_flight,
+                "waiting_on": context.dead_letters.waiting_on,
                 "uptime_s": round(time.monotonic() - context.stats.started_at, 1),
             }
             status = "200 OK" if connected else "503 Service Unavailable"

@@ -43,6 +43,8 @@ class Harness:
                 raise PermanentError("cannot be fixed by retrying")
             if record.instruction == "flaky" and self.calls[record.record_id] <= self.fail_times:
                 raise ConnectionError("endpoint hiccup")
+            if record.instruction == "buggy" and self.calls[record.record_id] <= self.fail_times:
+                raise RuntimeError("a bug")
             self.done.append(record.record_id)
 
         @self.broker.subscriber(f"{INPUT}.dlq", group_id="dlq-reader")
@@ -81,18 +83,38 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds() -> None
     assert len(h.sleeps) == 2 and h.sleeps[1] > h.sleeps[0]
 
 
-async def test_exhausted_retries_dead_letter_with_attempt_count() -> None:
+async def test_an_unexpected_error_is_dead_lettered_after_the_attempts() -> None:
     h = Harness(max_attempts=4, fail_times=99)
     async with TestKafkaBroker(h.broker) as broker:
-        await broker.publish(record("flaky", "r1"), topic=INPUT)
+        await broker.publish(record("buggy", "r1"), topic=INPUT)
         await broker.publish(record("permanent", "r2"), topic=INPUT)
         await broker.publish(record("fine", "r3"), topic=INPUT)
     assert h.calls == {"r1": 4, "r2": 1, "r3": 1}
     assert h.done == ["r3"]
     by_attempts = {letter.attempts: letter for letter in h.dlq}
-    assert by_attempts[4].error == "ConnectionError: endpoint hiccup"
+    assert by_attempts[4].error == "RuntimeError: a bug"
     assert Record.model_validate_json(by_attempts[4].body).record_id == "r1"
     assert by_attempts[1].error_type == "PermanentError"
+
+
+async def test_a_transient_failure_is_retried_for_as_long_as_it_lasts() -> None:
+    # 3 attempts are allowed for the unexpected; the endpoint is down for 40: never dead.
+    h = Harness(max_attempts=3, fail_times=40)
+    waiting: list[str | None] = []
+
+    async def note_sleep(seconds: float) -> None:
+        h.sleeps.append(seconds)
+        waiting.append(h.dead_letters.waiting_on)
+
+    h.dead_letters.sleep = note_sleep
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish(record("flaky", "r1"), topic=INPUT)
+    assert h.calls == {"r1": 41}
+    assert h.done == ["r1"]
+    assert h.dlq == []
+    assert max(h.sleeps) <= h.settings.retry.backoff_max_s * 1.1
+    assert all(w is not None and "ConnectionError: endpoint hiccup" in w for w in waiting)
+    assert h.dead_letters.waiting_on is None  # recovered
 
 
 def test_backoff_grows_and_is_capped() -> None:
