@@ -37,6 +37,9 @@ class KafkaSettings(BaseModel):
     # How long one batch of slow work (LLM calls) may take before the group gives its partitions
     # to another member. Generous: a batch waits on endpoints that may be busy or rate-limited.
     max_poll_interval_ms: int = Field(default=3_600_000, ge=10_000)
+    # The largest message any producer sends and any topic accepts, in bytes (Kafka's default):
+    # the ingester refuses a record that would not fit (413).
+    max_message_bytes: int = Field(default=1_048_576, ge=65_536)
 
 
 class RetrySettings(BaseModel):
