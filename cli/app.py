@@ -5,14 +5,15 @@
 * `ingest`, `export` (cli/data.py): data in and out on demand;
 * `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable;
 * `annotate`, `annotators add|list` (cli/annotate.py): bot annotators, people's accounts;
-* `demo` (cli/demo.py): a shipped flow's sample through the running local stack, watched live.
+* `demo` (cli/demo.py): a shipped flow's sample through the running local stack, watched live;
+* `dlq list|show|replay` (cli/dlq.py): the dead-letter topics, and replaying what they hold.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import annotate, data, demo, flows, run, stack
+from cli import annotate, data, demo, dlq, flows, run, stack
 
 app = typer.Typer(
     help="Loopline: stream LLM traffic into curated training and evaluation data.",
@@ -29,3 +30,4 @@ app.command("check-flows")(flows.check_flows)
 app.command()(demo.demo)
 app.command("annotate")(annotate.annotate_command)
 app.add_typer(annotate.annotators_app, name="annotators")
+app.add_typer(dlq.dlq_app, name="dlq")
