@@ -321,18 +321,38 @@ async def run_service(
             context.stats.in_flight,
             settings.shutdown_timeout_s,
         )
+        timeout = settings.shutdown_timeout_s
+
+        # Every step is bounded and its failure logged, so a drain that times out (a handler
+        # that never finishes) or a closer that fails never skips the steps after it: the
+        # broker is stopped, every closer runs and the traces are flushed.
+        async def bounded(step: Awaitable[Any], what: str, seconds: float) -> None:
+            try:
+                await asyncio.wait_for(step, timeout=seconds)
+            except TimeoutError:
+                log.warning("%s: %s timed out after %.1fs", spec.name, what, seconds)
+            except Exception:
+                log.exception("%s: %s failed", spec.name, what)
+
         if health is not None:
             health.close()
-        for server, task in servers:
+        for server, _ in servers:
+            # Requests still running after the timeout are cancelled by uvicorn itself.
+            server.config.timeout_graceful_shutdown = max(1, round(timeout))
             server.should_exit = True
-            await asyncio.wait_for(task, timeout=settings.shutdown_timeout_s + 5)
-        try:
-            await asyncio.wait_for(broker.stop(), timeout=settings.shutdown_timeout_s + 5)
-        except TimeoutError:
-            log.warning("%s: drain timed out; unfinished messages will be redelivered", spec.name)
+        for server, task in servers:
+            await bounded(
+                task, f"stopping the HTTP server on port {server.config.port}", timeout + 5
+            )
+        # The broker drains in-flight messages for up to `timeout` (its graceful timeout);
+        # what is unfinished then is not committed: it will be redelivered.
+        await bounded(broker.stop(), "stopping the broker", timeout + 5)
         for close in context.closers:
-            await close()
-        tracer_provider.shutdown()
+            await bounded(close(), f"closing ({getattr(close, '__qualname__', close)})", timeout)
+        try:
+            tracer_provider.shutdown()  # flushes the spans still held in batches
+        except Exception:
+            log.exception("%s: flushing the traces failed", spec.name)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
