@@ -80,6 +80,16 @@ def admin_client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """aiokafka producer keyword arguments: the client's, acks from every replica, and the one
+    message limit."""
+    return {
+        **admin_client_options(kafka),
+        "acks": "all",
+        "max_request_size": kafka.max_message_bytes,
+    }
+
+
 def build_broker(
     settings: Settings,
     service: str,
@@ -92,6 +102,7 @@ def build_broker(
         client_id=f"{settings.kafka.client_id}-{service}",
         security=broker_security(settings.kafka),
         acks="all",
+        max_request_size=settings.kafka.max_message_bytes,
         enable_idempotence=False,  # Tansu rejects it; handlers are idempotent instead.
         allow_auto_create_topics=False,
         graceful_timeout=settings.shutdown_timeout_s,
@@ -131,6 +142,7 @@ async def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str
                 name=t,
                 num_partitions=kafka.topic_partitions,
                 replication_factor=kafka.topic_replication_factor,
+                topic_configs={"max.message.bytes": str(kafka.max_message_bytes)},
             )
             for t in missing
         ]

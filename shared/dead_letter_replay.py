@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from shared.broker import admin_client_options, ensure_topics
+from shared.broker import admin_client_options, ensure_topics, producer_options
 from shared.dead_letters import DeadLetter
 from shared.events import DLQ_SUFFIX
 from shared.settings import KafkaSettings
@@ -162,7 +162,7 @@ async def replay(
     if not apply or not todo:
         return ReplayResult(todo, already)
     await ensure_topics(kafka, [REPLAYS_TOPIC])
-    producer = AIOKafkaProducer(**admin_client_options(kafka), acks="all")
+    producer = AIOKafkaProducer(**producer_options(kafka))
     await producer.start()
     try:
         for stored in todo:
