@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from shared.broker import build_broker, ensure_topics
 from shared.dead_letters import DeadLetters
 from shared.events import Record, dead_letter_topic, utc_now
-from shared.failures import PermanentError
+from shared.failures import PermanentError, TransientError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
+from shared.message_size import fit
 from shared.plugins import PluginRegistry
 from shared.settings import Settings
 from shared.telemetry import build_tracer_provider
@@ -30,6 +31,10 @@ from shared.telemetry import build_tracer_provider
 log = logging.getLogger("loopline.service")
 
 EventT = TypeVar("EventT", bound=BaseModel)
+
+
+class UnknownFlowError(TransientError):
+    """A record of a flow this service does not know (yet): held, then dead-lettered."""
 
 
 @dataclass
@@ -58,6 +63,7 @@ class ServiceContext:
     stats: ServiceStats = field(default_factory=ServiceStats)
     http_servers: list[HttpServer] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    unknown_flows: dict[str, float] = field(default_factory=dict)  # flow -> first seen
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` (say, closing an HTTP client pool) once the broker has drained."""
@@ -68,17 +74,29 @@ class ServiceContext:
         self.http_servers.append(HttpServer(app, host, port))
 
     def flow(self, name: str) -> Flow:
-        """The flow a record names (an unknown one is a permanent error: dead-lettered)."""
+        """The flow a record names.
+
+        A flow this service does not know may be on its way (a rollout where another service
+        got the new flow file first): its records are held, a transient failure, for
+        `unknown_flow_grace_s` from the first one seen; after that they are dead-lettered.
+        """
         flow = self.flows.flows.get(name)
-        if flow is None:
-            raise PermanentError(f"flow {name!r} is not in this service's flow file")
-        return flow
+        if flow is not None:
+            return flow
+        grace = self.settings.unknown_flow_grace_s
+        waited = time.monotonic() - self.unknown_flows.setdefault(name, time.monotonic())
+        missing = f"flow {name!r} is not in this service's flow file ({self.settings.flows_file})"
+        if waited < grace:
+            raise UnknownFlowError(f"{missing}; holding its records for up to {grace:.0f} s")
+        raise PermanentError(f"{missing}, held {grace:.0f} s")
 
     async def pass_on(self, record: Record, stage: str, **changes: Any) -> None:
-        """Publish `record` with `changes` to the input of the next stage its flow uses."""
+        """Publish `record` with `changes` to the input of the next stage its flow uses (kept
+        under the message limit by `shared.message_size.fit`)."""
         updated = record.model_copy(update={**changes, "updated_at": utc_now()})
         topic = next_topic(self.flow(record.flow), stage)
-        body, key = updated.to_bytes(), record.record_id.encode()
+        body = fit(updated, self.settings.kafka.max_message_bytes)
+        key = record.record_id.encode()
         # The broker's trouble is retried here, so the work already done (LLM calls paid for)
         # is never done again nor dead-lettered for it.
         await self.dead_letters.with_retries(

@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
+    # How long records of a flow missing from this service's flow file are held (a rollout may
+    # be adding it) before they are dead-lettered.
+    unknown_flow_grace_s: float = Field(default=300.0, ge=0)
     # Records the generator and the judge work on at once (LLM calls are bounded per endpoint).
     max_concurrent_records: int = Field(default=32, ge=1)
     # What one running system owns (exports, the exporter's stores; the local stack's pid
