@@ -25,6 +25,7 @@ from shared.failures import PermanentError, TransientError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
 from shared.message_size import fit
 from shared.plugins import PluginRegistry
+from shared.produced import PassedOn, ProducedIndex
 from shared.settings import Settings
 from shared.telemetry import build_tracer_provider
 
@@ -64,6 +65,9 @@ class ServiceContext:
     http_servers: list[HttpServer] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     unknown_flows: dict[str, float] = field(default_factory=dict)  # flow -> first seen
+    # What this stage already passed on, for `consume_concurrently(once_per_record=True)`:
+    # run_service reads the stage's output topics back; None (in-memory tests) keeps nothing.
+    passed_on: PassedOn | None = None
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` (say, closing an HTTP client pool) once the broker has drained."""
@@ -102,6 +106,17 @@ class ServiceContext:
         await self.dead_letters.with_retries(
             lambda: self.broker.publish(body, topic=topic, key=key), f"publishing to {topic}"
         )
+        if self.passed_on is not None:
+            self.passed_on.add(record.record_id)
+
+    async def _passed_on_before(self, event: BaseModel) -> bool:
+        record_id = getattr(event, "record_id", None)
+        if self.passed_on is None or not isinstance(record_id, str):
+            return False
+        if not await self.passed_on.contains(record_id):
+            return False
+        log.info("%s: %s was passed on before (a redelivery); skipped", self.name, record_id)
+        return True
 
     @property
     def group_id(self) -> str:
@@ -145,8 +160,12 @@ class ServiceContext:
         event_type: type[EventT],
         handle: Callable[[EventT, ServiceContext], Awaitable[None]],
         max_batch: int,
+        once_per_record: bool = False,
     ) -> None:
         """Handle up to `max_batch` messages of `topic` at once (for slow, I/O-bound work).
+
+        With `once_per_record`, a redelivered record this stage already passed on (by any of
+        its instances: `passed_on`) is skipped, not worked on again: its output is out already.
 
         The batch's offsets are committed once every message in it was handled or
         dead-lettered. Each message is retried on its own by kind of failure
@@ -159,6 +178,8 @@ class ServiceContext:
         async def one(record: Any) -> None:
             async def handle_one() -> None:
                 event = event_type.model_validate_json(record.value or b"")
+                if once_per_record and await self._passed_on_before(event):
+                    return
                 await handle(event, self)
 
             if await self.dead_letters.run([record], handle_one, f"handling {topic}"):
@@ -301,9 +322,16 @@ async def run_service(
     flows = flows if flows is not None else load_checked_flows(settings)
     tracer_provider = build_tracer_provider(spec.name, settings.telemetry)
     broker, dead_letters = build_broker(settings, spec.name, tracer_provider)
+    passed_on = ProducedIndex(settings.kafka, spec.produces)  # read back only when asked
     context = ServiceContext(
-        name=spec.name, settings=settings, flows=flows, broker=broker, dead_letters=dead_letters
+        name=spec.name,
+        settings=settings,
+        flows=flows,
+        broker=broker,
+        dead_letters=dead_letters,
+        passed_on=passed_on,
     )
+    context.on_stop(passed_on.stop)
     spec.register(context)
 
     created = await ensure_topics(settings.kafka, spec.topics())

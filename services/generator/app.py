@@ -64,7 +64,11 @@ def register(context: ServiceContext) -> None:
         await ctx.pass_on(record, "generate", responses=[*record.responses, *candidates])
 
     context.consume_concurrently(
-        RECORDS_INGESTED, Record, generate, context.settings.max_concurrent_records
+        RECORDS_INGESTED,
+        Record,
+        generate,
+        context.settings.max_concurrent_records,
+        once_per_record=True,
     )
 
 

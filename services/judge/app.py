@@ -45,7 +45,11 @@ def register(context: ServiceContext) -> None:
         await ctx.pass_on(record, "judge", judgments=[*record.judgments, *judgments])
 
     context.consume_concurrently(
-        RECORDS_GENERATED, Record, judge, context.settings.max_concurrent_records
+        RECORDS_GENERATED,
+        Record,
+        judge,
+        context.settings.max_concurrent_records,
+        once_per_record=True,
     )
 
 

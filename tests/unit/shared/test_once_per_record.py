@@ -1,0 +1,50 @@
+"""A stage that already passed a record on skips it when it is redelivered: the generator does
+not generate it again (a second, different output downstream), the judge does not judge it
+again."""
+
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.broker import build_broker
+from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, Record
+from shared.flows import parse_flows
+from shared.produced import PassedOnInMemory
+from shared.service import ServiceContext
+from shared.settings import Settings
+
+
+async def test_a_redelivered_record_is_not_worked_on_again() -> None:
+    settings = Settings()
+    broker, dead_letters = build_broker(settings, "unit")
+    ctx = ServiceContext(
+        name="unit",
+        settings=settings,
+        flows=parse_flows(
+            {"flows": {"f": {"generate": [{"plugin": "openai"}], "judge": {"plugin": "pairwise"}}}},
+            "x",
+        ),
+        broker=broker,
+        dead_letters=dead_letters,
+        passed_on=PassedOnInMemory(),
+    )
+    generations: list[str] = []
+    passed: list[str] = []
+
+    async def generate(record: Record, c: ServiceContext) -> None:
+        generations.append(record.record_id)  # the LLM calls
+        await c.pass_on(record, "generate")
+
+    ctx.consume_concurrently(RECORDS_INGESTED, Record, generate, 10, once_per_record=True)
+
+    @broker.subscriber(RECORDS_GENERATED)
+    async def out(message: KafkaMessage) -> None:
+        passed.append(Record.model_validate_json(message.body).record_id)
+
+    async with TestKafkaBroker(broker) as test_broker:
+        first = Record(record_id="r1", flow="f", instruction="q").to_bytes()
+        other = Record(record_id="r2", flow="f", instruction="q").to_bytes()
+        await test_broker.publish(first, topic=RECORDS_INGESTED)
+        await test_broker.publish_batch(first, other, topic=RECORDS_INGESTED)  # r1 redelivered
+    assert generations == ["r1", "r2"]
+    assert passed == ["r1", "r2"]
+    assert ctx.stats.processed == 3  # the skipped redelivery is done with, and committed
