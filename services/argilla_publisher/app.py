@@ -2,9 +2,18 @@
 
 Reads `records.judged` in batches (flushed by size or time), maps each record with its flow's
 template (fields, questions, metadata, judge scores as suggestions), and upserts them in bulk with
-the Argilla record id = `record_id`, so a redelivered event updates instead of duplicating.
-Offsets are committed only after Argilla accepted the batch; while Argilla is down the batch is
-retried with backoff, nothing is lost. Emits `records.published` per record.
+the Argilla record id = `record_id`, so a redelivered event updates instead of duplicating, unless
+annotators answered that record already: then the version they answered is kept (`bulk.py`).
+Offsets are committed only after Argilla settled the batch. Argilla's trouble (down, 5xx, 429,
+timeouts) is retried in place for as long as it lasts, nothing is lost nor dead-lettered; a
+record Argilla refuses is dead-lettered alone; a deleted dataset is re-created (`publishing.py`).
+Emits `records.published` per record. In split mode a record's annotator is a function of its
+id (`targets.split_index`).
+
+The consumer waits in place while Argilla is in trouble, so its batch may take long: its
+`max_poll_interval_ms` is the Kafka settings' (an hour by default). Past it, the group gives the
+partitions to another member and the batch is consumed again: upserts are idempotent, answered
+records are never overwritten, so that costs time, not records.
 
 A flow with `publish.when` sends only some judged records to people (`routing.py`): those carry
 the reason (`review_reason` in Argilla, `Record.review`); the others are not published (the
@@ -14,20 +23,17 @@ logged per batch.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
-from typing import Any
 
 import argilla as rg
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
-from services.argilla_publisher.bulk import RETRY_BUDGET_S, BulkWriter, RefusedError, payload
+from services.argilla_publisher.bulk import BulkWriter
+from services.argilla_publisher.publishing import Item, Publisher
 from services.argilla_publisher.routing import ReviewTally, decide, mark
-from services.argilla_publisher.targets import Publication, Target, prepare
-from shared.dead_letters import PermanentError
-from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, PublishedRecord, Record
+from services.argilla_publisher.targets import Publication, prepare, split_index
+from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 from shared.templates import Template
@@ -40,7 +46,7 @@ def register(context: ServiceContext) -> None:
     registry = PluginRegistry()
     api_key = settings.api_key.get_secret_value()
     client = rg.Argilla(api_url=settings.api_url, api_key=api_key)
-    writer = BulkWriter(settings.api_url, api_key)
+    writer = BulkWriter(settings.api_url, api_key, retry=context.dead_letters.with_retries)
     context.on_stop(writer.aclose)
     publications: dict[str, Publication] = {}
     for name, flow in context.flows.flows.items():
@@ -50,12 +56,20 @@ def register(context: ServiceContext) -> None:
             PluginKind.templates, flow.publish.plugin, flow.publish.options
         )
         publications[name] = prepare(client, name, flow.publish, template, settings.workspace)
+
+    def prepare_again(flow: str) -> Publication:
+        ref = context.flows.flows[flow].publish
+        assert ref is not None  # only flows with a publish stage have a publication
+        template = publications[flow].template
+        return prepare(client, flow, ref, template, settings.workspace)
+
+    publisher = Publisher(context, writer, publications, prepare_again)
     refs = [flow.publish for flow in context.flows.flows.values() if flow.publish is not None]
     batch_size = max((ref.batch_size for ref in refs), default=256)
     flush_ms = int(min((ref.flush_interval_s for ref in refs), default=2.0) * 1000)
 
     async def on_batch(message: KafkaMessage) -> None:
-        groups: dict[Target, list[tuple[Any, Record, Any]]] = defaultdict(list)
+        groups: dict[tuple[str, int], list[Item]] = defaultdict(list)  # (flow, target) -> items
         tally = ReviewTally()
         for consumed in message.raw_message:
             try:
@@ -72,48 +86,25 @@ def register(context: ServiceContext) -> None:
                     tally.add(record.flow, decision)  # the exporter auto-accepts it
                     context.stats.processed += 1
                     continue
-                target = publication.target_for(consumed.partition, consumed.offset)
+                index = split_index(record.record_id, len(publication.targets))
                 argilla_record = mark(publication.template.to_record(record), decision)
-                groups[target].append((consumed, record, payload(argilla_record, target.dataset)))
+                groups[(record.flow, index)].append((consumed, record, argilla_record))
                 if decision is not None:
                     tally.add(record.flow, decision)
-            except (ValidationError, PermanentError, ValueError) as exc:
+            except Exception as exc:  # local work on this record alone: it is dead-lettered
                 await context.dead_letters.send_record(consumed, exc, attempts=1)
-        for target, all_items in groups.items():
+        publisher.start_batch()
+        for (flow, index), all_items in groups.items():
             # One bulk upsert may hold a record once: the newest event of a record id wins.
-            newest = {record.record_id: (c, record, a) for c, record, a in all_items}
-            items = list(newest.values())
-            try:
-                await writer.upsert(str(target.dataset.id), target.name, [p for _, _, p in items])
-            except RefusedError as exc:
-                for consumed, _, _ in items:
-                    await context.dead_letters.send_record(consumed, exc, attempts=1)
-                continue
-            sent = [
-                await context.broker.publish(
-                    PublishedRecord(
-                        record_id=record.record_id,
-                        flow=record.flow,
-                        dataset=target.name,
-                        workspace=target.workspace,
-                    ).to_bytes(),
-                    topic=RECORDS_PUBLISHED,
-                    key=record.record_id.encode(),
-                    no_confirm=True,
-                )
-                for _, record, _ in items
-            ]
-            await asyncio.gather(*sent)
-            context.stats.processed += len(items)
-            log.info("published %d record(s) to %s/%s", len(items), target.workspace, target.name)
+            items = list({record.record_id: (c, record, a) for c, record, a in all_items}.values())
+            settled = await publisher.publish(flow, index, items)
+            context.stats.processed += settled
+            target = publisher.target(flow, index)
+            log.info("published %d record(s) to %s/%s", settled, target.workspace, target.name)
         tally.flush()  # once the batch is in Argilla: a batch consumed again counts again
 
     context.subscribe_batches(
-        [RECORDS_JUDGED],
-        on_batch,
-        max_records=batch_size,
-        batch_timeout_ms=flush_ms,
-        max_poll_interval_ms=int((RETRY_BUDGET_S + 60) * 1000),
+        [RECORDS_JUDGED], on_batch, max_records=batch_size, batch_timeout_ms=flush_ms
     )
 
 

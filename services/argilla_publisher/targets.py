@@ -18,10 +18,12 @@ import argilla as rg
 from services.argilla_publisher.dataset_settings import settings_diff
 from services.argilla_publisher.routing import review_settings
 from shared.flows import PublishRef, ReviewWhen
+from shared.hashing import stable_fraction
 from shared.templates import Template
 
 log = logging.getLogger("loopline.argilla_publisher")
 MAX_VERSIONS = 50
+SPLIT_SALT = "argilla-publisher split"  # apart from other uses of the record id's hash
 
 
 class SettingsDriftError(RuntimeError):
@@ -101,10 +103,16 @@ class Publication:
     targets: tuple[Target, ...]
     when: ReviewWhen | None = None  # which judged records people see (None: all)
 
-    def target_for(self, partition: int, offset: int) -> Target:
-        """Split mode: round robin by the record's place in its partition, so a redelivered
-        record always goes to the same annotator and each gets a balanced share."""
-        return self.targets[(partition + offset) % len(self.targets)]
+    def target_for(self, record_id: str) -> Target:
+        """Where the record goes: the one dataset (overlap), or its annotator's (split)."""
+        return self.targets[split_index(record_id, len(self.targets))]
+
+
+def split_index(record_id: str, annotators: int) -> int:
+    """Split mode's annotator for a record: a function of its id alone (a stable hash), so a
+    redelivered or re-emitted record goes to the same annotator wherever it is read from, and
+    shares are balanced on average (not exactly: each record falls on its own)."""
+    return min(int(stable_fraction(SPLIT_SALT, record_id) * annotators), annotators - 1)
 
 
 def prepare(

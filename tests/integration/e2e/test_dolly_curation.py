@@ -4,17 +4,14 @@ they edited and a report of which fields changed."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from devstack.annotators.accounts import split_workspace
 from devstack.annotators.answers import EDIT_SENTENCE
-from shared.events import RECORDS_JUDGED
+from services.argilla_publisher.targets import split_index
 from tests.integration.e2e.conftest import Loop
 from tests.integration.e2e.reading import (
     argilla_records,
     by_record,
     completed_records,
-    placements,
 )
 
 FLOW = "dolly-curation"
@@ -40,23 +37,12 @@ async def test_each_annotator_curates_a_disjoint_share_and_edits_reach_sft(loop:
     for name, share in shares.items():
         for record_id in share:
             assert [r.annotator for r in completed[record_id].responses] == [name]
-    # The publisher's split rule: round robin by the record's place on records.judged (its
-    # partition plus offset), so each partition's consecutive records go to each in turn.
-    where = await placements(loop.settings.kafka, RECORDS_JUDGED, run.record_ids)
+    # The publisher's split rule: the annotator is a function of the record id alone (a stable
+    # hash), wherever the record was read from, so a re-emitted record goes to the same person.
+    # Shares are balanced only on average: with 6 records one annotator may get none.
     for name, share in shares.items():
         for record_id in share:
-            partition, offset = where[record_id]
-            assert annotators[(partition + offset) % len(annotators)] == name
-    per_partition: dict[int, Counter[str]] = {}
-    for name, share in shares.items():
-        for record_id in share:
-            per_partition.setdefault(where[record_id][0], Counter())[name] += 1
-    for partition, counted in per_partition.items():
-        sizes = [counted[name] for name in annotators]
-        assert max(sizes) - min(sizes) <= 1, (partition, counted)
-    # So the shares differ by at most one record per partition the records landed on.
-    overall = [len(shares[name]) for name in annotators]
-    assert max(overall) - min(overall) <= len(per_partition), (overall, per_partition)
+            assert annotators[split_index(record_id, len(annotators))] == name, record_id
 
     # The edited responses are the sft completions; the report counts the changed field.
     rows = by_record(loop.rows(run, "sft"))

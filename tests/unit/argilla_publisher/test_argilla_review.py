@@ -14,6 +14,8 @@ from faststream.kafka import TestKafkaBroker
 
 from devstack.sample_records import record
 from services.argilla_publisher import app as publisher_app
+from services.argilla_publisher import publishing
+from services.argilla_publisher.bulk import UpsertResult
 from services.argilla_publisher.dataset_settings import settings_diff, settings_shape
 from services.argilla_publisher.routing import (
     REVIEW_DETAIL,
@@ -132,8 +134,9 @@ class FakeWriter:
     def __init__(self) -> None:
         self.upserts: list[tuple[str, list[dict[str, Any]]]] = []
 
-    async def upsert(self, dataset_id: str, name: str, items: list[dict[str, Any]]) -> None:
+    async def upsert(self, dataset_id: str, name: str, items: list[dict[str, Any]]) -> UpsertResult:
         self.upserts.append((name, list(items)))
+        return UpsertResult(upserted=list(range(len(items))))
 
     async def aclose(self) -> None:
         return None
@@ -155,9 +158,9 @@ async def test_only_records_for_people_are_published(
 ) -> None:
     writer = FakeWriter()
     monkeypatch.setattr(publisher_app.rg, "Argilla", lambda **_: object())
-    monkeypatch.setattr(publisher_app, "BulkWriter", lambda *_: writer)
+    monkeypatch.setattr(publisher_app, "BulkWriter", lambda *_, **__: writer)
     monkeypatch.setattr(publisher_app, "prepare", fake_prepare)
-    monkeypatch.setattr(publisher_app, "payload", fake_payload)
+    monkeypatch.setattr(publishing, "payload", fake_payload)
     settings = Settings()
     broker, dead_letters = build_broker(settings, "argilla-publisher")
     flows = parse_flows(
