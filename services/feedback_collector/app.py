@@ -8,14 +8,19 @@ Two ways in, one way out:
   collector registers one webhook for `LOOPLINE_FEEDBACK__PUBLIC_URL`, or reuses the one that
   exists (fixing its events), and takes its secret.
 - **Reconciliation** on startup and every `LOOPLINE_FEEDBACK__RECONCILE_INTERVAL_S`: every dataset
-  a flow publishes to is read back, and responses newer than the checkpoint are emitted. The
-  checkpoint is the newest `responded_at` on `feedback.responses`, read back from the tail of the
-  topic at startup: the collector keeps no local state (see `checkpoint.py`).
+  a flow publishes to is read back a page at a time, and responses newer than the dataset's
+  progress (minus the overlap) are emitted as they are read (see `reconcile.py`).
+
+State: the progress per dataset and the completions announced live on the compacted topic
+`feedback.collector.state`, which the collector creates and reads back at startup (see
+`state.py`): nothing on local disk. Webhooks are answered 503 until it is loaded.
 
 Out: `AnnotatorResponse` on `feedback.responses` and `CompletedRecord` (the Loopline record
 rebuilt from the Argilla record's `loopline_record` metadata, with all its responses) on
-`records.completed`, keyed by record id. Delivery is at least once: consumers dedupe by record id
-and annotator. Deleted responses are logged, not emitted.
+`records.completed`, keyed by record id; an event too large for the message limit goes to the
+topic's `.dlq` with the reason (see `emitter.py`). Responses are delivered at least once
+(consumers dedupe by record id and annotator); a record is announced completed once per set of
+responses. Deleted responses are logged, not emitted.
 
 The service consumes no topic. Its background work (webhook registration, reconciliation) starts
 with the service and ends when the service's broker stops.
@@ -30,12 +35,21 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.feedback_collector.argilla_reader import ArgillaReader, ensure_webhook
-from services.feedback_collector.checkpoint import read_checkpoint
 from services.feedback_collector.emitter import Emitter
 from services.feedback_collector.mapping import WatchedDatasets
 from services.feedback_collector.reconcile import Reconciler
-from services.feedback_collector.webhooks import WebhookReceiver, create_app
-from shared.events import FEEDBACK_RESPONSES, RECORDS_COMPLETED
+from services.feedback_collector.state import (
+    STATE_TOPIC,
+    CollectorState,
+    create_state_topic,
+    read_state,
+)
+from services.feedback_collector.webhooks import (
+    DEFAULT_MAX_BODY_BYTES,
+    WebhookReceiver,
+    create_app,
+)
+from shared.events import FEEDBACK_RESPONSES, RECORDS_COMPLETED, dead_letter_topic
 from shared.service import ServiceContext, ServiceSpec
 
 log = logging.getLogger("loopline.feedback_collector")
@@ -56,10 +70,14 @@ class FeedbackCollector:
         self.reader = ArgillaReader(
             settings.argilla.api_url, settings.argilla.api_key.get_secret_value()
         )
-        self.emitter = Emitter(self._send)
+        self.state = CollectorState(self._send, STATE_TOPIC)
+        self.emitter = Emitter(
+            self._send, self.state, max_message_bytes=settings.kafka.max_message_bytes
+        )
         self.secrets: tuple[str, ...] = ()
+        self.state_loaded = False
         self.receiver = WebhookReceiver(
-            lambda: self.secrets,
+            lambda: self.secrets if self.state_loaded else (),
             self.reader,
             self.watched,
             self.emitter,
@@ -75,9 +93,12 @@ class FeedbackCollector:
         self._broker_seen_running = False
         self.task: asyncio.Task[None] | None = None
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
-        await self.context.broker.publish(value, topic=topic, key=key)
-        self.context.stats.processed += 1
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        await self.context.broker.publish(value, topic=topic, key=key, headers=headers)
+        if topic != STATE_TOPIC:
+            self.context.stats.processed += 1
 
     # The service runner offers no start/stop hooks: the loop watches the broker instead.
     def stopped(self) -> bool:
@@ -123,12 +144,12 @@ class FeedbackCollector:
             )
         self.secrets = registration.secrets
 
-    async def load_checkpoint(self) -> None:
-        self.reconciler.checkpoint = await read_checkpoint(
-            self.context.settings.kafka,
-            FEEDBACK_RESPONSES,
-            self.feedback.checkpoint_tail_messages,
-        )
+    async def load_state(self) -> None:
+        """Create the state topic if need be and read it back (before any event is sent)."""
+        kafka = self.context.settings.kafka
+        await create_state_topic(kafka, STATE_TOPIC)
+        self.state.load(await read_state(kafka, STATE_TOPIC))
+        self.state_loaded = True
 
     async def reconcile(self) -> None:
         # Re-registering is cheap and repairs a webhook deleted or disabled meanwhile.
@@ -151,7 +172,7 @@ class FeedbackCollector:
                 return
             if not await self._wait_for_broker():
                 return
-            if not await self._retrying("reading the checkpoint", self.load_checkpoint):
+            if not await self._retrying("reading the collector's state", self.load_state):
                 return
             while not self.stopped():
                 if not await self._retrying("reconciliation", self.reconcile):
@@ -176,8 +197,11 @@ def register(context: ServiceContext) -> None:
     collector = FeedbackCollector(context)
     if not collector.watched.targets:
         log.warning("no flow has a `publish` stage: no Argilla dataset is watched")
+    # A delivery holds one record and its metadata (the Loopline record, under the message
+    # limit, JSON-escaped inside JSON): room for several times the limit.
+    max_body = max(DEFAULT_MAX_BODY_BYTES, 8 * context.settings.kafka.max_message_bytes)
     context.serve_http(
-        create_app(collector.receiver), collector.feedback.host, collector.feedback.port
+        create_app(collector.receiver, max_body), collector.feedback.host, collector.feedback.port
     )
     collector.start()
 
@@ -185,7 +209,13 @@ def register(context: ServiceContext) -> None:
 SERVICE = ServiceSpec(
     name="feedback-collector",
     consumes=(),
-    produces=(FEEDBACK_RESPONSES, RECORDS_COMPLETED),
+    # The state topic is not listed: the collector creates it itself, compacted (`state.py`).
+    produces=(
+        FEEDBACK_RESPONSES,
+        RECORDS_COMPLETED,
+        dead_letter_topic(FEEDBACK_RESPONSES),
+        dead_letter_topic(RECORDS_COMPLETED),
+    ),
     register=register,
     description=__doc__ or "",
 )

@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import argilla as rg
 import httpx
@@ -49,6 +50,10 @@ def _redact_sdk_secrets() -> None:
 
 class ArgillaUnavailableError(RuntimeError):
     """Argilla could not be reached or answered with a server error: worth retrying later."""
+
+
+class RecordNotFoundError(LookupError):
+    """Argilla has no such record (deleted since the event was sent)."""
 
 
 class ArgillaReader:
@@ -110,8 +115,14 @@ class ArgillaReader:
             offset += len(items)
 
     async def record(self, record_id: str) -> ArgillaRecord:
-        """One record by its Argilla id, with every response."""
-        return ArgillaRecord.model_validate(await self._get(f"/api/v1/records/{record_id}"))
+        """One record by its Argilla id, with every response; RecordNotFoundError if gone."""
+        path = f"/api/v1/records/{quote(record_id, safe='')}"
+        try:
+            return ArgillaRecord.model_validate(await self._get(path))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                raise RecordNotFoundError(f"Argilla has no record {record_id}") from exc
+            raise
 
     async def username(self, user_id: str) -> str:
         if user_id not in self._usernames:

@@ -4,48 +4,64 @@ Webhooks are best effort: the worker gives up after a few retries, nothing is de
 collector is down, and responses written by the owner through `records.log` fire none. So on
 startup and every `reconcile_interval_s`, the collector lists, for every dataset a flow publishes
 to (every annotator's dataset in split mode, and `-v<N>` versions), the records with their
-responses, and emits:
+responses, a page at a time, and emits as it goes:
 
-- an `AnnotatorResponse` for every response whose `updated_at` is newer than the checkpoint
-  minus `reconcile_overlap_s`;
+- an `AnnotatorResponse` for every response whose `updated_at` is newer than the dataset's
+  progress minus `reconcile_overlap_s`;
 - a `CompletedRecord` for every record in status `completed` with such a response (or itself
-  updated, i.e. completed, since then).
+  updated, i.e. completed, since then), unless it was announced with the same responses.
+
+Nothing is held beyond the page being read, so a dataset read from its start (a new collector,
+or its state topic emptied) costs the same memory as a pass of a few records.
+
+The dataset's progress (`state.py`) is written once its last page was read and every event of
+the pass was acknowledged, as the moment the pass started: every response written before then
+was listed, so was emitted. A crash at any point leaves the previous progress, and the next pass
+reads from there again (its duplicates are harmless). The overlap covers the rest: a response
+written while its page was being read, committed late, or stamped by a clock behind the
+collector's (up to `reconcile_overlap_s` of skew between the collector and Argilla).
 
 Every watched dataset is listed in full on every pass: its `last_activity_at` would be a cheap
 filter, but Argilla does not touch it when responses come in bulk (`records.log` by the owner),
-exactly the responses no webhook reports. Completed records go out first, then the responses in
-`responded_at` order, so the checkpoint recovered from the topic after a crash never skips an
-unsent one. The checkpoint then moves to the newest `responded_at` seen.
+exactly the responses no webhook reports.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from services.feedback_collector.argilla_reader import ArgillaReader
-from services.feedback_collector.checkpoint import EPOCH
 from services.feedback_collector.emitter import Emitter
 from services.feedback_collector.mapping import (
     COMPLETED,
+    ArgillaDataset,
+    ArgillaRecord,
     WatchedDatasets,
     annotator_response,
     completed_record,
     loopline_record_id,
 )
-from shared.events import AnnotatorResponse, CompletedRecord
 
 log = logging.getLogger("loopline.feedback_collector")
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-@dataclass(frozen=True)
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class PassResult:
-    datasets: int
-    responses_seen: int
-    responses_sent: int
-    completed_sent: int
-    checkpoint: datetime
+    datasets: int = 0
+    responses_seen: int = 0
+    responses_sent: int = 0
+    completed_sent: int = 0
+    dead_lettered: int = 0
+    since: dict[str, datetime] = field(default_factory=dict)  # dataset -> read from
 
 
 class Reconciler:
@@ -57,74 +73,87 @@ class Reconciler:
         *,
         overlap_s: float,
         page_size: int,
-        checkpoint: datetime = EPOCH,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.reader = reader
         self.watched = watched
         self.emitter = emitter
         self.overlap = timedelta(seconds=overlap_s)
         self.page_size = page_size
-        self.checkpoint = checkpoint
+        self.clock = clock
 
     async def run_pass(self) -> PassResult:
-        since = max(self.checkpoint - self.overlap, EPOCH)
         datasets = self.watched.select(await self.reader.datasets())
-        responses: list[AnnotatorResponse] = []
-        completions: list[CompletedRecord] = []
-        for dataset in datasets:
-            async for page in self.reader.records(dataset.id, self.page_size):
-                for record in page:
-                    fresh = [r for r in record.responses if r.updated_at > since]
-                    just_completed = record.status == COMPLETED and record.updated_at > since
-                    if not fresh and not just_completed:
-                        continue
-                    record_id = loopline_record_id(record.external_id, record.metadata)
-                    if record_id is None:
-                        log.warning(
-                            "record %s in %s/%s has no external id: its responses are skipped",
-                            record.id,
-                            dataset.workspace,
-                            dataset.name,
-                        )
-                        continue
-                    names = await self.reader.usernames([r.user_id for r in record.responses])
-                    for response in fresh:
-                        event = annotator_response(
-                            record_id,
-                            dataset.name,
-                            names[response.user_id],
-                            response.status,
-                            response.values,
-                            response.updated_at,
-                        )
-                        if event is not None:
-                            responses.append(event)
-                    if record.status == COMPLETED:
-                        completion = completed_record(record, dataset.name, names.__getitem__)
-                        if completion is not None:
-                            completions.append(completion)
-
-        sent_before = (self.emitter.responses_sent, self.emitter.completed_sent)
-        for completion in sorted(completions, key=lambda c: c.completed_at):
-            await self.emitter.completed(completion)
-        for answer in sorted(responses, key=lambda r: r.responded_at):
-            await self.emitter.response(answer)
-            self.checkpoint = max(self.checkpoint, answer.responded_at)
-        result = PassResult(
-            datasets=len(datasets),
-            responses_seen=len(responses),
-            responses_sent=self.emitter.responses_sent - sent_before[0],
-            completed_sent=self.emitter.completed_sent - sent_before[1],
-            checkpoint=self.checkpoint,
+        result = PassResult(datasets=len(datasets))
+        before = (
+            self.emitter.responses_sent,
+            self.emitter.completed_sent,
+            self.emitter.dead_lettered,
         )
+        for dataset in datasets:
+            await self._dataset(dataset, result)
+        result.responses_sent = self.emitter.responses_sent - before[0]
+        result.completed_sent = self.emitter.completed_sent - before[1]
+        result.dead_lettered = self.emitter.dead_lettered - before[2]
         log.info(
-            "reconciled %d watched dataset(s): %d response(s) since %s, "
-            "%d sent, %d completed record(s) sent; checkpoint %s",
+            "reconciled %d watched dataset(s): %d response(s) seen, %d sent, "
+            "%d completed record(s) sent, %d dead-lettered",
             result.datasets,
             result.responses_seen,
-            since.isoformat(),
             result.responses_sent,
             result.completed_sent,
-            result.checkpoint.isoformat(),
+            result.dead_lettered,
         )
         return result
+
+    async def _dataset(self, dataset: ArgillaDataset, result: PassResult) -> None:
+        started = self.clock()
+        done = self.emitter.state.progress(dataset.id)
+        since = EPOCH if done is None else max(done - self.overlap, EPOCH)
+        result.since[f"{dataset.workspace}/{dataset.name}"] = since
+        async for page in self.reader.records(dataset.id, self.page_size):
+            for record in page:
+                result.responses_seen += await self._record(dataset, record, since)
+        await self.emitter.state.save_progress(
+            dataset.id, started, workspace=dataset.workspace, dataset=dataset.name
+        )
+        log.debug(
+            "reconciled %s/%s from %s; progress %s",
+            dataset.workspace,
+            dataset.name,
+            since.isoformat(),
+            started.isoformat(),
+        )
+
+    async def _record(self, dataset: ArgillaDataset, record: ArgillaRecord, since: datetime) -> int:
+        """Emit what is new about one record; the number of its fresh responses."""
+        fresh = [r for r in record.responses if r.updated_at > since]
+        just_completed = record.status == COMPLETED and record.updated_at > since
+        if not fresh and not just_completed:
+            return 0
+        record_id = loopline_record_id(record.external_id, record.metadata)
+        if record_id is None:
+            log.warning(
+                "record %s in %s/%s has no external id: its responses are skipped",
+                record.id,
+                dataset.workspace,
+                dataset.name,
+            )
+            return 0
+        names = await self.reader.usernames([r.user_id for r in record.responses])
+        if record.status == COMPLETED:
+            completion = completed_record(record, dataset.name, names.__getitem__)
+            if completion is not None:
+                await self.emitter.completed(completion, dataset.id, record.id)
+        for response in sorted(fresh, key=lambda r: r.updated_at):
+            event = annotator_response(
+                record_id,
+                dataset.name,
+                names[response.user_id],
+                response.status,
+                response.values,
+                response.updated_at,
+            )
+            if event is not None:
+                await self.emitter.response(event, record.id)
+        return len(fresh)

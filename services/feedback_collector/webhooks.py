@@ -1,21 +1,27 @@
 """`POST /argilla/webhooks`: Argilla's signed deliveries, turned into Loopline events.
 
-- 401: a delivery that fails verification (forged, altered, stale, from the future, unsigned);
-  nothing is emitted and the reason is in the body.
-- 503: the collector cannot take it right now (secret not loaded yet, Argilla or Kafka
-  unreachable); Argilla's worker retries, and reconciliation catches up anyway.
-- 400: signed but not a payload Argilla sends.
+- 413: the body is over `max_body_bytes` (refused from its declared length, or as soon as that
+  much was read, before verification: nothing is held beyond the limit).
+- 401: a delivery that fails verification (forged, altered, stale, from the future, unsigned,
+  a malformed signature header or timestamp); nothing is emitted and the reason is in the body.
+- 503: the collector cannot take it right now (it is starting: secret or state not loaded yet;
+  Argilla or Kafka unreachable); Argilla's worker retries, and reconciliation catches up anyway.
+- 400: signed but not a payload Argilla sends (the body names the fields, e.g. `data.id`).
 - 200: handled, including events that are deliberately not emitted (a deleted response, a dataset
-  no flow publishes to).
+  no flow publishes to, a record deleted since), duplicates, and events too large to send
+  (`status: dead-lettered`, see `emitter.py`).
 
 `response.created` / `response.updated` -> `AnnotatorResponse`; `record.completed` ->
-`CompletedRecord` with every response the record has (read back from Argilla);
-`response.deleted` is logged only: a later completion carries the record's current responses.
+`CompletedRecord` with every response the record has (read back from Argilla), once per set of
+responses; `response.deleted` is logged only: a later completion carries the record's current
+responses.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +29,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from services.feedback_collector.argilla_reader import ArgillaReader, ArgillaUnavailableError
+from services.feedback_collector.argilla_reader import (
+    ArgillaReader,
+    ArgillaUnavailableError,
+    RecordNotFoundError,
+)
 from services.feedback_collector.emitter import Emitter
 from services.feedback_collector.mapping import (
     HookRecord,
@@ -40,6 +50,19 @@ log = logging.getLogger("loopline.feedback_collector")
 
 WEBHOOK_PATH = "/argilla/webhooks"
 RESPONSE_WRITTEN = ("response.created", "response.updated")
+# A delivery carries one record (with its metadata: the Loopline record, itself under the Kafka
+# message limit) or one response with its record: a few times the message limit at most.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+_LENGTH = re.compile(r"[0-9]{1,20}")
+
+
+def problems(exc: ValidationError, prefix: str = "") -> list[str]:
+    """`path: message` per error (no inputs echoed back: they may be large)."""
+    found = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False)[:5]:
+        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        found.append(f"{path or '(body)'}: {error['msg']}")
+    return found
 
 
 class Outcome:
@@ -70,7 +93,7 @@ class WebhookReceiver:
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Outcome:
         secrets = self.secrets()
         if not secrets:
-            return Outcome(503, detail="the webhook secret is not loaded yet; retry later")
+            return Outcome(503, detail="the collector is starting (secret or state not loaded)")
         try:
             msg_id = verify(secrets, headers, body, tolerance_s=self.tolerance_s)
         except SignatureError as exc:
@@ -81,13 +104,17 @@ class WebhookReceiver:
         try:
             envelope = WebhookEnvelope.model_validate_json(body)
         except ValidationError as exc:
-            log.warning("webhook %s: not an Argilla event payload: %s", msg_id, exc)
-            return Outcome(400, detail=f"not an Argilla webhook payload: {exc.errors()[:3]}")
+            log.warning("webhook %s: not an Argilla event payload: %s", msg_id, problems(exc))
+            return Outcome(400, detail="not an Argilla webhook payload", problems=problems(exc))
         try:
             return await self._dispatch(msg_id, envelope)
         except ValidationError as exc:
-            log.warning("webhook %s (%s): unexpected payload: %s", msg_id, envelope.type, exc)
-            return Outcome(400, detail=f"unexpected {envelope.type} payload: {exc.errors()[:3]}")
+            found = problems(exc, "data")
+            log.warning("webhook %s (%s): unexpected payload: %s", msg_id, envelope.type, found)
+            return Outcome(400, detail=f"unexpected {envelope.type} payload", problems=found)
+        except RecordNotFoundError as exc:
+            log.info("webhook %s (%s): %s; ignored", msg_id, envelope.type, exc)
+            return Outcome(200, status="ignored", reason="the record no longer exists in Argilla")
         except ArgillaUnavailableError as exc:
             log.warning("webhook %s (%s): %s; Argilla will retry", msg_id, envelope.type, exc)
             return Outcome(503, detail="Argilla is not reachable from the collector; retry later")
@@ -141,23 +168,47 @@ class WebhookReceiver:
         )
         if event is None:
             return Outcome(200, status="ignored", reason=f"unknown status {response.status}")
-        sent = await self.emitter.response(event)
-        return Outcome(200, status="sent" if sent else "duplicate", record_id=record_id)
+        sent = await self.emitter.response(event, record.id)
+        return Outcome(200, status=sent.value, record_id=record_id)
 
     async def _completed(self, envelope: WebhookEnvelope) -> Outcome:
         hook = HookRecord.model_validate(envelope.data)
         if not self._watched(hook):
             return Outcome(200, status="ignored", reason="no flow publishes to this dataset")
+        try:
+            uuid.UUID(hook.id)  # it goes into a URL: an id as Argilla makes them, nothing else
+        except ValueError:
+            return Outcome(400, detail="data.id: not an Argilla record id (a UUID)")
         record = await self.reader.record(hook.id)  # the payload has no responses
         names = await self.reader.usernames([r.user_id for r in record.responses])
         event = completed_record(record, hook.dataset.name, names.__getitem__)
         if event is None:
             return Outcome(200, status="ignored", reason="no valid loopline_record metadata")
-        sent = await self.emitter.completed(event)
-        return Outcome(200, status="sent" if sent else "duplicate", record_id=event.record_id)
+        sent = await self.emitter.completed(event, hook.dataset.id, record.id)
+        return Outcome(200, status=sent.value, record_id=event.record_id)
 
 
-def create_app(receiver: WebhookReceiver) -> FastAPI:
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"the webhook body is over the limit of {limit} bytes"}, status_code=413
+    )
+
+
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to be over `limit` bytes (from its
+    declared length, or once that much has been read): never more than the limit in memory."""
+    declared = request.headers.get("content-length", "")
+    if _LENGTH.fullmatch(declared) and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def create_app(receiver: WebhookReceiver, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(
         title="Loopline feedback collector",
         description="Receives Argilla's signed webhooks (Standard Webhooks).",
@@ -165,7 +216,10 @@ def create_app(receiver: WebhookReceiver) -> FastAPI:
 
     @app.post(WEBHOOK_PATH)
     async def argilla_webhook(request: Request) -> JSONResponse:
-        body = await request.body()
+        body = await read_bounded(request, max_body_bytes)
+        if body is None:
+            log.warning("webhook delivery refused (413): body over %d bytes", max_body_bytes)
+            return _too_large(max_body_bytes)
         outcome = await receiver.receive(request.headers, body)
         return JSONResponse(outcome.body, status_code=outcome.code)
 

@@ -150,7 +150,9 @@ class _Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
 
-    async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+    async def __call__(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.sent.append((topic, key, value))
 
 
