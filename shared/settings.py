@@ -105,11 +105,17 @@ class IngestSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8100, ge=0, le=65535)
     api_keys: list[ApiKey] = Field(default_factory=list)
-    max_batch: int = Field(default=1000, ge=1)
+    max_batch: int = Field(default=1000, ge=1)  # records per request
+    max_spans: int = Field(default=8192, ge=1)  # spans per OTLP export request
+    # Bytes of a request body, on the wire and after decompression (gzip, deflate).
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Nesting levels of one record (the record object is level 1): a deeper record is refused
+    # (422); the bound keeps every record readable by every service (JSON parsers stop at 200).
+    max_depth: int = Field(default=64, ge=4, le=128)
     default_flow: str = "default"
     idempotency_window_s: float = Field(default=24 * 3600, gt=0)
-    idempotency_max_keys: int = Field(default=100_000, ge=1)
+    # The answers remembered for Idempotency-Key replays, in bytes (the oldest forgotten first).
+    idempotency_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
 
 class FeedbackSettings(BaseModel):

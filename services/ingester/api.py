@@ -1,8 +1,13 @@
-"""The ingester's HTTP API: records (`/v1/records`), OTLP traces (`/v1/traces`), health."""
+"""The ingester's HTTP API: records (`/v1/records`), OTLP traces (`/v1/traces`), health.
+
+Bodies are bounded before they are parsed (`bodies`, `bounded_json`, the OTLP span count) and
+each record is checked on its own (`pipeline`): one bad item is a per-item 4xx with its field
+path, never a 500 for the batch. The OpenAPI document (`openapi_doc`) describes both bodies.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 from typing import Any
 
@@ -10,40 +15,59 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.ingester.auth import KeyRing
-from services.ingester.dedup import SeenWindow
-from services.ingester.otlp.genai import spans_to_records
-from services.ingester.otlp.wire import OTLPFormatError, export_response, parse_export_request
-from services.ingester.pipeline import IngestPipeline, IngestResult
+from services.ingester.bodies import decode_content, off_the_loop, read_body
+from services.ingester.bounded_json import BodyError, parse_items
+from services.ingester.idempotency import ReplyCache
+from services.ingester.openapi_doc import (
+    RECORDS_RESPONSES,
+    TRACES_RESPONSES,
+    install_openapi,
+    records_request_body,
+    traces_request_body,
+)
+from services.ingester.otlp.genai import SpanConversion, spans_to_records
+from services.ingester.otlp.wire import (
+    OTLPFormatError,
+    OTLPTooManySpans,
+    export_response,
+    parse_export_request,
+)
+from services.ingester.pipeline import IngestPipeline, IngestResult, PublishFailed
 from shared.settings import IngestSettings
 
 log = logging.getLogger("loopline.ingester.api")
 
 JSON_TYPES = ("application/json",)
 OTLP_TYPES = ("application/x-protobuf", "application/json")
-RECORD_EXAMPLE = {
-    "flow": "default",
-    "instruction": "Write a haiku about Kafka.",
-    "responses": [{"text": "Logs flow like rivers...", "model": "my-app-model", "source": "app"}],
-    "metadata": {"app": "poetry-bot"},
-    "tags": ["prod"],
-}
 
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body; 413 as soon as it is larger than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body of {declared} bytes exceeds the {limit} limit")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise HTTPException(413, f"request body exceeds the {limit} bytes limit")
-    return bytes(body)
+async def read_decoded(request: Request, limit: int) -> bytes:
+    """The body as sent, then decompressed (`Content-Encoding`): both within `limit` bytes."""
+    body = await read_body(request, limit)
+    encoding = request.headers.get("content-encoding", "")
+    if not encoding:
+        return body
+    return await off_the_loop(len(body), lambda: decode_content(body, encoding, limit))
+
+
+def publish_failed(exc: PublishFailed) -> HTTPException:
+    return HTTPException(
+        503,
+        f"{exc}; nothing of this request is remembered: retry it (record ids and the "
+        "Idempotency-Key make the retry safe)",
+        headers={"Retry-After": "1"},
+    )
+
+
+def answer_status(result: IngestResult) -> int:
+    """200 when a record was accepted; else 413 when every record was too large, else 422."""
+    if result.accepted or not result.rejected:
+        return 200
+    return 413 if all(r.status == 413 for r in result.rejected) else 422
 
 
 def require_type(request: Request, allowed: tuple[str, ...]) -> str:
@@ -67,10 +91,9 @@ def create_app(
         version="1",
         description="Send LLM records (or OTLP traces of LLM calls) into Loopline flows.",
     )
+    install_openapi(app)
     keys = KeyRing(settings.api_keys)
-    replies: SeenWindow[tuple[int, bytes]] = SeenWindow(
-        settings.idempotency_window_s, settings.idempotency_max_keys
-    )
+    replies = ReplyCache(settings.idempotency_window_s, settings.idempotency_max_bytes)
     if keys.open:
         log.warning("ingester API is open: no LOOPLINE_INGEST__API_KEYS configured")
 
@@ -79,7 +102,7 @@ def create_app(
         """The process is alive."""
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "broker unreachable"}})
     async def readyz() -> JSONResponse:
         """Ready when the Kafka broker answers."""
         if await broker_ready():
@@ -91,104 +114,110 @@ def create_app(
         """Counters since start: received, published, duplicates, unrouted, rejected, ..."""
         return dict(vars(pipeline.stats))
 
+    async def ingest(items: list[Any]) -> Response:
+        try:
+            result = await pipeline.ingest(items)
+        except PublishFailed as exc:
+            raise publish_failed(exc) from exc
+        content = result.model_dump_json().encode()
+        return Response(content, answer_status(result), media_type="application/json")
+
     @app.post(
         "/v1/records",
         tags=["records"],
         response_model=IngestResult,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/Record"},
-                                {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
-                            ]
-                        },
-                        "example": RECORD_EXAMPLE,
-                    }
-                },
-            }
-        },
-        responses={
-            401: {"description": "missing API key"},
-            403: {"description": "invalid key, or a flow the key may not ingest into"},
-            413: {"description": "body or batch too large"},
-            415: {"description": "not application/json"},
-            422: {"description": "every record was rejected (see `rejected`)"},
-        },
+        openapi_extra={"requestBody": records_request_body()},
+        responses=RECORDS_RESPONSES,
     )
     async def post_records(request: Request) -> Response:
         """Ingest one record (a JSON object) or a batch (a JSON array).
 
         Each record is validated on its own: the answer lists the accepted record ids and, per
-        rejected record, its index and field errors. Retries are safe: a client-given
-        `record_id` or an `Idempotency-Key` header makes a record arrive downstream once.
+        rejected record, its index, a status (422, or 413 for a record too large for a Kafka
+        message) and its field errors; the other records go on. Retries are safe: a
+        client-given `record_id` or an `Idempotency-Key` header makes a record arrive
+        downstream once. `Content-Encoding: gzip` or `deflate` is accepted.
         """
         key = keys.authenticate(request)
         require_type(request, JSON_TYPES)
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_decoded(request, settings.max_body_bytes)
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, f"body is not valid JSON: {exc}") from None
-        items = payload if isinstance(payload, list) else [payload]
+            items = await off_the_loop(
+                len(body), lambda: parse_items(body, settings.max_batch, settings.max_depth)
+            )
+        except BodyError as exc:
+            raise HTTPException(exc.status, exc.detail) from None
         if not items:
             raise HTTPException(422, "empty batch: send at least one record")
-        if len(items) > settings.max_batch:
-            raise HTTPException(
-                413, f"batch of {len(items)} records exceeds the limit of {settings.max_batch}"
-            )
         keys.authorize(key, {pipeline.flow_of(item) for item in items})
         idempotency_key = request.headers.get("idempotency-key")
-        if idempotency_key:
-            scoped = f"{key.name if key else ''}:{idempotency_key}"
+        if not idempotency_key:
+            return await ingest(items)
+        scoped = f"{key.name if key else ''}:{idempotency_key}"
+        fingerprint = hashlib.sha256(body).hexdigest()
+        async with replies.claim(scoped):
             earlier = replies.get(scoped)
             if earlier is not None:
+                if earlier.fingerprint != fingerprint:
+                    raise HTTPException(
+                        422,
+                        "this Idempotency-Key was used for a different body; "
+                        "use a new key for a new request",
+                    )
                 return Response(
-                    earlier[1],
-                    earlier[0],
+                    earlier.content,
+                    earlier.status,
                     media_type="application/json",
                     headers={"Idempotent-Replay": "true"},
                 )
-        result = await pipeline.ingest(items)
-        status = 422 if result.rejected and not result.accepted else 200
-        content = result.model_dump_json().encode()
-        if idempotency_key and status == 200:
-            replies.add(scoped, (status, content))
-        return Response(content, status, media_type="application/json")
+            response = await ingest(items)
+            if response.status_code == 200:
+                replies.add(scoped, fingerprint, response.status_code, bytes(response.body))
+            return response
 
     @app.post(
         "/v1/traces",
         tags=["otlp"],
-        responses={415: {"description": "neither OTLP protobuf nor OTLP JSON"}},
+        openapi_extra={"requestBody": traces_request_body()},
+        responses=TRACES_RESPONSES,
     )
     async def post_traces(request: Request) -> Response:
-        """OTLP/HTTP trace export (protobuf or JSON).
+        """OTLP/HTTP trace export (protobuf or JSON, optionally gzip or deflate compressed).
 
         Spans of LLM calls (OpenTelemetry GenAI conventions) become records; other spans are
         ignored and counted. The flow is the span's or resource's `loopline.flow` attribute,
-        else the `X-Loopline-Flow` header, else the default flow.
+        else the `X-Loopline-Flow` header, else the default flow. Spans whose records are
+        rejected are reported as a partial success.
         """
         key = keys.authenticate(request)
         kind = require_type(request, OTLP_TYPES)
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_decoded(request, settings.max_body_bytes)
+        flow = request.headers.get("x-loopline-flow") or settings.default_flow
+
+        def convert() -> SpanConversion:
+            export = parse_export_request(body, kind, settings.max_spans)
+            return spans_to_records(export, flow)
+
         try:
-            export = parse_export_request(body, kind)
+            converted = await off_the_loop(len(body), convert)
+        except OTLPTooManySpans as exc:
+            raise HTTPException(413, str(exc)) from None
         except OTLPFormatError as exc:
             raise HTTPException(400, str(exc)) from None
-        flow = request.headers.get("x-loopline-flow") or settings.default_flow
-        converted = spans_to_records(export, flow)
         pipeline.stats_otlp(converted.ignored_not_llm, converted.ignored_no_content)
+        rejected, reason = 0, ""
         if converted.records:
             keys.authorize(key, {pipeline.flow_of(item) for item in converted.records})
-            result = await pipeline.ingest(converted.records)
+            try:
+                result = await pipeline.ingest(converted.records)
+            except PublishFailed as exc:
+                raise publish_failed(exc) from exc
             if result.rejected:
-                log.warning(
-                    "OTLP: %d span(s) rejected: %s", len(result.rejected), result.rejected[0].errors
-                )
-        answer, answer_type = export_response(kind)
+                rejected = len(result.rejected)
+                first = result.rejected[0].errors[0]
+                reason = f"{rejected} span(s) rejected; the first: {first.path}: {first.message}"
+                log.warning("OTLP: %s", reason)
+        answer, answer_type = export_response(kind, rejected, reason)
         return Response(answer, 200, media_type=answer_type)
 
     return app

@@ -30,7 +30,13 @@ class IncomingRecord(RootModel[dict[str, Any]]):
 
 def register(context: ServiceContext) -> None:
     settings = context.settings.ingest
-    pipeline = IngestPipeline(context.flows, BrokerPublisher(context.broker), settings.default_flow)
+    pipeline = IngestPipeline(
+        context.flows,
+        BrokerPublisher(context.broker),
+        settings.default_flow,
+        max_message_bytes=context.settings.kafka.max_message_bytes,
+        max_depth=settings.max_depth,
+    )
 
     async def from_kafka(message: IncomingRecord, ctx: ServiceContext) -> None:
         result = await pipeline.ingest([message.root])

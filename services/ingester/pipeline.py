@@ -1,7 +1,10 @@
 """The ingester's one path for every input: validate, redact, dedupe, route, publish.
 
 HTTP, OTLP traces, the `records.incoming` topic and batch imports all go through
-`IngestPipeline.ingest`, so a record is treated the same whichever way it came in.
+`IngestPipeline.ingest`, so a record is treated the same whichever way it came in. Each record is
+checked on its own (a bad one is rejected with its field paths, the others go on) and nothing of
+a batch is published before every record of it was checked: a record that would not fit in a
+Kafka message is refused (413) instead of failing the batch half-way through its publish.
 """
 
 from __future__ import annotations
@@ -15,15 +18,25 @@ from typing import Any, Protocol
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ValidationError
 
+from services.ingester.bounded_json import Unreadable
 from services.ingester.dedup import SeenWindow, content_fingerprint, record_text
 from services.ingester.dedupers.base import NearDuplicateDetector
+from services.ingester.item_checks import check_item, path_text
 from services.ingester.redactors.base import Redactor, redact_record_input
 from services.ingester.routers.base import Router
 from shared.events import RECORDS_UNROUTED, Record
+from shared.failures import TransientError
 from shared.flows import Flow, FlowsConfig, PluginRef, next_topic
 from shared.plugins import PluginKind, PluginRegistry
+from shared.settings import IngestSettings, KafkaSettings
 
 log = logging.getLogger("loopline.ingester")
+
+# Room in a Kafka message for what is not the record: its key is counted apart; this is for the
+# headers (content type, correlation and trace ids) and the record batch's own framing.
+MESSAGE_HEADROOM_BYTES = 1024
+# Records checked between two turns of the event loop (some 10 ms of work with redaction).
+YIELD_EVERY = 64
 
 
 class FieldError(BaseModel):
@@ -33,7 +46,13 @@ class FieldError(BaseModel):
 
 class Rejection(BaseModel):
     index: int
+    status: int = 422  # 413: the record would not fit in a Kafka message
     errors: list[FieldError]
+
+
+class PublishFailed(TransientError):
+    """The broker did not take a batch. Nothing of it is remembered (seen, near-duplicates), so
+    the client's retry goes through."""
 
 
 class IngestResult(BaseModel):
@@ -80,10 +99,7 @@ class BrokerPublisher:
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
     return [
-        FieldError(
-            path=".".join(str(part) for part in error["loc"]) or "(record)",
-            message=error["msg"],
-        )
+        FieldError(path=path_text(tuple(error["loc"])), message=error["msg"])
         for error in exc.errors()
     ]
 
@@ -123,6 +139,9 @@ class _Batch:
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
     remember: list[tuple[FlowSteps, list[str], str]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    # Near-duplicate detectors that remembered a record of this batch, to forget it if the batch
+    # is not published after all.
+    near: list[tuple[NearDuplicateDetector, str]] = field(default_factory=list)
 
 
 class IngestPipeline:
@@ -132,11 +151,16 @@ class IngestPipeline:
         publisher: Publisher,
         default_flow: str,
         registry: PluginRegistry | None = None,
+        *,
+        max_message_bytes: int = KafkaSettings().max_message_bytes,
+        max_depth: int = IngestSettings().max_depth,
     ) -> None:
         registry = registry or PluginRegistry()
         self.steps = {name: FlowSteps.build(flow, registry) for name, flow in flows.flows.items()}
         self.publisher = publisher
         self.default_flow = default_flow
+        self.max_message_bytes = max_message_bytes
+        self.max_depth = max_depth
         self.stats = IngestStats()
 
     def stats_otlp(self, not_llm: int, without_content: int) -> None:
@@ -154,13 +178,27 @@ class IngestPipeline:
         return flow if isinstance(flow, str) and flow else self.default_flow
 
     async def ingest(self, items: Sequence[Any]) -> IngestResult:
-        """Ingest a batch; returns once every accepted record is on the broker."""
+        """Ingest a batch; returns once every accepted record is on the broker.
+
+        Raises `PublishFailed` when the broker did not take them (nothing is remembered then).
+        """
         batch = _Batch()
         for index, item in enumerate(items):
             self._one(index, item, batch)
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large batch does not hold up other requests
         self.stats.received += len(items)
         if batch.messages:
-            await self.publisher.publish_many(batch.messages)
+            try:
+                await self.publisher.publish_many(batch.messages)
+            except BaseException as exc:
+                self._forget(batch.near)
+                if isinstance(exc, Exception):
+                    count = len(batch.messages)
+                    raise PublishFailed(
+                        f"the broker did not take {count} record(s): {exc!r}"
+                    ) from exc
+                raise
         # Only what reached the broker counts as seen: a failed publish can be retried.
         for steps, keys, record_id in batch.remember:
             if steps.seen is not None:
@@ -169,13 +207,32 @@ class IngestPipeline:
         self.stats.published += len(batch.messages)
         return batch.result
 
-    def _reject(self, batch: _Batch, index: int, errors: list[FieldError]) -> None:
-        batch.result.rejected.append(Rejection(index=index, errors=errors))
+    @staticmethod
+    def _forget(near: list[tuple[NearDuplicateDetector, str]]) -> None:
+        """Near-duplicate detectors forget records that were not published after all."""
+        for detector, key in near:
+            try:
+                detector.forget(key)
+            except NotImplementedError as exc:
+                log.warning("record %s: %s; a retry may be taken for a near-duplicate", key, exc)
+
+    def _reject(
+        self, batch: _Batch, index: int, errors: list[FieldError], status: int = 422
+    ) -> None:
+        batch.result.rejected.append(Rejection(index=index, status=status, errors=errors))
         self.stats.rejected += 1
 
     def _one(self, index: int, item: Any, batch: _Batch) -> None:
+        if isinstance(item, Unreadable):
+            self._reject(batch, index, [FieldError(path="(record)", message=item.message)])
+            return
         if not isinstance(item, dict):
             self._reject(batch, index, [FieldError(path="(record)", message="not a JSON object")])
+            return
+        problems = check_item(item, self.max_depth)
+        if problems:
+            errors = [FieldError(path=p.path, message=p.message) for p in problems]
+            self._reject(batch, index, errors)
             return
         flow_name = self.flow_of(item)
         steps = self.steps.get(flow_name)
@@ -187,17 +244,44 @@ class IngestPipeline:
         data = {**item, "flow": flow_name}
         if steps.redactor is not None:
             data, found = redact_record_input(data, steps.redactor)
-            if found:
+            metadata = data.get("metadata", {})
+            if found and isinstance(metadata, dict):  # any other shape: validation refuses it
                 self.stats.redactions += sum(found.values())
-                data["metadata"] = {**data.get("metadata", {}), "redactions": found}
+                data["metadata"] = {**metadata, "redactions": found}
         try:
             record = Record.model_validate(data)
         except ValidationError as exc:
             self._reject(batch, index, field_errors(exc))
             return
-        self._dedupe_and_route(record, steps, batch)
+        self._dedupe_and_route(index, record, steps, batch)
 
-    def _dedupe_and_route(self, record: Record, steps: FlowSteps, batch: _Batch) -> None:
+    def _message(self, index: int, record: Record, batch: _Batch) -> bytes | None:
+        """The record as it goes on the wire, or None when it was rejected: it must read back
+        as every downstream service reads it, and fit in a Kafka message."""
+        try:
+            value = record.to_bytes()
+            Record.model_validate_json(value)
+        except ValidationError as exc:
+            self._reject(batch, index, field_errors(exc))
+            return None
+        except ValueError as exc:  # pydantic cannot serialise it
+            self._reject(batch, index, [FieldError(path="(record)", message=str(exc))])
+            return None
+        size = len(value) + len(record.record_id.encode()) + MESSAGE_HEADROOM_BYTES
+        if size > self.max_message_bytes:
+            message = (
+                f"the record is {size} bytes as a Kafka message (its JSON, its id and "
+                f"{MESSAGE_HEADROOM_BYTES} bytes for headers), over the limit of "
+                f"{self.max_message_bytes} bytes (LOOPLINE_KAFKA__MAX_MESSAGE_BYTES): send "
+                "shorter texts or less metadata"
+            )
+            self._reject(batch, index, [FieldError(path="(record)", message=message)], 413)
+            return None
+        return value
+
+    def _dedupe_and_route(
+        self, index: int, record: Record, steps: FlowSteps, batch: _Batch
+    ) -> None:
         record_id = record.record_id
         keys = [f"id:{record_id}", f"content:{content_fingerprint(record)}"]
         if steps.seen is not None and (
@@ -208,8 +292,9 @@ class IngestPipeline:
             self.stats.duplicates += 1
             log.debug("duplicate record %s dropped", record_id)
             return
-        if steps.near_duplicates is not None:
-            earlier = steps.near_duplicates.check_and_add(record_id, record_text(record))
+        detector = steps.near_duplicates
+        if detector is not None:
+            earlier = detector.check_and_add(record_id, record_text(record))
             if earlier is not None:
                 batch.result.accepted.append(record_id)
                 batch.result.duplicates.append(record_id)
@@ -218,11 +303,18 @@ class IngestPipeline:
                 return
         decision = steps.router.decide(record)
         routed = record.model_copy(update={"route": decision})
+        value = self._message(index, routed, batch)
+        if value is None:
+            if detector is not None:
+                self._forget([(detector, record_id)])
+            return
+        if detector is not None:
+            batch.near.append((detector, record_id))
         topic = steps.topic if decision.routed else RECORDS_UNROUTED
         if not decision.routed:
             batch.result.unrouted.append(record_id)
             self.stats.unrouted += 1
         batch.keys.update(keys)
-        batch.messages.append((topic, record_id, routed.to_bytes()))
+        batch.messages.append((topic, record_id, value))
         batch.remember.append((steps, keys, record_id))
         batch.result.accepted.append(record_id)

@@ -32,3 +32,12 @@ class NearDuplicateDetector(Plugin):
         remembered one is new (`None`). A detector may forget old texts (a window), but must
         not raise for any string, the empty one included.
         """
+
+    def forget(self, key: str) -> None:
+        """Forget the text remembered under `key`, if any.
+
+        The ingester calls it for a record it asked about that was not published after all (the
+        broker failed, the record was refused), so the client's retry is not its duplicate.
+        Override it: this default cannot forget, and the ingester logs that it could not.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot forget a remembered text")

@@ -190,6 +190,12 @@ class MinHashNearDuplicates(NearDuplicateDetector):
         self._add(key, signature, bands)
         return None
 
+    def forget(self, key: str) -> None:
+        """Forget the text remembered under `key` (nothing happens for an unknown key)."""
+        entry_id = self._by_key.get(key)
+        if entry_id is not None:
+            self._remove(entry_id)
+
     def _add(self, key: str, signature: Signature, bands: list[bytes]) -> None:
         previous = self._by_key.get(key)
         if previous is not None:

@@ -4,6 +4,10 @@ An OTLP exporter POSTs an `ExportTraceServiceRequest` as binary protobuf or as O
 module decodes either (`parse_export_request`), answers it (`export_response`) and turns OTLP
 attribute values into plain Python values (`attributes`). What the spans mean (the GenAI
 semantic conventions) is `services.ingester.otlp.genai`.
+
+The batch limit is checked before the body is parsed: spans are counted on the protobuf wire
+(tags and lengths only, stopping past the limit) or in the OTLP/JSON document before protobuf's
+(slow) JSON mapping runs, and OTLP/JSON nested deeper than any OTLP message is refused unparsed.
 """
 
 from __future__ import annotations
@@ -12,18 +16,22 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped,unused-ignore]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from services.ingester.bounded_json import scan
+
 __all__ = [
     "OTLPFormatError",
+    "OTLPTooManySpans",
     "as_dicts",
     "attributes",
     "export_response",
@@ -36,10 +44,25 @@ _PROTOBUF_TYPES = frozenset({PROTOBUF_CONTENT_TYPE, "application/protobuf"})
 _JSON_TYPES = frozenset({JSON_CONTENT_TYPE})
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deeper OTLP/JSON is no OTLP message: protobuf parses at most 100 nested messages.
+OTLP_JSON_MAX_DEPTH = 256
+# Field numbers: ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans,
+# ScopeSpans.spans.
+_RESOURCE_SPANS, _SCOPE_SPANS, _SPANS = 1, 2, 2
 
 
 class OTLPFormatError(ValueError):
     """The body of an OTLP export request cannot be parsed."""
+
+
+class OTLPTooManySpans(ValueError):
+    """An export request holds more spans (or resource and scope entries) than allowed."""
+
+    def __init__(self, limit: int, what: str = "spans") -> None:
+        super().__init__(
+            f"export of more than {limit} {what} exceeds the limit of {limit} spans per "
+            "request; send smaller batches (OpenTelemetry Collector: send_batch_max_size)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,17 +73,24 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def parse_export_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """Decode an OTLP/HTTP trace export body, binary protobuf or OTLP/JSON."""
+def parse_export_request(
+    body: bytes, content_type: str, max_spans: int | None = None
+) -> ExportTraceServiceRequest:
+    """Decode an OTLP/HTTP trace export body, binary protobuf or OTLP/JSON.
+
+    With `max_spans`, raises `OTLPTooManySpans` for a larger batch before parsing it.
+    """
     media_type = _media_type(content_type)
     if body.startswith(_GZIP_MAGIC):
         raise OTLPFormatError(
             "OTLP body is gzip-compressed; decompress it (Content-Encoding) before parsing"
         )
     if media_type in _PROTOBUF_TYPES:
+        if max_spans is not None:
+            count_protobuf_spans(body, max_spans)
         return _parse_protobuf(body)
     if media_type in _JSON_TYPES:
-        return _parse_json(body)
+        return _parse_json(body, max_spans)
     raise OTLPFormatError(
         f"unsupported OTLP content type {content_type!r}; "
         f"expected {PROTOBUF_CONTENT_TYPE!r} or {JSON_CONTENT_TYPE!r}"
@@ -76,20 +106,100 @@ def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     return request
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+def _varint(body: bytes, at: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= end or shift > 63:
+            raise OTLPFormatError("invalid OTLP protobuf body: truncated or malformed varint")
+        byte = body[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def _messages(body: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
+    """Where the length-delimited fields numbered `number` are in `body[start:end]`, read from
+    tags and lengths only (lazily: nothing past what the caller asks for); other fields are
+    skipped unread."""
+    at = start
+    while at < end:
+        tag, at = _varint(body, at, end)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, at = _varint(body, at, end)
+        elif wire_type == 1 or wire_type == 5:
+            at += 8 if wire_type == 1 else 4
+        elif wire_type == 2:
+            length, at = _varint(body, at, end)
+            if at + length > end:
+                raise OTLPFormatError("invalid OTLP protobuf body: a field runs past its message")
+            if tag >> 3 == number:
+                yield at, at + length
+            at += length
+        else:
+            raise OTLPFormatError(f"invalid OTLP protobuf body: wire type {wire_type}")
+        if at > end:
+            raise OTLPFormatError("invalid OTLP protobuf body: a field runs past its message")
+
+
+def count_protobuf_spans(body: bytes, limit: int) -> int:
+    """The spans of a binary export request, counted from the wire without parsing it; raises
+    `OTLPTooManySpans` as soon as there are more than `limit` (or more resource and scope
+    entries than that: each costs as much to walk as a span)."""
+    spans = entries = 0
+    for start, end in _messages(body, 0, len(body), _RESOURCE_SPANS):
+        for scope_start, scope_end in _messages(body, start, end, _SCOPE_SPANS):
+            for _ in _messages(body, scope_start, scope_end, _SPANS):
+                spans += 1
+                if spans > limit:
+                    raise OTLPTooManySpans(limit)
+            entries += 1
+            if entries > limit:
+                raise OTLPTooManySpans(limit, "resource and scope entries")
+        entries += 1
+    return spans
+
+
+def count_json_spans(document: dict[str, Any], limit: int) -> int:
+    """The spans of an OTLP/JSON document, counted before protobuf's JSON mapping runs."""
+    spans = entries = 0
+    for resource_spans in as_dicts(_field(document, "resourceSpans", "resource_spans")):
+        for scope_spans in as_dicts(_field(resource_spans, "scopeSpans", "scope_spans")):
+            found = scope_spans.get("spans")
+            spans += len(found) if isinstance(found, list) else 0
+            if spans > limit:
+                raise OTLPTooManySpans(limit)
+            entries += 1
+            if entries > limit:
+                raise OTLPTooManySpans(limit, "resource and scope entries")
+        entries += 1
+    return spans
+
+
+def _parse_json(body: bytes, max_spans: int | None = None) -> ExportTraceServiceRequest:
+    depth = scan(body, OTLP_JSON_MAX_DEPTH + 1, keep_commas=0).max_depth
+    if depth > OTLP_JSON_MAX_DEPTH:
+        raise OTLPFormatError(
+            f"invalid OTLP/JSON body: nested {depth} levels deep, deeper than any OTLP message "
+            f"({OTLP_JSON_MAX_DEPTH})"
+        )
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
     if not isinstance(document, dict):
         raise OTLPFormatError(
             f"invalid OTLP/JSON body: expected an object, got {type(document).__name__}"
         )
+    if max_spans is not None:
+        count_json_spans(document, max_spans)
     _hex_ids_to_base64(document)
     request = ExportTraceServiceRequest()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
     return request
 
@@ -145,9 +255,16 @@ def _convert_ids(obj: dict[str, Any]) -> None:
             )
 
 
-def export_response(content_type: str) -> tuple[bytes, str]:
-    """An empty (full success) export response, encoded like the request it answers."""
+def export_response(
+    content_type: str, rejected_spans: int = 0, error_message: str = ""
+) -> tuple[bytes, str]:
+    """An export response, encoded like the request it answers: full success, or a partial
+    success naming how many spans were rejected and why (OTLP exporters do not retry those)."""
     response = ExportTraceServiceResponse()
+    if rejected_spans:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(rejected_spans=rejected_spans, error_message=error_message)
+        )
     if _media_type(content_type) in _JSON_TYPES:
         return json_format.MessageToJson(response).encode(), JSON_CONTENT_TYPE
     return response.SerializeToString(), PROTOBUF_CONTENT_TYPE

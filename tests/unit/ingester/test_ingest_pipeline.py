@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from services.ingester.dedup import SeenWindow, content_fingerprint
-from services.ingester.pipeline import IngestPipeline
+from services.ingester.pipeline import IngestPipeline, PublishFailed
 from services.ingester.routers.rules import RulesRouter, sample_point
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_UNROUTED, Record
 from shared.flows import next_topic, parse_flows
@@ -66,8 +66,9 @@ async def test_records_go_to_the_next_stage_the_flow_uses() -> None:
 async def test_a_failed_publish_is_not_remembered_so_the_retry_goes_through() -> None:
     p, publisher = pipeline()
     publisher.fail_next = True
-    with pytest.raises(ConnectionError):
+    with pytest.raises(PublishFailed) as failed:
         await p.ingest([{"record_id": "r1", "instruction": "a"}])
+    assert isinstance(failed.value.__cause__, ConnectionError)
     result = await p.ingest([{"record_id": "r1", "instruction": "a"}])
     assert result.duplicates == [] and len(publisher.sent) == 1
     again = await p.ingest([{"record_id": "r1", "instruction": "a"}])

@@ -239,3 +239,13 @@ def test_unknown_option_is_named() -> None:
     options: dict[str, Any] = {"threshold": 0.9, "bands": 4}
     with pytest.raises(TypeError, match="bands"):
         MinHashNearDuplicates(**options)
+
+
+def test_a_forgotten_text_is_new_again() -> None:
+    detector = MinHashNearDuplicates()
+    assert detector.check_and_add("first", PARAGRAPH) is None
+    detector.forget("first")
+    detector.forget("never-seen")  # nothing to forget: no error
+    assert len(detector) == 0
+    assert detector.check_and_add("retry", PARAGRAPH) is None
+    assert detector.check_and_add("copy", PARAGRAPH) == "retry"

@@ -1,0 +1,166 @@
+"""The ingester's OpenAPI document: the record schema, both request bodies, every answer.
+
+`/v1/records` and `/v1/traces` read their bodies themselves (to bound them before parsing), so
+FastAPI cannot derive their request schemas: they are declared here, and `install_openapi`
+adds the schemas they reference (`Record` and the models it uses, `Error`, `OTLPTraces`) to the
+document's components, with the bearer key scheme.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from shared.events import Record
+
+__all__ = [
+    "RECORDS_RESPONSES",
+    "TRACES_RESPONSES",
+    "install_openapi",
+    "records_request_body",
+    "traces_request_body",
+]
+
+SCHEMAS = "#/components/schemas/"
+RECORD_EXAMPLE = {
+    "flow": "default",
+    "instruction": "Write a haiku about Kafka.",
+    "responses": [{"text": "Logs flow like rivers...", "model": "my-app-model", "source": "app"}],
+    "metadata": {"app": "poetry-bot"},
+    "tags": ["prod"],
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+    "description": "What was wrong with the request as a whole.",
+}
+OTLP_TRACES_SCHEMA = {
+    "type": "object",
+    "description": (
+        "An OTLP/JSON ExportTraceServiceRequest (trace and span ids in hex); see "
+        "https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding"
+    ),
+    "properties": {
+        "resourceSpans": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "resource": {"type": "object"},
+                    "scopeSpans": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "scope": {"type": "object"},
+                                "spans": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+# A key when keys are configured; open otherwise.
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json({"$ref": f"{SCHEMAS}Error"})}
+
+
+def _result_or_error(description: str) -> dict[str, Any]:
+    either = {"anyOf": [{"$ref": f"{SCHEMAS}IngestResult"}, {"$ref": f"{SCHEMAS}Error"}]}
+    return {"description": description, "content": _json(either)}
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not what the content type says, or not valid gzip/deflate"),
+    401: _error("missing or malformed API key"),
+    403: _error("invalid key, or a flow the key may not ingest into"),
+    415: _error("a content type or content encoding that is not supported"),
+    503: _error("the broker did not take the records: retry (safe)"),
+}
+RECORDS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    413: _result_or_error("body or batch too large, or every record too large for a message"),
+    422: _result_or_error(
+        "every record was rejected (see `rejected`), an empty batch, or an Idempotency-Key "
+        "reused for another body"
+    ),
+}
+TRACES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    200: {
+        "description": "an ExportTraceServiceResponse (a partial success names rejected spans)",
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    },
+    413: _error("body too large, or more spans than allowed"),
+}
+
+
+def records_request_body() -> dict[str, Any]:
+    record = {"$ref": f"{SCHEMAS}Record"}
+    batch = {"type": "array", "items": record, "minItems": 1}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"oneOf": [record, batch]}, "example": RECORD_EXAMPLE}
+        },
+    }
+
+
+def traces_request_body() -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": f"{SCHEMAS}OTLPTraces"}},
+        },
+    }
+
+
+def record_schemas() -> dict[str, Any]:
+    """`Record` as a client sends it (`flow` may be left to the default), and what it uses."""
+    schema = Record.model_json_schema(ref_template=SCHEMAS + "{model}")
+    defs: dict[str, Any] = schema.pop("$defs", {})
+    schema["required"] = [name for name in schema.get("required", []) if name != "flow"]
+    if not schema["required"]:
+        del schema["required"]
+    schema["properties"]["flow"]["description"] = "the flow; LOOPLINE_INGEST__DEFAULT_FLOW if unset"
+    return {**defs, "Record": schema}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` return the document with every schema it references."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {}).update(
+                {**record_schemas(), "Error": ERROR_SCHEMA, "OTLPTraces": OTLP_TRACES_SCHEMA}
+            )
+            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            for path in ("/v1/records", "/v1/traces"):
+                document["paths"][path]["post"]["security"] = BEARER
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
