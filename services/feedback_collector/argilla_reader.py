@@ -52,6 +52,12 @@ class ArgillaUnavailableError(RuntimeError):
     """Argilla could not be reached or answered with a server error: worth retrying later."""
 
 
+@dataclass(frozen=True)
+class RecordsPage:
+    items: list[ArgillaRecord]
+    total: int | None  # records in the dataset when the page was read
+
+
 class RecordNotFoundError(LookupError):
     """Argilla has no such record (deleted since the event was sent)."""
 
@@ -95,11 +101,12 @@ class ArgillaReader:
             for d in listed["items"]
         ]
 
-    async def records(self, dataset_id: str, page_size: int) -> AsyncIterator[list[ArgillaRecord]]:
+    async def records(self, dataset_id: str, page_size: int) -> AsyncIterator[RecordsPage]:
         """The dataset's records with all their responses, a page at a time.
 
         `GET /api/v1/datasets/{id}/records` reads the database (no search-engine window limit on
-        deep pages) and lists records in insertion order, like the SDK's own listing.
+        deep pages) and lists records in insertion order, like the SDK's own listing. Each page
+        says how many records the dataset had when it was read.
         """
         offset = 0
         while True:
@@ -108,8 +115,8 @@ class ArgillaReader:
                 params={"include": "responses", "offset": offset, "limit": page_size},
             )
             items = [ArgillaRecord.model_validate(item) for item in page["items"]]
-            if items:
-                yield items
+            total = page.get("total")
+            yield RecordsPage(items, total if isinstance(total, int) else None)
             if len(items) < page_size:
                 return
             offset += len(items)

@@ -17,9 +17,12 @@ or its state topic emptied) costs the same memory as a pass of a few records.
 The dataset's progress (`state.py`) is written once its last page was read and every event of
 the pass was acknowledged, as the moment the pass started: every response written before then
 was listed, so was emitted. A crash at any point leaves the previous progress, and the next pass
-reads from there again (its duplicates are harmless). The overlap covers the rest: a response
-written while its page was being read, committed late, or stamped by a clock behind the
-collector's (up to `reconcile_overlap_s` of skew between the collector and Argilla).
+reads from there again (its duplicates are harmless). So does a pass during which the dataset
+lost records (its count went down between the first and the last page): pages are read by
+offset, so a deletion shifts the later records and one may have been passed over. The overlap
+covers the rest: a response written while its page was being read, committed late, or stamped
+by a clock behind the collector's (up to `reconcile_overlap_s` of skew between the collector
+and Argilla).
 
 Every watched dataset is listed in full on every pass: its `last_activity_at` would be a cheap
 filter, but Argilla does not touch it when responses come in bulk (`records.log` by the owner),
@@ -111,9 +114,25 @@ class Reconciler:
         done = self.emitter.state.progress(dataset.id)
         since = EPOCH if done is None else max(done - self.overlap, EPOCH)
         result.since[f"{dataset.workspace}/{dataset.name}"] = since
+        totals: list[int] = []
         async for page in self.reader.records(dataset.id, self.page_size):
-            for record in page:
+            if page.total is not None:
+                totals.append(page.total)
+            for record in page.items:
                 result.responses_seen += await self._record(dataset, record, since)
+        if totals and totals[-1] < totals[0]:
+            # Records were deleted meanwhile: the pages after them shifted, and a record may
+            # have been passed over. The next pass reads from the same progress again.
+            log.warning(
+                "records were deleted from %s/%s during its pass (%d -> %d): its progress "
+                "stays at %s",
+                dataset.workspace,
+                dataset.name,
+                totals[0],
+                totals[-1],
+                done.isoformat() if done is not None else "the start",
+            )
+            return
         await self.emitter.state.save_progress(
             dataset.id, started, workspace=dataset.workspace, dataset=dataset.name
         )

@@ -13,117 +13,49 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import argilla as rg
 import httpx
 import pytest
-from pydantic import BaseModel
 
 import devstack as stack
 from services.feedback_collector.app import SERVICE
 from services.feedback_collector.signatures import sign
+from services.feedback_collector.state import STATE_TOPIC
 from shared.events import (
     FEEDBACK_RESPONSES,
     RECORDS_COMPLETED,
     AnnotatorResponse,
-    CandidateResponse,
     CompletedRecord,
-    Record,
 )
-from shared.flows import FlowsConfig, parse_flows
+from shared.flows import parse_flows
 from shared.settings import Settings
+from shared.topic_reader import read_to_end
+from tests.integration.feedback_support import (
+    Scenario,
+    answer,
+    answers,
+    as_user,
+    hooks_for,
+    owner_responds,
+    respond,
+    setup_argilla,
+    update_response,
+    wait_for_log,
+    wait_for_webhook,
+)
 from tests.support.service_helpers import (
-    create_annotators,
     read_events,
     running_service,
     with_argilla_and_collector,
 )
-
-EventT = TypeVar("EventT", bound=BaseModel)
-API_KEY = "X-Argilla-Api-Key"
-
-
-@dataclass
-class Scenario:
-    settings: Settings
-    flows: FlowsConfig
-    owner: rg.Argilla
-    dataset: Any  # rg.Dataset
-    records: dict[str, Record]  # by Loopline record id
-    argilla_ids: dict[str, str]  # Loopline record id -> Argilla record id
-    annotators: dict[str, str]  # username -> API key
-
-    @property
-    def name(self) -> str:
-        return str(self.dataset.name)
-
-    @property
-    def webhook_url(self) -> str:
-        return self.settings.feedback.public_url
-
-
-def _loopline_record(record_id: str, question: str) -> Record:
-    return Record(
-        record_id=record_id,
-        flow="feedback-test",
-        instruction=question,
-        responses=[
-            CandidateResponse(text="Paris.", model="m-a", source="app"),
-            CandidateResponse(text="Lyon, I think.", model="m-b"),
-        ],
-        metadata={"tenant": "acme"},
-        tags=["integration"],
-    )
-
-
-def _setup_argilla(local_stack: stack.StackConfig, suffix: str) -> tuple[Any, ...]:
-    """Dataset, records and two annotators, created as the owner with the SDK."""
-    owner = rg.Argilla(
-        api_url=local_stack.argilla_url,
-        api_key=local_stack.argilla_api_key.get_secret_value(),
-    )
-    workspace = owner.workspaces(local_stack.argilla_workspace)
-    dataset_settings = rg.Settings(
-        fields=[rg.TextField(name="prompt"), rg.TextField(name="answer")],
-        questions=[
-            rg.RatingQuestion(name="rating", values=[1, 2, 3, 4, 5]),
-            rg.TextQuestion(name="comment", required=False),
-        ],
-        distribution=rg.TaskDistribution(min_submitted=2),
-        allow_extra_metadata=True,
-    )
-    dataset = rg.Dataset(
-        name=f"feedback-{suffix}",
-        workspace=workspace,
-        settings=dataset_settings,
-        client=owner,
-    ).create()
-    records = {
-        rid: _loopline_record(rid, f"What is the capital of France? ({letter})")
-        for letter in "ABCDEF"
-        for rid in [f"fb-{suffix}-{letter}"]
-    }
-    dataset.records.log(
-        [
-            rg.Record(
-                id=rid,
-                fields={"prompt": rec.instruction or "", "answer": rec.responses[0].text},
-                metadata={"loopline_record": rec.model_dump_json()},
-            )
-            for rid, rec in records.items()
-        ]
-    )
-    annotators = create_annotators(owner, workspace, [f"ann{n}-{suffix}" for n in (1, 2)])
-    return owner, dataset, records, annotators
 
 
 @pytest.fixture(scope="module")
 async def scenario(local_stack: stack.StackConfig, settings: Settings) -> Scenario:
     suffix = uuid.uuid4().hex[:8]
     owner, dataset, records, annotators = await asyncio.to_thread(
-        _setup_argilla, local_stack, suffix
+        setup_argilla, local_stack, suffix
     )
     collector_settings = with_argilla_and_collector(settings, local_stack)
     flows = parse_flows(
@@ -138,7 +70,7 @@ async def scenario(local_stack: stack.StackConfig, settings: Settings) -> Scenar
     )
     # Argilla ids, as an annotator finds them: their own view of the dataset, through REST.
     argilla_ids: dict[str, str] = {}
-    async with _as(local_stack.argilla_url, next(iter(annotators.values()))) as annotator:
+    async with as_user(local_stack.argilla_url, next(iter(annotators.values()))) as annotator:
         found = await annotator.post(
             f"/api/v1/me/datasets/{dataset.id}/records/search",
             params={"limit": 100},
@@ -151,83 +83,14 @@ async def scenario(local_stack: stack.StackConfig, settings: Settings) -> Scenar
     return Scenario(collector_settings, flows, owner, dataset, records, argilla_ids, annotators)
 
 
-def _as(api_url: str, api_key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, headers={API_KEY: api_key}, timeout=30)
-
-
-async def respond(
-    scenario: Scenario,
-    annotator: str,
-    record_id: str,
-    status: str,
-    values: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An annotator's response through Argilla's REST API, with the annotator's own key."""
-    body = {
-        "status": status,
-        # A discarded response with `values: null` breaks Argilla: send `{}`.
-        "values": {q: {"value": v} for q, v in (values or {}).items()},
-    }
-    api_url = scenario.settings.argilla.api_url
-    async with _as(api_url, scenario.annotators[annotator]) as client:
-        answer = await client.post(
-            f"/api/v1/records/{scenario.argilla_ids[record_id]}/responses", json=body
-        )
-        assert answer.status_code == 201, answer.text
-        created: dict[str, Any] = answer.json()
-        return created
-
-
-async def update_response(
-    scenario: Scenario, annotator: str, response_id: str, values: dict[str, Any]
-) -> None:
-    body = {"status": "submitted", "values": {q: {"value": v} for q, v in values.items()}}
-    async with _as(scenario.settings.argilla.api_url, scenario.annotators[annotator]) as client:
-        answer = await client.put(f"/api/v1/responses/{response_id}", json=body)
-        assert answer.status_code == 200, answer.text
-
-
-def answers(events: list[AnnotatorResponse]) -> set[tuple[str, str, str, str]]:
-    """(record, annotator, status, values) of each response, duplicates folded."""
-    return {
-        (e.record_id, e.annotator, e.status.value, json.dumps(e.values, sort_keys=True))
-        for e in events
-    }
-
-
-def answer(record: str, annotator: str, status: str, **values: Any) -> tuple[str, str, str, str]:
-    return (record, annotator, status, json.dumps(values, sort_keys=True))
-
-
-def _hooks_for(scenario: Scenario) -> list[Any]:
-    return [h for h in scenario.owner.webhooks.list() if h.url == scenario.webhook_url]
-
-
-async def _wait_for_webhook(scenario: Scenario, within_s: float = 30) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        hooks = await asyncio.to_thread(_hooks_for, scenario)
-        if hooks and hooks[0].enabled:
-            return hooks[0]
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"no enabled webhook for {scenario.webhook_url} within {within_s} s")
-
-
-async def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str, within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    while not any(text in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, f"no log line with {text!r} within {within_s} s"
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def collector(scenario: Scenario, caplog: pytest.LogCaptureFixture) -> AsyncIterator[None]:
     """The collector, once its webhook is registered and its startup reconciliation is done:
     with the next pass 10 minutes away, whatever comes out next came through a webhook."""
     caplog.set_level(logging.INFO, logger="loopline.feedback_collector")
     async with running_service(SERVICE, scenario.settings, scenario.flows):
-        await _wait_for_webhook(scenario)
-        await _wait_for_log(caplog, "reconciled")
+        await wait_for_webhook(scenario)
+        await wait_for_log(caplog, "reconciled")
         yield
 
 
@@ -330,7 +193,7 @@ async def _forgeries_are_refused(scenario: Scenario, record_id: str, annotator: 
         },
     }
     body = json.dumps(payload).encode()
-    [hook] = await asyncio.to_thread(_hooks_for, scenario)
+    [hook] = await asyncio.to_thread(hooks_for, scenario)
     forged_secret = "d2hhdGV2ZXItaXMtbm90LXRoZS1zZWNyZXQtMTIzNDU2"
     now = int(time.time())
     attempts = {
@@ -373,7 +236,7 @@ async def test_reconciliation_catches_up_after_downtime(scenario: Scenario) -> N
     # The collector is down. Its webhook is disabled too, so no delivery retry can reach the
     # next instance: only reconciliation can bring these responses out.
     def disable() -> None:
-        for hook in _hooks_for(scenario):
+        for hook in hooks_for(scenario):
             hook.enabled = False
             hook.update()
 
@@ -418,12 +281,12 @@ async def test_reconciliation_catches_up_after_downtime(scenario: Scenario) -> N
             answer(c, ann2, "submitted", rating=2),
         }
         # The restarted collector reused its webhook (enabled again), it did not add one.
-        hooks = await asyncio.to_thread(_hooks_for, scenario)
+        hooks = await asyncio.to_thread(hooks_for, scenario)
         assert len(hooks) == 1 and hooks[0].enabled
 
         # A response the owner writes with `records.log` fires no webhook: the next periodic
         # pass brings it out.
-        owner = await asyncio.to_thread(_owner_responds, scenario, f, 5)
+        owner = await asyncio.to_thread(owner_responds, scenario, f, 5)
         by_owner = answer(f, owner, "submitted", rating=5)
         responses = await read_events(
             kafka,
@@ -436,20 +299,74 @@ async def test_reconciliation_catches_up_after_downtime(scenario: Scenario) -> N
         assert answers(responses) == {by_owner}
 
 
-def _owner_responds(scenario: Scenario, record_id: str, rating: int) -> str:
-    """A submitted response by the owner, logged in bulk with the record (no webhook fires)."""
-    me = scenario.owner.me
-    record = scenario.records[record_id]
-    scenario.dataset.records.log(
-        [
-            rg.Record(
-                id=record_id,
-                fields={"prompt": record.instruction or "", "answer": record.responses[0].text},
-                metadata={"loopline_record": record.model_dump_json()},
-                responses=[
-                    rg.Response("rating", rating, user_id=me.id, status="submitted"),
-                ],
-            )
-        ]
+def _passes(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage().startswith("reconciled ") for r in caplog.records)
+
+
+async def _after_passes(caplog: pytest.LogCaptureFixture, more: int, within_s: float = 60) -> None:
+    target = _passes(caplog) + more
+    deadline = time.monotonic() + within_s
+    while _passes(caplog) < target:
+        assert time.monotonic() < deadline, f"fewer than {more} reconciliation passes"
+        await asyncio.sleep(0.2)
+
+
+async def _state(scenario: Scenario) -> dict[str, Any]:
+    """The collector's state topic, the last value of each key."""
+    found: dict[str, Any] = {}
+    async for messages in read_to_end(scenario.settings.kafka, [STATE_TOPIC]):
+        for message in messages:
+            found[(message.key or b"").decode()] = json.loads(message.value or b"null")
+    return found
+
+
+async def test_a_restart_resumes_from_the_state_topic_and_announces_nothing_again(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    (g,) = _ids(scenario, "G")
+    ann1, ann2 = sorted(scenario.annotators)
+    kafka = scenario.settings.kafka
+    quick = scenario.settings.model_copy(
+        update={
+            "feedback": scenario.settings.feedback.model_copy(update={"reconcile_interval_s": 1})
+        }
     )
-    return str(me.username)
+    caplog.set_level(logging.INFO, logger="loopline.feedback_collector")
+
+    async with running_service(SERVICE, quick, scenario.flows):
+        await wait_for_webhook(scenario)
+        await respond(scenario, ann1, g, "submitted", {"rating": 5})
+        await respond(scenario, ann2, g, "submitted", {"rating": 4})
+        first = await read_events(
+            kafka,
+            RECORDS_COMPLETED,
+            CompletedRecord,
+            lambda ev: ev.record_id == g,
+            bool,
+        )
+        # Its webhooks (response.created twice, record.completed) and the passes since: once.
+        await _after_passes(caplog, 2)
+    state = await _state(scenario)
+    dataset_id = str(scenario.dataset.id)
+    assert f"progress/{dataset_id}" in state
+    assert state[f"completed/{dataset_id}/{g}"]["outcome"] == "sent"
+
+    # Restarted: the first pass reads G again (its answers are newer than the progress minus the
+    # overlap), and any late delivery of its webhooks arrives: neither announces it again.
+    async with running_service(SERVICE, quick, scenario.flows):
+        await _after_passes(caplog, 2)
+    completed = await read_events(
+        kafka, RECORDS_COMPLETED, CompletedRecord, lambda ev: ev.record_id == g, bool
+    )
+    assert len(first) == len(completed) == 1, [c.responses for c in completed]
+    assert answers(completed[0].responses) == {
+        answer(g, ann1, "submitted", rating=5),
+        answer(g, ann2, "submitted", rating=4),
+    }
+    responses = await read_events(
+        kafka, FEEDBACK_RESPONSES, AnnotatorResponse, lambda ev: ev.record_id == g, bool
+    )
+    assert answers(responses) == {
+        answer(g, ann1, "submitted", rating=5),
+        answer(g, ann2, "submitted", rating=4),
+    }

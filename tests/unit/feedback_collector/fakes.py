@@ -232,8 +232,10 @@ class FakeArgilla:
             if self.on_page is not None:
                 self.on_page(parts[3], offset)
             self.pages_read += 1
-            page = self.records.get(parts[3], [])[offset : offset + limit]
-            return httpx.Response(200, json={"items": [r.as_json() for r in page]})
+            records = self.records.get(parts[3], [])
+            page = records[offset : offset + limit]
+            items = [r.as_json() for r in page]
+            return httpx.Response(200, json={"items": items, "total": len(records)})
         if parts[:3] == ["api", "v1", "records"] and len(parts) == 4:
             found = self.find(parts[3])
             if found is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.feedback_collector.state import STATE_TOPIC
 from shared.events import FEEDBACK_RESPONSES, RECORDS_COMPLETED
 from tests.unit.feedback_collector.fakes import FakeArgilla, FakeBroker, Life, ago, loopline_record
 
@@ -99,3 +100,61 @@ async def test_reconciliation_emits_as_it_reads_pages(monkeypatch: pytest.Monkey
     assert {e["record"]["record_id"] for e in broker.values(RECORDS_COMPLETED)} == {
         f"r{n}" for n in range(6)
     }
+
+
+async def test_records_deleted_during_a_pass_keep_its_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages are read by offset: a record deleted from a page already read shifts the next
+    ones, so the pass may miss one. Its progress is not written, and the next pass reads the
+    dataset from where the last complete pass left it."""
+    argilla, broker = FakeArgilla(), FakeBroker()
+    dataset = argilla.dataset("support")
+    records = [argilla.add(dataset, loopline_record(f"r{n}")) for n in range(6)]
+    argilla.respond(records[2], "ann1", at=ago(600), rating=3)  # shifted to offset 1 below
+
+    def delete_the_first(dataset_id: str, offset: int) -> None:
+        if offset == 2:
+            argilla.records[dataset].pop(0)
+            argilla.on_page = None
+
+    life = Life(argilla, broker, monkeypatch)
+    await life.start()
+    argilla.on_page = delete_the_first
+    await life.reconcile()
+    assert answered(broker) == set()  # missed by this pass...
+    assert life.collector.state.progress(dataset) is None
+    await life.reconcile()
+    assert answered(broker) == {("r2", "ann1")}  # ...not by the next
+    assert life.collector.state.progress(dataset) is not None
+
+
+async def test_emptied_topics_are_recovered_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention emptied the output topics: the progress is elsewhere, nothing is read again.
+    It emptied the state topic too: every dataset is read again from its start, each
+    completion announced once more, then never again."""
+    argilla, broker = FakeArgilla(), FakeBroker()
+    dataset = argilla.dataset("support")
+    for n in range(5):
+        argilla.respond(argilla.add(dataset, loopline_record(f"r{n}")), "ann1", at=ago(900))
+    life = Life(argilla, broker, monkeypatch)
+    await life.start()
+    await life.reconcile()
+    assert len(broker.values(RECORDS_COMPLETED)) == 5
+
+    broker.empty(FEEDBACK_RESPONSES)
+    broker.empty(RECORDS_COMPLETED)
+    life = Life(argilla, broker, monkeypatch)
+    await life.start()
+    await life.reconcile()
+    assert broker.values(FEEDBACK_RESPONSES) == broker.values(RECORDS_COMPLETED) == []
+
+    broker.empty(STATE_TOPIC)
+    for _ in range(2):
+        life = Life(argilla, broker, monkeypatch)
+        await life.start()
+        await life.reconcile()
+        assert len(broker.values(FEEDBACK_RESPONSES)) == 5
+        assert sorted(e["record"]["record_id"] for e in broker.values(RECORDS_COMPLETED)) == [
+            f"r{n}" for n in range(5)
+        ]
