@@ -1,0 +1,73 @@
+"""Turning a directory read-only for a while, as a full or remounted disk would be.
+
+As an ordinary user: every directory and file below it loses its write bits (restored after).
+As root, write bits do not stop anyone: the directory is bind-mounted onto itself read-only
+(EROFS for every new file, directory or rename below it; files already open keep working, as
+with a disk remounted read-only), and unmounted after.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _tree(root: Path) -> Iterator[Path]:
+    yield root
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            yield Path(folder) / name
+
+
+@contextmanager
+def _without_write_bits(root: Path) -> Iterator[None]:
+    modes = {path: path.stat().st_mode for path in _tree(root)}
+    for path, mode in modes.items():
+        path.chmod(stat.S_IMODE(mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        yield
+    finally:
+        for path in _tree(root):
+            mode = modes.get(path, path.stat().st_mode)
+            path.chmod(stat.S_IMODE(mode) | stat.S_IWUSR)
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+@contextmanager
+def _read_only_mount(root: Path) -> Iterator[None]:
+    target = str(root.resolve())
+    _run("mount", "--bind", target, target)
+    try:
+        _run("mount", "-o", "remount,ro,bind", target)
+        yield
+    finally:
+        _run("umount", target)
+
+
+@contextmanager
+def read_only(root: Path) -> Iterator[str]:
+    """`root` read-only inside the block; yields how (for the report)."""
+    if os.geteuid() != 0:
+        with _without_write_bits(root):
+            yield "write bits removed"
+    else:
+        with _read_only_mount(root):
+            yield "bind-mounted read-only"
+
+
+def writable(root: Path) -> bool:
+    """Whether a new file can be created in `root` right now."""
+    probe = root / f".chaos-probe-{os.getpid()}"
+    try:
+        probe.write_text("x")
+    except OSError:
+        return False
+    probe.unlink()
+    return True
