@@ -1,7 +1,7 @@
 """`POST /argilla/webhooks`: Argilla's signed deliveries, turned into Loopline events.
 
-- 413: the body is over `max_body_bytes` (refused from its declared length, or as soon as that
-  much was read, before verification: nothing is held beyond the limit).
+- 413: the body is over `max_body_bytes` (refused from its declared length, or as soon as more
+  was read, before verification: the rest is never read).
 - 401: a delivery that fails verification (forged, altered, stale, from the future, unsigned,
   a malformed signature header or timestamp); nothing is emitted and the reason is in the body.
 - 503: the collector cannot take it right now (it is starting: secret or state not loaded yet;
@@ -196,7 +196,7 @@ def _too_large(limit: int) -> JSONResponse:
 
 async def read_bounded(request: Request, limit: int) -> bytes | None:
     """The request's body, or None as soon as it is known to be over `limit` bytes (from its
-    declared length, or once that much has been read): never more than the limit in memory."""
+    declared length, or once that much has been read): at most the limit and one chunk held."""
     declared = request.headers.get("content-length", "")
     if _LENGTH.fullmatch(declared) and int(declared) > limit:
         return None
