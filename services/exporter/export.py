@@ -11,6 +11,7 @@ its latest version's, no version is made.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,7 +24,14 @@ from services.exporter.record_pass import load_formats, run_pass, workers_for
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
-from services.exporter.versions import VersionWriter, latest_manifest, rows_table
+from services.exporter.versions import (
+    MANIFEST,
+    VersionWriter,
+    latest_manifest,
+    rows_table,
+    versions,
+    versions_locked,
+)
 from shared.events import (
     RECORDS_COMPLETED,
     RECORDS_JUDGED,
@@ -146,6 +154,27 @@ class ExportResult:
         return f"{self.flow}/{self.format}".encode()
 
 
+def unannounced(
+    settings: Settings, flow_name: str, refs: Sequence[PluginRef], store: ExportStore
+) -> list[ExportResult]:
+    """The versions of the flow's formats made but not announced yet, oldest first. A format
+    new to the store starts from what is on disk (`ExportStore.start_announcing`)."""
+    found: list[ExportResult] = []
+    for ref in refs:
+        where = format_dir(settings, flow_name, ref.plugin)
+        on_disk = versions(where)
+        done = store.announced(ref.plugin)
+        if done is None:
+            store.start_announcing(ref.plugin, on_disk[-1] if on_disk else 0)
+            continue
+        for number in (n for n in on_disk if n > done):
+            path = where / f"v{number}"
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            rows = {split: int(n) for split, n in manifest["rows"].items()}
+            found.append(ExportResult(flow_name, ref.plugin, number, path, rows, True))
+    return found
+
+
 @dataclass
 class _Pending:
     """One format's version being written."""
@@ -168,6 +197,9 @@ def export_versions(
     """Write a new version of each format in `refs` (if its data changed), in one pass over
     the store: each record is aggregated once and fed to every format."""
     formats = load_formats(refs, registry or PluginRegistry())
+    for ref in refs:  # what is on disk before this export was announced (see `unannounced`)
+        on_disk = versions(format_dir(settings, flow_name, ref.plugin))
+        store.start_announcing(ref.plugin, on_disk[-1] if on_disk else 0)
     jobs: list[_Pending] = []
     try:
         for ref, fmt in zip(refs, formats, strict=True):
@@ -211,65 +243,88 @@ def _finish(
     """Close each format's data and commit it as a new version unless it has no rows or
     equals the latest.
 
-    The curation report describes the records, not a format (rows per split are in the
-    manifest): it is drawn once per pass and copied into every new version.
+    Whether it equals the latest is decided under the formats' version lock, held until the
+    new versions are committed: another export of the flow finishing meanwhile (`loopline
+    export` beside the service) cannot make the same data a second version, nor leave an
+    older version the latest. The curation report describes the records, not a format (rows
+    per split are in the manifest): it is drawn once per pass and copied into every new
+    version.
     """
-    results: dict[str, ExportResult] = {}
-    changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
+    closed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
     for job in jobs:
-        name, writer = job.ref.plugin, job.writer
         summary_rows: dict[str, list[Row]] = {}
         for split, out in job.fmt.summary_rows(stats):
             summary_rows.setdefault(split, []).append(out)
         for split, made in summary_rows.items():
-            writer.add(split, rows_table(made, job.fmt.features(split)))
-        rows = writer.counts()
-        checksums = writer.close_data()
-        previous = latest_manifest(writer.format_dir)
-        if not any(rows.values()):  # nothing to train on, and nothing `load_dataset` can read
-            writer.abort()
-            log.warning("%s/%s: no rows, no version written", flow_name, name)
-            results[name] = ExportResult(flow_name, name, 0, writer.format_dir, rows, False)
-        elif previous is not None and previous.get("checksums") == checksums:
-            writer.abort()
-            number = int(previous["version"])
-            log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
-            latest = writer.format_dir / f"v{number}"
-            results[name] = ExportResult(flow_name, name, number, latest, rows, False)
-        else:
-            changed.append((job, rows, checksums))
-    if changed:
-        # Only what describes the records: the same report whichever formats share the pass.
-        summary: dict[str, int | str] = {"records read": records}
-        first = changed[0][0].writer.path
-        write_report(stats.report(f"{flow_name}: curation of {records} records", summary), first)
-        for job, _, _ in changed[1:]:
-            shutil.copy2(first / REPORT_FILE, job.writer.path / REPORT_FILE)
-            shutil.copytree(first / PLOTS_DIR, job.writer.path / PLOTS_DIR)
-    for job, rows, checksums in changed:
-        name, fmt = job.ref.plugin, job.fmt
-        manifest = {
-            "flow": flow_name,
-            "format": name,
-            "options": job.ref.options,
-            "rows": rows,
-            "records": records,
-            "statuses": dict(sorted(stats.statuses.items())),
-            "disagreements": stats.disagreements,
-            "time_range": {"first": stats.first_time, "last": stats.last_time},
-            "source_offsets": offsets,
-            "split": {"test_size": options.test_size, "seed": options.split_seed},
-            "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
-            "checksums": checksums,
-        }
-        number, final = job.writer.commit(manifest)
-        log.info(
-            "%s/%s: wrote v%d (%s) to %s",
-            flow_name,
-            name,
-            number,
-            ", ".join(f"{split} {n} rows" for split, n in rows.items()),
-            final,
-        )
-        results[name] = ExportResult(flow_name, name, number, final, rows, True)
+            job.writer.add(split, rows_table(made, job.fmt.features(split)))
+        closed.append((job, job.writer.counts(), job.writer.close_data()))
+    results: dict[str, ExportResult] = {}
+    with versions_locked([job.writer.format_dir for job in jobs]):
+        changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
+        for job, rows, checksums in closed:
+            name, writer = job.ref.plugin, job.writer
+            previous = latest_manifest(writer.format_dir)
+            if not any(rows.values()):  # nothing to train on, nothing `load_dataset` can read
+                writer.abort()
+                log.warning("%s/%s: no rows, no version written", flow_name, name)
+                results[name] = ExportResult(flow_name, name, 0, writer.format_dir, rows, False)
+            elif previous is not None and previous.get("checksums") == checksums:
+                writer.abort()
+                number = int(previous["version"])
+                log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
+                latest = writer.format_dir / f"v{number}"
+                results[name] = ExportResult(flow_name, name, number, latest, rows, False)
+            else:
+                changed.append((job, rows, checksums))
+        if changed:
+            # Only what describes the records: the same report whichever formats share it.
+            summary: dict[str, int | str] = {"records read": records}
+            first = changed[0][0].writer.path
+            title = f"{flow_name}: curation of {records} records"
+            write_report(stats.report(title, summary), first)
+            for job, _, _ in changed[1:]:
+                shutil.copy2(first / REPORT_FILE, job.writer.path / REPORT_FILE)
+                shutil.copytree(first / PLOTS_DIR, job.writer.path / PLOTS_DIR)
+        for job, rows, checksums in changed:
+            results[job.ref.plugin] = _commit(
+                flow_name, options, job, rows, checksums, stats, records, offsets
+            )
     return [results[job.ref.plugin] for job in jobs]
+
+
+def _commit(
+    flow_name: str,
+    options: ExportRef,
+    job: _Pending,
+    rows: dict[str, int],
+    checksums: dict[str, str],
+    stats: CurationStats,
+    records: int,
+    offsets: dict[str, dict[str, int]],
+) -> ExportResult:
+    """Commit one format's new version with its manifest (the caller holds the lock)."""
+    name, fmt = job.ref.plugin, job.fmt
+    manifest = {
+        "flow": flow_name,
+        "format": name,
+        "options": job.ref.options,
+        "rows": rows,
+        "records": records,
+        "statuses": dict(sorted(stats.statuses.items())),
+        "disagreements": stats.disagreements,
+        "time_range": {"first": stats.first_time, "last": stats.last_time},
+        "source_offsets": offsets,
+        "split": {"test_size": options.test_size, "seed": options.split_seed},
+        "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
+        "checksums": checksums,
+    }
+    number, final = job.writer.commit_held(manifest)
+    log.info(
+        "%s/%s: wrote v%d (%s) to %s",
+        flow_name,
+        name,
+        number,
+        ", ".join(f"{split} {n} rows" for split, n in rows.items()),
+        final,
+    )
+    return ExportResult(flow_name, name, number, final, rows, True)

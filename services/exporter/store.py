@@ -6,7 +6,9 @@ auto-accepted `records.judged` one; between events of the same kind the newer on
 time, then topic position). Upserts are idempotent, so redeliveries and replays from the start
 of the topics leave the same rows. The store also keeps, per topic partition, the last offset
 it has seen (the manifest's "source offsets") and how many records changed since the last
-export of each format (the count trigger). Exports read the rows in record_id order, in
+export of each format (the count trigger), and the newest version of each format announced
+on `datasets.exported` (a version made but not yet announced, say when the process died
+in between, is announced at the next start). Exports read the rows in record_id order, in
 batches, so memory does not grow with the number of records.
 """
 
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS offsets (
 CREATE TABLE IF NOT EXISTS changes (
     format TEXT PRIMARY KEY,
     pending INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS announced (
+    format TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
 );
 """
 
@@ -160,6 +166,29 @@ class ExportStore:
         self._db.execute(
             "UPDATE changes SET pending = MAX(0, pending - ?) WHERE format = ?",
             (pending_seen, format_name),
+        )
+
+    def announced(self, format_name: str) -> int | None:
+        """The newest version of `format_name` announced (and pushed), every older one too;
+        None before the format's first export with this store."""
+        row = self._db.execute(
+            "SELECT version FROM announced WHERE format = ?", (format_name,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def start_announcing(self, format_name: str, latest: int) -> None:
+        """Before a format's first export: what is on disk already (`latest`) counts as
+        announced, so only versions made from now on are announced (once)."""
+        self._db.execute(
+            "INSERT INTO announced (format, version) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (format_name, latest),
+        )
+
+    def mark_announced(self, format_name: str, version: int) -> None:
+        self._db.execute(
+            "INSERT INTO announced (format, version) VALUES (?, ?) ON CONFLICT (format) "
+            "DO UPDATE SET version = MAX(version, excluded.version)",
+            (format_name, version),
         )
 
     def count(self) -> int:

@@ -17,10 +17,11 @@ A version is a directory `<export dir>/<flow>/<format>/v<N>/` holding:
 
 Rows come as Arrow tables and go to disk in batches through one Parquet and one Arrow writer
 per shard, so memory does not depend on the number of rows. Everything is written in a hidden
-temporary directory beside the versions and renamed into place at the end (under a lock that
-picks the number), so a crash never leaves a half-written version visible; leftovers of
-crashed writers are removed by the next export. Nothing in a version depends on the clock:
-the same rows give the same bytes.
+temporary directory beside the versions and renamed into place at the end, under a lock that
+is held from the check that the data differs from the latest version's to the choice of the
+number, so a crash never leaves a half-written version visible and two exports at once never
+make the same data twice; leftovers of crashed writers are removed by the next export. Nothing
+in a version depends on the clock: the same rows give the same bytes.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def _locked(format_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def versions_locked(format_dirs: Sequence[Path]) -> Iterator[None]:
+    """Hold the version lock of each format directory (across processes), taken in one order
+    so that two holders never wait for each other. While it is held, no version of these
+    formats appears: what `latest_manifest` says stays true until `commit_held`."""
+    with contextlib.ExitStack() as stack:
+        for format_dir in sorted(set(format_dirs)):
+            format_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_locked(format_dir))
+        yield
 
 
 def remove_leftovers(format_dir: Path) -> list[Path]:
@@ -258,17 +271,17 @@ class VersionWriter:
         """Where the version is being written (for the manifest and the report)."""
         return self.tmp
 
-    def commit(self, manifest: dict[str, Any]) -> tuple[int, Path]:
-        """Write the manifest, then rename the directory to the next free `v<N>`."""
+    def commit_held(self, manifest: dict[str, Any]) -> tuple[int, Path]:
+        """Write the manifest, then rename the directory to the next free `v<N>`; the caller
+        holds the format's version lock (`versions_locked`), under which it decided to."""
         _fsync_tree(self.tmp)
-        with _locked(self.format_dir):
-            number = (versions(self.format_dir) or [0])[-1] + 1
-            manifest = {**manifest, "version": number}
-            _write_json(self.tmp / MANIFEST, manifest)
-            _fsync_file(self.tmp / MANIFEST)
-            final = self.format_dir / f"v{number}"
-            os.rename(self.tmp, final)
-            _fsync_dir(self.format_dir)
+        number = (versions(self.format_dir) or [0])[-1] + 1
+        manifest = {**manifest, "version": number}
+        _write_json(self.tmp / MANIFEST, manifest)
+        _fsync_file(self.tmp / MANIFEST)
+        final = self.format_dir / f"v{number}"
+        os.rename(self.tmp, final)
+        _fsync_dir(self.format_dir)
         return number, final
 
     def abort(self) -> None:
