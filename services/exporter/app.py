@@ -4,8 +4,11 @@ Reads `records.completed` (records people answered) and `records.judged` (kept o
 flow accepts them without people: see `export.auto_accept`), keeps the newest event per record
 in a store per flow (`<export dir>/<flow>/records.sqlite`), and writes a new version of each of
 the flow's formats after `every_records` changed records or `every_s` seconds after a change
-(and on demand: `loopline export`). Each version emits `datasets.exported`. A message that is
-not a valid event, or names an unknown flow, goes to the dead-letter topic.
+(and on demand: `loopline export`). Each version is pushed to the Hub when the flow says so
+and announced on `datasets.exported`, both retried until done; a version whose announcement a
+stop cut off is announced at the next start. Trouble around the records (a locked store, a full
+or read-only disk, the broker) is waited out, never dead-lettered; a message that is not a
+valid event, or names an unknown flow, goes to the dead-letter topic, alone.
 """
 
 from __future__ import annotations
@@ -15,26 +18,45 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, TypeVar
 
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
-from services.exporter.export import CONSUMES, ExportResult, accept, export_versions, store_path
-from services.exporter.hub import push_version
+from services.exporter.export import (
+    CONSUMES,
+    ExportResult,
+    accept,
+    export_versions,
+    store_path,
+    unannounced,
+)
+from services.exporter.hub import push_until_done
 from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED
+from shared.failures import TransientError
 from shared.flows import Flow, PluginRef
 from shared.service import ServiceContext, ServiceSpec
 
 log = logging.getLogger("loopline.exporter")
 
+T = TypeVar("T")
+
 
 class Exporter:
-    """The stores of the flows that export, their triggers, and the exports in progress."""
+    """The stores of the flows that export, their triggers, and the exports in progress.
+
+    Trouble around the records (a store locked or on a full or read-only disk, the broker, the
+    Hub) is retried in place for as long as it lasts (`DeadLetters.with_retries`: the health
+    endpoint says why), so the batch is never dead-lettered for it nor consumed again; only a
+    message that is itself bad goes to the dead-letter topic, alone.
+    """
 
     def __init__(self, context: ServiceContext) -> None:
         self.context = context
         self.settings = context.settings
+        self.retries = context.dead_letters
         self.flows: dict[str, Flow] = {
             name: flow for name, flow in context.flows.flows.items() if flow.export.formats
         }
@@ -42,11 +64,16 @@ class Exporter:
         self._stores = {name: ExportStore(store_path(self.settings, name)) for name in self.flows}
         self._locks = {name: threading.Lock() for name in self.flows}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # flows whose export was asked for while one ran
         self._last_export: dict[str, float] = {}
         self.task: asyncio.Task[None] | None = None
 
+    async def _retried(self, what: str, blocking: Callable[..., T], *args: Any) -> T:
+        """`blocking(*args)` in a worker thread, retried by kind of failure."""
+        return await self.retries.with_retries(partial(asyncio.to_thread, blocking, *args), what)
+
     async def on_batch(self, message: KafkaMessage) -> None:
-        by_flow: dict[str, list[StoredEvent]] = {}
+        by_flow: dict[str, list[tuple[StoredEvent, Any]]] = {}
         for consumed in message.raw_message:
             try:
                 kept = accept(
@@ -56,21 +83,56 @@ class Exporter:
                     consumed.offset,
                     consumed.value or b"",
                 )
-            except (ValidationError, ValueError) as exc:
-                await self.context.dead_letters.send_record(consumed, exc, attempts=1)
+            except Exception as exc:  # parsing and rules only: the message itself is bad
+                await self._dead_letter(consumed, exc)
                 continue
             if kept is not None:
-                by_flow.setdefault(kept[0], []).append(kept[1])
+                by_flow.setdefault(kept[0], []).append((kept[1], consumed))
         for name, events in by_flow.items():
-            formats = [ref.plugin for ref in self.flows[name].export.formats]
-            changed = await asyncio.to_thread(self._add, name, events, formats)
-            self.context.stats.processed += len(events)
-            log.debug("%s: kept %d event(s), %d record(s) changed", name, len(events), changed)
-            self._check_counts(name)
+            await self._keep(name, events)
 
-    def _add(self, name: str, events: list[StoredEvent], formats: list[str]) -> int:
+    async def _keep(self, name: str, kept: list[tuple[StoredEvent, Any]]) -> None:
+        """Keep a batch's events of one flow; a failure that is not the store's trouble (that
+        is retried) is narrowed down to the events that cause it, each dead-lettered alone."""
+        formats = [ref.plugin for ref in self.flows[name].export.formats]
+        events = [event for event, _ in kept]
+        try:
+            changed, due = await self._retried(
+                f"keeping {len(events)} record(s) of {name}", self._add, name, events, formats
+            )
+        except Exception:
+            log.warning("%s: keeping %d record(s) failed, keeping them one by one", name, len(kept))
+            changed, due = 0, False
+            for event, consumed in kept:
+                try:
+                    one, due = await self._retried(
+                        f"keeping record {event.record_id} of {name}",
+                        self._add,
+                        name,
+                        [event],
+                        formats,
+                    )
+                    changed += one
+                except Exception as exc:
+                    await self._dead_letter(consumed, exc, int(getattr(exc, "attempts", 1)))
+        self.context.stats.processed += len(events)
+        log.debug("%s: kept %d event(s), %d record(s) changed", name, len(events), changed)
+        if due:
+            self.start_export(name)
+
+    async def _dead_letter(self, consumed: Any, exc: BaseException, attempts: int = 1) -> None:
+        # The broker's trouble is retried here: the batch is not consumed again for it, so no
+        # record of it is dead-lettered twice.
+        await self.retries.with_retries(
+            partial(self.context.dead_letters.send_record, consumed, exc, attempts),
+            f"dead-lettering a message of {consumed.topic}",
+        )
+
+    def _add(self, name: str, events: list[StoredEvent], formats: list[str]) -> tuple[int, bool]:
+        """Keep the events; (rows changed, whether the count trigger is due)."""
         with self._locks[name]:
-            return self._stores[name].add(events, formats)
+            changed = self._stores[name].add(events, formats)
+        return changed, self._count_due(name)
 
     def _pending(self, name: str, format_name: str) -> int:
         with self._locks[name]:
@@ -80,48 +142,92 @@ class Exporter:
         """The flow's formats with records changed since their last version."""
         return [r for r in self.flows[name].export.formats if self._pending(name, r.plugin)]
 
-    def _check_counts(self, name: str) -> None:
+    def _count_due(self, name: str) -> bool:
         every = self.flows[name].export.every_records
-        if every <= 0:
-            return
-        if any(self._pending(name, r.plugin) >= every for r in self.flows[name].export.formats):
-            self.start_export(name)
+        formats = self.flows[name].export.formats
+        return every > 0 and any(self._pending(name, r.plugin) >= every for r in formats)
 
     def start_export(self, name: str) -> None:
-        """Export the flow's changed formats in the background (one export per flow at once)."""
+        """Export the flow's changed formats in the background (one export per flow at once;
+        asked for while one runs, another follows it)."""
         running = self._running.get(name)
         if running is not None and not running.done():
+            self._again.add(name)
             return
+        self._run(name, self._export(name))
+
+    def start_announcing(self) -> None:
+        """Announce the versions made but not announced before the last stop (a crash between
+        a version and its announcement, say)."""
+        for name in self.flows:
+            self._run(name, self._announce_pending(name))
+
+    def _run(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         self._last_export[name] = time.monotonic()
         self._running[name] = asyncio.get_running_loop().create_task(
-            self._export(name), name=f"export {name}"
+            self._then_again(name, work), name=f"export {name}"
         )
+
+    async def _then_again(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+            while name in self._again:
+                self._again.discard(name)
+                self._last_export[name] = time.monotonic()
+                await self._export(name)
+        except Exception:
+            log.exception("exporting %s failed; it is tried again at its next trigger", name)
 
     async def _export(self, name: str) -> None:
+        """A new version of each changed format, then the announcements not made yet. The
+        disk's and the store's trouble is retried for as long as it lasts; a failure of
+        another kind (a format's bug) is logged, and the next trigger tries again."""
         flow = self.flows[name]
-        refs = self._due(name)
-        if not refs:
-            return
-        try:
-            results = await asyncio.to_thread(self._export_blocking, name, flow, refs)
-        except Exception:
-            log.exception("export of %s failed; it is tried again later", name)
-            return
-        for result in results:
-            if result.created:
-                await self._announce(flow, result)
-
-    async def _announce(self, flow: Flow, result: ExportResult) -> None:
-        if flow.export.push_to_hub is not None:
-            await asyncio.to_thread(push_version, self.settings, flow.export.push_to_hub, result)
-        await self.context.broker.publish(
-            result.event().to_bytes(), topic=DATASETS_EXPORTED, key=result.key
-        )
+        refs = await self._retried(f"checking {name} for changes", self._due, name)
+        if refs:
+            try:
+                await self._retried(f"exporting {name}", self._export_blocking, name, flow, refs)
+            except Exception:
+                log.exception("export of %s failed; it is tried again at its next trigger", name)
+                return
+        await self._announce_pending(name)
 
     def _export_blocking(self, name: str, flow: Flow, refs: list[PluginRef]) -> list[ExportResult]:
         # Its own connection: SQLite's WAL gives it a snapshot while consumption goes on.
         with ExportStore(store_path(self.settings, name)) as store:
             return export_versions(self.settings, name, flow, refs, store)
+
+    def _unannounced(self, name: str) -> list[ExportResult]:
+        with self._locks[name]:
+            refs = self.flows[name].export.formats
+            return unannounced(self.settings, name, refs, self._stores[name])
+
+    def _mark_announced(self, name: str, result: ExportResult) -> None:
+        with self._locks[name]:
+            self._stores[name].mark_announced(result.format, result.version)
+
+    async def _announce_pending(self, name: str) -> None:
+        """Push (when the flow says so) and announce each version not announced yet, in order;
+        each is marked in the store once done, so a stop in between announces it again."""
+        flow = self.flows[name]
+        pending = await self._retried(f"reading {name}'s announcements", self._unannounced, name)
+        for result in pending:
+            if flow.export.push_to_hub is not None:
+                await push_until_done(self.settings, flow.export.push_to_hub, result, self.retries)
+            await self.retries.with_retries(
+                partial(self._publish, result.event().to_bytes(), result.key),
+                f"announcing {result.flow}/{result.format} v{result.version}",
+            )
+            await self._retried(f"noting {name}'s announcement", self._mark_announced, name, result)
+
+    async def _publish(self, event: bytes, key: bytes) -> None:
+        """Announce on `datasets.exported`. The event is small and valid: whatever fails is the
+        broker's trouble (or the broker not started yet, after a restart), so it is retried
+        for as long as it lasts."""
+        try:
+            await self.context.broker.publish(event, topic=DATASETS_EXPORTED, key=key)
+        except Exception as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
     async def run_timer(self) -> None:
         """Time trigger: export a flow `every_s` after its last export when records changed."""
@@ -133,10 +239,20 @@ class Exporter:
             for name, flow in self.flows.items():
                 every = flow.export.every_s
                 waited = now - self._last_export.get(name, started)
-                if every > 0 and waited >= every and self._due(name):
+                if every <= 0 or waited < every:
+                    continue
+                try:
+                    due = await asyncio.to_thread(self._due, name)
+                except Exception as exc:  # the store's trouble: the next check asks again
+                    log.warning("%s: checking for changes failed: %s", name, exc)
+                    continue
+                if due:
                     self.start_export(name)
 
     async def close(self) -> None:
+        """Stop the timer; let the exports in progress finish for up to half the shutdown
+        timeout, then cancel them (a version made but not announced is announced at the
+        next start; changes not exported stay counted in the store)."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,9 +260,18 @@ class Exporter:
         running = [task for task in self._running.values() if not task.done()]
         if running:
             log.info("waiting for %d export(s) to finish", len(running))
+            _, unfinished = await asyncio.wait(
+                running, timeout=self.settings.shutdown_timeout_s / 2
+            )
+            for task in unfinished:
+                log.warning(
+                    "%s: cancelled by the stop; it resumes at the next start", task.get_name()
+                )
+                task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-        for store in self._stores.values():
-            store.close()
+        for name, store in self._stores.items():
+            with self._locks[name]:
+                store.close()
 
 
 def register(context: ServiceContext) -> None:
@@ -157,6 +282,7 @@ def register(context: ServiceContext) -> None:
         CONSUMES, exporter.on_batch, max_records=WRITE_BATCH, batch_timeout_ms=500
     )
     exporter.task = asyncio.get_running_loop().create_task(exporter.run_timer(), name="exporter")
+    exporter.start_announcing()
     context.on_stop(exporter.close)
 
 

@@ -4,12 +4,11 @@ The store is brought up to date by reading `records.completed` and `records.judg
 offsets it has already kept (or from the start with `from_start`) to the topics' current end,
 without a consumer group, so it works whether or not the exporter service is running (both
 write the same idempotent rows). Each version made is pushed to the Hub when the flow says so
-and emits `datasets.exported`.
+and emits `datasets.exported` (noted in the store, so the service does not announce it again).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from services.exporter.export import (
     export_versions,
     store_path,
 )
-from services.exporter.hub import push_version
+from services.exporter.hub import push_until_done
 from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.broker import admin_client_options
+from shared.dead_letters import DeadLetters
 from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, CompletedRecord, Record
 from shared.flows import FlowsConfig, PluginRef
 from shared.settings import Settings
@@ -128,14 +128,18 @@ def export_now(
 
 
 async def announce(settings: Settings, flows: FlowsConfig, results: list[ExportResult]) -> None:
-    """Push each new version to the Hub where its flow says so; emit `datasets.exported`."""
+    """Push each new version to the Hub where its flow says so (the Hub's trouble retried);
+    emit `datasets.exported`; note each announced version in the flow's store. A version left
+    unannounced (Kafka unreachable, the command stopped) is announced by the exporter service
+    at its next export of the flow or its next start."""
     created = [r for r in results if r.created]
     if not created:
         return
+    retries = DeadLetters("exporter", settings.retry)
     for result in created:
         hub = flows.get(result.flow).export.push_to_hub
         if hub is not None:
-            await asyncio.to_thread(push_version, settings, hub, result)
+            await push_until_done(settings, hub, result, retries)
     producer = AIOKafkaProducer(**admin_client_options(settings.kafka), acks="all")
     await producer.start()
     try:
@@ -143,5 +147,7 @@ async def announce(settings: Settings, flows: FlowsConfig, results: list[ExportR
             await producer.send_and_wait(
                 DATASETS_EXPORTED, result.event().to_bytes(), key=result.key
             )
+            with ExportStore(store_path(settings, result.flow)) as store:
+                store.mark_announced(result.format, result.version)
     finally:
         await producer.stop()
