@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -130,8 +131,17 @@ class Exporter:
 
     def _add(self, name: str, events: list[StoredEvent], formats: list[str]) -> tuple[int, bool]:
         """Keep the events; (rows changed, whether the count trigger is due)."""
+        store = self._stores[name]
         with self._locks[name]:
-            changed = self._stores[name].add(events, formats)
+            try:
+                changed = store.add(events, formats)
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:
+                    raise  # locked or full (transient), or about these events
+                # Damaged, or not a database: no record's fault. Waited out (the health
+                # endpoint says why) until the file is restored, or removed and rebuilt
+                # (`loopline export --from-start`) before a restart.
+                raise TransientError(f"the store {store.path} cannot be used: {exc}") from exc
         return changed, self._count_due(name)
 
     def _pending(self, name: str, format_name: str) -> int:

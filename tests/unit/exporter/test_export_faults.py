@@ -28,17 +28,26 @@ from tests.unit.exporter.service_helpers import (
 N = 30
 
 
-async def test_a_locked_store_is_waited_out_and_only_the_bad_record_is_dead_lettered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "trouble",
+    [
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.OperationalError("database or disk is full"),
+        sqlite3.DatabaseError("database disk image is malformed"),  # until restored
+    ],
+    ids=str,
+)
+async def test_a_store_in_trouble_is_waited_out_and_only_the_bad_record_is_dead_lettered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trouble: sqlite3.Error
 ) -> None:
-    locked_for = 5  # writes refused before the lock is released
+    locked_for = 5  # writes refused before the trouble ends
     writes: list[int] = []
     real_add = ExportStore.add
 
     def add(self: ExportStore, events: Sequence[StoredEvent], formats: Sequence[str]) -> int:
         writes.append(len(events))
         if len(writes) <= locked_for:
-            raise sqlite3.OperationalError("database is locked")
+            raise trouble
         return real_add(self, events, formats)
 
     monkeypatch.setattr(ExportStore, "add", add)
@@ -65,7 +74,7 @@ async def test_a_locked_store_is_waited_out_and_only_the_bad_record_is_dead_lett
     assert (event.version, event.rows) == (1, N)
     assert writes == [N] * (locked_for + 1)
     assert len(waiting) == locked_for
-    assert all(w is not None and "database is locked" in w for w in waiting)
+    assert all(w is not None and str(trouble) in w for w in waiting)
     # The bad message alone went to the dead-letter topic, once, with its reason.
     assert [letter.body for letter in out.dead_letters] == [b"not json"]
     assert out.dead_letters[0].error_type == "ValidationError"
