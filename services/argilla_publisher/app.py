@@ -34,6 +34,7 @@ from services.argilla_publisher.publishing import Item, Publisher
 from services.argilla_publisher.routing import ReviewTally, decide, mark
 from services.argilla_publisher.targets import Publication, prepare, split_index
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
+from shared.failures import is_transient
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 from shared.templates import Template
@@ -91,7 +92,10 @@ def register(context: ServiceContext) -> None:
                 groups[(record.flow, index)].append((consumed, record, argilla_record))
                 if decision is not None:
                     tally.add(record.flow, decision)
-            except Exception as exc:  # local work on this record alone: it is dead-lettered
+            except Exception as exc:
+                if is_transient(exc):  # nothing was upserted yet: the batch is tried again
+                    raise
+                # Local work on this record alone: it is dead-lettered, the others go on.
                 await context.dead_letters.send_record(consumed, exc, attempts=1)
         publisher.start_batch()
         for (flow, index), all_items in groups.items():

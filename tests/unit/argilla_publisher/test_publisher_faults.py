@@ -5,11 +5,14 @@ that step."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from devstack.sample_records import record
 from shared.events import Record
+from shared.failures import TransientError
 from tests.unit.argilla_publisher.fake_argilla import FakeArgilla
 from tests.unit.argilla_publisher.publisher_harness import flows, publisher, send
 
@@ -115,3 +118,25 @@ async def test_a_kafka_failure_after_argilla_accepted_retries_only_the_announcem
     assert argilla.upserts() == [ids(records)]  # upserted once, never again
     assert h.dead == []
     assert h.published_ids() == ids(records)  # each announced exactly once
+
+
+async def test_a_transient_failure_while_reading_the_batch_is_retried_not_dead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.argilla_publisher import app as publisher_app
+
+    argilla, records, failures = FakeArgilla(), batch(3), [2]
+    real_decide = publisher_app.decide
+
+    def decide(record: Record, when: Any) -> Any:
+        if record.record_id == "r1" and failures[0] > 0:
+            failures[0] -= 1
+            raise TransientError("scripted: the flow file is being reloaded")
+        return real_decide(record, when)
+
+    monkeypatch.setattr(publisher_app, "decide", decide)
+    async with publisher(monkeypatch, argilla, flows(pub={"plugin": "preference"})) as h:
+        await send(h, records)
+    assert h.dead == []
+    assert sorted(argilla.records(DATASET)) == ids(records)
+    assert h.published_ids() == ids(records)
