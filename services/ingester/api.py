@@ -91,7 +91,7 @@ def create_app(
         version="1",
         description="Send LLM records (or OTLP traces of LLM calls) into Loopline flows.",
     )
-    install_openapi(app)
+    install_openapi(app, list(pipeline.steps))
     keys = KeyRing(settings.api_keys)
     replies = ReplyCache(settings.idempotency_window_s, settings.idempotency_max_bytes)
     if keys.open:
@@ -126,7 +126,7 @@ def create_app(
         "/v1/records",
         tags=["records"],
         response_model=IngestResult,
-        openapi_extra={"requestBody": records_request_body()},
+        openapi_extra={"requestBody": records_request_body(settings.max_batch)},
         responses=RECORDS_RESPONSES,
     )
     async def post_records(request: Request) -> Response:

@@ -37,6 +37,13 @@ ERROR_SCHEMA = {
     "required": ["detail"],
     "description": "What was wrong with the request as a whole.",
 }
+
+
+def _maybe(kind: str, **more: Any) -> dict[str, Any]:
+    """A field of protobuf's JSON mapping: its type, or null (the field's default)."""
+    return {"type": [kind, "null"], **more}
+
+
 OTLP_TRACES_SCHEMA = {
     "type": "object",
     "description": (
@@ -44,25 +51,25 @@ OTLP_TRACES_SCHEMA = {
         "https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding"
     ),
     "properties": {
-        "resourceSpans": {
-            "type": "array",
-            "items": {
+        "resourceSpans": _maybe(
+            "array",
+            items={
                 "type": "object",
                 "properties": {
-                    "resource": {"type": "object"},
-                    "scopeSpans": {
-                        "type": "array",
-                        "items": {
+                    "resource": _maybe("object"),
+                    "scopeSpans": _maybe(
+                        "array",
+                        items={
                             "type": "object",
                             "properties": {
-                                "scope": {"type": "object"},
-                                "spans": {"type": "array", "items": {"type": "object"}},
+                                "scope": _maybe("object"),
+                                "spans": _maybe("array", items={"type": "object"}),
                             },
                         },
-                    },
+                    ),
                 },
             },
-        }
+        )
     },
 }
 # A key when keys are configured; open otherwise.
@@ -110,9 +117,9 @@ TRACES_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def records_request_body() -> dict[str, Any]:
+def records_request_body(max_batch: int) -> dict[str, Any]:
     record = {"$ref": f"{SCHEMAS}Record"}
-    batch = {"type": "array", "items": record, "minItems": 1}
+    batch = {"type": "array", "items": record, "minItems": 1, "maxItems": max_batch}
     return {
         "required": True,
         "content": {
@@ -131,19 +138,31 @@ def traces_request_body() -> dict[str, Any]:
     }
 
 
-def record_schemas() -> dict[str, Any]:
-    """`Record` as a client sends it (`flow` may be left to the default), and what it uses."""
+def record_schemas(flows: list[str]) -> dict[str, Any]:
+    """`Record` as a client sends it, and the schemas it uses: `flow` one of `flows` (or left
+    to the default), and an `instruction` or non-empty `messages` (the record's own rule)."""
     schema = Record.model_json_schema(ref_template=SCHEMAS + "{model}")
     defs: dict[str, Any] = schema.pop("$defs", {})
     schema["required"] = [name for name in schema.get("required", []) if name != "flow"]
     if not schema["required"]:
         del schema["required"]
-    schema["properties"]["flow"]["description"] = "the flow; LOOPLINE_INGEST__DEFAULT_FLOW if unset"
+    flow = schema["properties"]["flow"]
+    flow["description"] = "the flow; LOOPLINE_INGEST__DEFAULT_FLOW when left out"
+    if flows:
+        flow["enum"] = sorted(flows)
+    schema["anyOf"] = [
+        {
+            "required": ["instruction"],
+            "properties": {"instruction": {"type": "string", "minLength": 1}},
+        },
+        {"required": ["messages"], "properties": {"messages": {"type": "array", "minItems": 1}}},
+    ]
     return {**defs, "Record": schema}
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Make `app.openapi()` return the document with every schema it references."""
+def install_openapi(app: FastAPI, flows: list[str]) -> None:
+    """Make `app.openapi()` return the document with every schema it references (`flows`: the
+    flows this ingester knows)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -155,7 +174,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             components = document.setdefault("components", {})
             components.setdefault("schemas", {}).update(
-                {**record_schemas(), "Error": ERROR_SCHEMA, "OTLPTraces": OTLP_TRACES_SCHEMA}
+                {**record_schemas(flows), "Error": ERROR_SCHEMA, "OTLPTraces": OTLP_TRACES_SCHEMA}
             )
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             for path in ("/v1/records", "/v1/traces"):

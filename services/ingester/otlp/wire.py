@@ -195,6 +195,9 @@ def _parse_json(body: bytes, max_spans: int | None = None) -> ExportTraceService
         )
     if max_spans is not None:
         count_json_spans(document, max_spans)
+    problem = _shape_problem(document, ExportTraceServiceRequest.DESCRIPTOR, "")
+    if problem is not None:
+        raise OTLPFormatError(f"invalid OTLP/JSON body: {problem}")
     _hex_ids_to_base64(document)
     request = ExportTraceServiceRequest()
     try:
@@ -202,6 +205,27 @@ def _parse_json(body: bytes, max_spans: int | None = None) -> ExportTraceService
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise OTLPFormatError(f"invalid OTLP/JSON body: {exc}") from exc
     return request
+
+
+def _shape_problem(value: dict[str, Any], descriptor: Any, path: str) -> str | None:
+    """Where a message field of `value` holds something other than an object (or a repeated
+    one something other than an array of objects): protobuf's JSON mapping, told to ignore
+    unknown fields as OTLP asks, would otherwise read a string as an empty message."""
+    for key, item in value.items():
+        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None or field.message_type is None or item is None:
+            continue  # unknown fields are ignored; scalars are checked by protobuf itself
+        where = f"{path}.{key}" if path else key
+        if field.is_repeated and not isinstance(item, list):
+            return f"{where} must be an array"
+        for index, element in enumerate(item if field.is_repeated else [item]):
+            at = f"{where}[{index}]" if field.is_repeated else where
+            if not isinstance(element, dict):
+                return f"{at} must be an object, not {type(element).__name__}"
+            problem = _shape_problem(element, field.message_type, at)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _field(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
