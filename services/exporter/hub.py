@@ -15,8 +15,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from datasets import DatasetDict
-from httpx2 import HTTPError  # what huggingface_hub's client raises when no answer came
 from huggingface_hub.errors import HfHubHTTPError
+
+try:  # the HTTP client huggingface_hub uses: httpx2 from its 2.x line, httpx before
+    from httpx2 import HTTPError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import HTTPError  # type: ignore[assignment]
 
 from services.exporter.versions import DEFAULT_CONFIG, config_splits
 from shared.dead_letters import DeadLetters
