@@ -172,6 +172,11 @@ def replay_command(
     console.print(
         f"{verb} {len(result.replayed)} dead letter(s){': ' + per_source if per_source else ''}"
     )
+    if result.not_replayable:
+        console.print(
+            f"{len(result.not_replayable)} matching dead letter(s) only describe a message too "
+            "large to send (not replayable; `loopline dlq show` says which record)"
+        )
     if result.already:
         console.print(f"{len(result.already)} matching dead letter(s) were replayed before")
     if not apply and result.replayed:

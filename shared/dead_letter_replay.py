@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from shared.broker import admin_client_options, ensure_topics, producer_options
-from shared.dead_letters import DeadLetter
+from shared.dead_letters import H_REPLAYABLE, DeadLetter
 from shared.events import DLQ_SUFFIX
 from shared.settings import KafkaSettings
 from shared.topic_reader import read_to_end
@@ -36,6 +36,7 @@ class StoredDeadLetter:
     offset: int
     at: datetime
     key: bytes | None
+    replayable: bool = True  # False: the body refers to the message, it is not the message
 
     @property
     def coordinates(self) -> str:
@@ -70,6 +71,7 @@ class StoredDeadLetter:
             offset=message.offset,
             at=datetime.fromtimestamp(message.timestamp / 1000, tz=UTC),
             key=message.key,
+            replayable=headers.get(H_REPLAYABLE, "true") != "false",
         )
 
 
@@ -147,6 +149,7 @@ async def replayed_coordinates(kafka: KafkaSettings) -> set[str]:
 class ReplayResult:
     replayed: list[StoredDeadLetter]
     already: list[StoredDeadLetter]  # replayed before: left alone
+    not_replayable: list[StoredDeadLetter] = field(default_factory=list)  # references only
 
 
 async def replay(
@@ -157,10 +160,14 @@ async def replay(
     done = await replayed_coordinates(kafka)
     todo: list[StoredDeadLetter] = []
     already: list[StoredDeadLetter] = []
+    references: list[StoredDeadLetter] = []
     for stored in letters:
-        (already if stored.coordinates in done else todo).append(stored)
+        if not stored.replayable:
+            references.append(stored)
+        else:
+            (already if stored.coordinates in done else todo).append(stored)
     if not apply or not todo:
-        return ReplayResult(todo, already)
+        return ReplayResult(todo, already, references)
     await ensure_topics(kafka, [REPLAYS_TOPIC])
     producer = AIOKafkaProducer(**producer_options(kafka))
     await producer.start()
@@ -177,7 +184,7 @@ async def replay(
             )
     finally:
         await producer.stop()
-    return ReplayResult(todo, already)
+    return ReplayResult(todo, already, references)
 
 
 def sources(letters: Sequence[StoredDeadLetter]) -> Counter[str]:

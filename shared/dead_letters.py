@@ -47,6 +47,9 @@ H_ATTEMPTS = "loopline-attempts"
 H_TOPIC = "loopline-source-topic"
 H_PARTITION = "loopline-source-partition"
 H_OFFSET = "loopline-source-offset"
+# "false" on a dead letter whose body is a reference to what could not be sent, not the message
+# itself (the feedback collector's oversized events): `loopline dlq replay` leaves it alone.
+H_REPLAYABLE = "loopline-replayable"
 MAX_ERROR_CHARS = 2000
 
 

@@ -41,6 +41,7 @@ from shared.dead_letters import (
     H_ERROR_TYPE,
     H_OFFSET,
     H_PARTITION,
+    H_REPLAYABLE,
     H_SERVICE,
     H_TOPIC,
     MAX_ERROR_CHARS,
@@ -231,6 +232,7 @@ class Emitter:
             H_TOPIC: topic,
             H_PARTITION: "",
             H_OFFSET: "",
+            H_REPLAYABLE: "false",  # a reference to the event, not the event
         }
         body = json.dumps(reference, ensure_ascii=False).encode()
         await self._send(dead_letter_topic(topic), record_id.encode(), body, headers)

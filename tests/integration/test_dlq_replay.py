@@ -6,12 +6,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from typer.testing import CliRunner, Result
 
 from cli.app import app
-from shared.broker import build_broker, ensure_topics
-from shared.dead_letter_replay import H_REPLAY_OF
+from shared.broker import build_broker, ensure_topics, producer_options
+from shared.dead_letter_replay import H_REPLAY_OF, LetterFilter, read_dead_letters, replay
+from shared.dead_letters import (
+    H_ATTEMPTS,
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_OFFSET,
+    H_PARTITION,
+    H_REPLAYABLE,
+    H_SERVICE,
+    H_TOPIC,
+)
 from shared.events import Record, dead_letter_topic
 from shared.failures import PermanentError
 from shared.settings import Settings
@@ -87,3 +97,37 @@ async def test_dead_letters_are_listed_shown_and_replayed_once(settings: Setting
         assert message.key == Record.model_validate_json(message.value or b"").record_id.encode()
         headers = dict(message.headers)
         assert headers[H_REPLAY_OF].decode().startswith(f"{dead_letter_topic(source)}/")
+
+
+async def test_a_reference_to_a_message_too_large_to_send_is_not_replayed(
+    settings: Settings,
+) -> None:
+    source = f"test.replay-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings.kafka, [source, dead_letter_topic(source)])
+    headers = {
+        H_ERROR: "RecordTooLarge: record r9 is 2000000 bytes",
+        H_ERROR_TYPE: "RecordTooLarge",
+        H_SERVICE: "feedback-collector",
+        H_ATTEMPTS: "1",
+        H_TOPIC: source,
+        H_PARTITION: "",
+        H_OFFSET: "",
+        H_REPLAYABLE: "false",
+    }
+    producer = AIOKafkaProducer(**producer_options(settings.kafka))
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            dead_letter_topic(source),
+            b'{"record_id": "r9", "bytes": 2000000}',
+            key=b"r9",
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+    finally:
+        await producer.stop()
+    [stored] = [
+        s async for s in read_dead_letters(settings.kafka, LetterFilter(frozenset({source})))
+    ]
+    result = await replay(settings.kafka, [stored], apply=True)
+    assert (result.replayed, result.not_replayable) == ([], [stored])
+    assert await messages(settings, source) == []
