@@ -103,7 +103,13 @@ async def import_file(
     await ensure_topics(settings.kafka, INGESTER.produces)
     await broker.start()
     try:
-        pipeline = IngestPipeline(flows, BrokerPublisher(broker), default_flow=flow)
+        pipeline = IngestPipeline(
+            flows,
+            BrokerPublisher(broker),
+            default_flow=flow,
+            max_message_bytes=settings.kafka.max_message_bytes,
+            max_depth=settings.ingest.max_depth,
+        )
         with progress_bar() as bar:
             task = bar.add_task(f"ingesting {path.name}", total=total)
             with exit_on(ValueError, code=2):

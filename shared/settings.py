@@ -136,9 +136,6 @@ class FeedbackSettings(BaseModel):
     reconcile_overlap_s: float = Field(default=300.0, ge=0)
     page_size: int = Field(default=500, ge=1, le=1000)
     signature_tolerance_s: float = Field(default=300.0, gt=0)
-    # How many messages at the end of each `feedback.responses` partition are read at startup
-    # to recover the checkpoint.
-    checkpoint_tail_messages: int = Field(default=50, ge=1)
 
 
 class ExportSettings(BaseModel):

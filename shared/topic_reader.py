@@ -1,7 +1,7 @@
 """Reading topics up to their current end, without a consumer group (nothing is committed).
 
 For work that needs "everything up to now" from some starting point: the feedback collector's
-checkpoint (the tail of a topic) and the exporter's catch-up (`loopline export`).
+state, the exporter's catch-up (`loopline export`), the dead letters `loopline dlq` reads.
 """
 
 from __future__ import annotations

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from datasets import DatasetDict, load_dataset
 
 from devstack.annotators.rest import ArgillaREST, ListedRecord
-from shared.broker import admin_client_options
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, CompletedRecord, Record
 from shared.settings import KafkaSettings
 from tests.support.service_helpers import read_events, read_records
@@ -51,30 +49,6 @@ async def completed_records(kafka: KafkaSettings, ids: list[str]) -> dict[str, C
         within_s=60,
     )
     return {event.record_id: event for event in found}
-
-
-async def placements(
-    kafka: KafkaSettings, topic: str, ids: list[str]
-) -> dict[str, tuple[int, int]]:
-    """Record id -> (partition, offset) of its message on `topic` (the first one)."""
-    wanted = set(ids)
-    consumer = AIOKafkaConsumer(
-        topic, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    found: dict[str, tuple[int, int]] = {}
-    try:
-        while set(found) < wanted:
-            batch = await consumer.getmany(timeout_ms=1000)
-            assert batch, f"{sorted(wanted - set(found))} are not on {topic}"
-            for messages in batch.values():
-                for message in messages:
-                    record_id = Record.model_validate_json(message.value or b"").record_id
-                    if record_id in wanted:
-                        found.setdefault(record_id, (message.partition, message.offset))
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def argilla_records(owner: ArgillaREST, workspace: str, dataset: str) -> list[ListedRecord]:
