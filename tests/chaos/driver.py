@@ -18,6 +18,7 @@ from devstack.services import SERVICE_NAMES
 from tests.chaos.readonly import read_only, writable
 from tests.chaos.system import ARGILLA, ChaosSystem
 
+TARGETS = (*SERVICE_NAMES, "export-dir", "broker", "argilla")
 RETRY_PAUSE_S = 1.0
 KILLED_FOR_S = 1.0  # between a kill and the restart
 READ_ONLY_S = 20.0
@@ -167,17 +168,23 @@ async def _read_only_export(system: ChaosSystem, log: Chaos) -> None:
     log.note("export directory writable again")
 
 
-async def run_chaos(system: ChaosSystem, log: Chaos, rounds: int, gap_s: float) -> None:
+async def run_chaos(
+    system: ChaosSystem, log: Chaos, rounds: int, gap_s: float, targets: tuple[str, ...] = TARGETS
+) -> None:
     """Each round: the six services one by one, the export directory read-only for a while,
-    the broker, then Argilla; `gap_s` between two attacks."""
+    the broker, then Argilla (those of them in `targets`); `gap_s` between two attacks."""
     for round_number in range(1, rounds + 1):
         log.note(f"round {round_number} of {rounds}")
         for name in SERVICE_NAMES:
-            await _restart_service(system, name, log)
+            if name in targets:
+                await _restart_service(system, name, log)
+                await asyncio.sleep(gap_s)
+        if "export-dir" in targets:
+            await _read_only_export(system, log)
             await asyncio.sleep(gap_s)
-        await _read_only_export(system, log)
-        await asyncio.sleep(gap_s)
-        await _restart_servers(system, ("kafka",), "broker", log)
-        await asyncio.sleep(gap_s)
-        await _restart_servers(system, ARGILLA, "argilla", log)
-        await asyncio.sleep(gap_s)
+        if "broker" in targets:
+            await _restart_servers(system, ("kafka",), "broker", log)
+            await asyncio.sleep(gap_s)
+        if "argilla" in targets:
+            await _restart_servers(system, ARGILLA, "argilla", log)
+            await asyncio.sleep(gap_s)

@@ -18,6 +18,7 @@ from unittest import mock
 import yaml
 
 import devstack as stack
+from devstack.config import KafkaMode
 from devstack.process import group_members, is_alive, read_pid_file
 from devstack.services import SERVICE_NAMES, service_env
 from devstack.testing import config_for_tests, free_port
@@ -37,9 +38,11 @@ EXPORT_EVERY_S = 3.0
 COUNTED_FORMATS = {"generations-to-argilla": ("dpo",), "default": ("sft", "dpo")}
 
 
-def chaos_config(state_dir: Path, install_dir: Path) -> stack.StackConfig:
+def chaos_config(
+    state_dir: Path, install_dir: Path, kafka_mode: KafkaMode = "durable"
+) -> stack.StackConfig:
     """Free loopback ports like the integration tests' stack, on the durable broker."""
-    return config_for_tests(state_dir, install_dir).model_copy(update={"kafka_mode": "durable"})
+    return config_for_tests(state_dir, install_dir).model_copy(update={"kafka_mode": kafka_mode})
 
 
 def write_flows(folder: Path) -> Path:

@@ -118,6 +118,19 @@ class Observed:
         dead = self.dead_ids()
         return {r for r in self.flows if r not in dead and not self.finished(r)}
 
+    def gaps(self) -> dict[str, int]:
+        """Per stage topic, the records that went further (completed or exported) but that the
+        topic does not hold: messages the broker acknowledged and no longer serves."""
+        further = set(self.completed) | {
+            r for formats in self.exports.values() for _, ids in formats.values() for r in ids
+        }
+        further &= self.flows.keys()
+        return {
+            topic: len(further - self.topics[topic].keys())
+            for topic in (RECORDS_INGESTED, RECORDS_GENERATED, RECORDS_JUDGED)
+            if further - self.topics[topic].keys()
+        }
+
     def where(self, record_id: str) -> str:
         """The furthest place a record was seen, and what it still lacks."""
         reached = [topic for topic in STAGE_TOPICS if record_id in self.topics.get(topic, ())]
@@ -143,11 +156,14 @@ async def observe(
     for topic in STAGE_TOPICS:
         seen.topics[topic] = await topic_ids(kafka, topic)
     seen.completed = await topic_ids(kafka, RECORDS_COMPLETED)
-    for record_id, record in (await judged_records(kafka)).items():
-        if record_id not in flows:
+    judged = await judged_records(kafka)
+    for record_id, flow in flows.items():
+        publish = flows_config.get(flow).publish
+        if publish is None:
             continue
-        publish = flows_config.get(record.flow).publish
-        if publish is not None and review(record, publish.when).to_people:
+        if publish.when is None:
+            seen.to_people.add(record_id)  # every record of the flow, judged or not
+        elif record_id in judged and review(judged[record_id], publish.when).to_people:
             seen.to_people.add(record_id)
     for flow, formats in COUNTED_FORMATS.items():
         for fmt in formats:
@@ -157,4 +173,7 @@ async def observe(
     seen.dead_letters = [letter async for letter in read_dead_letters(kafka)]
     if argilla is not None:
         seen.argilla = await argilla_ids(argilla)
+        # A record whose judged message cannot be read (see `gaps`) was sent to people if
+        # Argilla has it.
+        seen.to_people |= {r for r in seen.argilla if r in flows and r not in judged}
     return seen

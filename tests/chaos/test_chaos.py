@@ -27,6 +27,7 @@ from tests.chaos.tally import STAGE_TOPICS, Observed, observe
 FAIL_SHARE = 0.3
 POLL_S = 5.0
 PROGRESS_EVERY_S = 20.0
+STALLED_S = 180.0
 
 
 def progress_line(seen: Observed, waiting: set[str]) -> str:
@@ -48,18 +49,25 @@ def progress_line(seen: Observed, waiting: set[str]) -> str:
 
 
 async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
-    """Wait until every fed record is finished or dead-lettered; False after `timeout_s`."""
+    """Wait until every fed record is finished or dead-lettered; False after `timeout_s`, or
+    once nothing has moved for `STALLED_S` (what is left then is not coming)."""
     flows_config = load_flows(system.flows_dir)
     deadline = time.monotonic() + timeout_s
     shown = 0.0
+    last, moved = "", time.monotonic()
     while True:
         seen = await observe(system.kafka, None, flows_config, system.export_dir, fed.accepted)
         waiting = seen.waiting()
         if not waiting:
             print(f"drained: {progress_line(seen, waiting)}", flush=True)
             return True
-        if time.monotonic() > deadline:
-            print(f"gave up waiting: {progress_line(seen, waiting)}", flush=True)
+        line = progress_line(seen, waiting)
+        if line != last:
+            last, moved = line, time.monotonic()
+        stalled = time.monotonic() - moved > STALLED_S
+        if time.monotonic() > deadline or stalled:
+            why = f"nothing moved for {STALLED_S:.0f} s" if stalled else "timed out"
+            print(f"gave up waiting ({why}): {line}", flush=True)
             for record_id in sorted(waiting)[:20]:
                 print(f"  {record_id} ({fed.accepted[record_id]}): {seen.where(record_id)}")
             return False
@@ -70,7 +78,7 @@ async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
 
 
 async def test_nothing_lost_nothing_doubled(
-    chaos_stack: stack.StackConfig, size: ChaosSize, tmp_path: Path
+    chaos_stack: stack.StackConfig, size: ChaosSize, targets: tuple[str, ...], tmp_path: Path
 ) -> None:
     started = time.monotonic()
     responder = FlakyResponder(FAIL_SHARE, hang_s=LLM_TIMEOUT_S + 2)
@@ -88,7 +96,7 @@ async def test_nothing_lost_nothing_doubled(
                 feed(system.ingest_url, records, size.batch, size.every_s, fed)
             )
             try:
-                await run_chaos(system, chaos, size.rounds, size.gap_s)
+                await run_chaos(system, chaos, size.rounds, size.gap_s, targets)
                 await feeding
             finally:
                 feeding.cancel()
@@ -114,6 +122,7 @@ async def test_nothing_lost_nothing_doubled(
         f"export directory: {chaos.read_only_how}; the exporter's health while read-only: "
         f"{sorted(set(chaos.exporter_waiting_on)) or 'never waiting'}",
         f"bot annotator restarts: {system.bots.restarts}",
+        f"records gone from the broker's topics though they went further: {seen.gaps() or 'none'}",
         f"whole test: {time.monotonic() - started:.0f} s",
     ]
     print("\n".join(chaos.events))
