@@ -13,6 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 import devstack as stack
 from devstack.scripted_llm import ScriptedLLM
 from shared.flows import load_flows
@@ -78,7 +80,11 @@ async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
 
 
 async def test_nothing_lost_nothing_doubled(
-    chaos_stack: stack.StackConfig, size: ChaosSize, targets: tuple[str, ...], tmp_path: Path
+    chaos_stack: stack.StackConfig,
+    size: ChaosSize,
+    targets: tuple[str, ...],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.monotonic()
     responder = FlakyResponder(FAIL_SHARE, hang_s=LLM_TIMEOUT_S + 2)
@@ -126,7 +132,8 @@ async def test_nothing_lost_nothing_doubled(
         f"whole test: {time.monotonic() - started:.0f} s",
     ]
     print("\n".join(chaos.events))
-    print(figures.report())
+    with capsys.disabled():  # the figures show under `make test` too, passed or failed
+        print(f"\n{figures.report()}", flush=True)
     assert figures.records == size.records
     assert dict(figures.kills) == {t: size.rounds for t in targets if t != "export-dir"}
     assert not figures.lost, figures.report()
