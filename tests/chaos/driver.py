@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,10 +96,15 @@ async def feed(
     out.done_at = time.monotonic()
 
 
+Say = Callable[[str], None]
+
+
 @dataclass
 class Chaos:
-    """What the driver did, when (seconds after it began), and what it saw."""
+    """What the driver did, when (seconds after it began), and what it saw; `say` shows each
+    step as it happens."""
 
+    say: Say = print
     started: float = field(default_factory=time.monotonic)
     kills: Counter[str] = field(default_factory=Counter)
     events: list[str] = field(default_factory=list)
@@ -108,7 +114,7 @@ class Chaos:
     def note(self, what: str) -> None:
         line = f"{time.monotonic() - self.started:7.1f} s  {what}"
         self.events.append(line)
-        print(f"chaos: {line}", flush=True)
+        self.say(f"chaos: {line}")
 
 
 async def _restart_service(system: ChaosSystem, name: str, log: Chaos) -> None:

@@ -19,7 +19,7 @@ import devstack as stack
 from devstack.scripted_llm import ScriptedLLM
 from shared.flows import load_flows
 from shared.settings import ArgillaSettings
-from tests.chaos.driver import Chaos, Feed, feed, payload, run_chaos
+from tests.chaos.driver import Chaos, Feed, Say, feed, payload, run_chaos
 from tests.chaos.figures import Figures
 from tests.chaos.flaky_llm import FlakyResponder
 from tests.chaos.sizes import ChaosSize
@@ -50,7 +50,7 @@ def progress_line(seen: Observed, waiting: set[str]) -> str:
     )
 
 
-async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
+async def drain(system: ChaosSystem, fed: Feed, timeout_s: float, say: Say) -> bool:
     """Wait until every fed record is finished or dead-lettered; False after `timeout_s`, or
     once nothing has moved for `STALLED_S` (what is left then is not coming)."""
     flows_config = load_flows(system.flows_dir)
@@ -61,7 +61,7 @@ async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
         seen = await observe(system.kafka, None, flows_config, system.export_dir, fed.accepted)
         waiting = seen.waiting()
         if not waiting:
-            print(f"drained: {progress_line(seen, waiting)}", flush=True)
+            say(f"drained: {progress_line(seen, waiting)}")
             return True
         line = progress_line(seen, waiting)
         if line != last:
@@ -69,13 +69,13 @@ async def drain(system: ChaosSystem, fed: Feed, timeout_s: float) -> bool:
         stalled = time.monotonic() - moved > STALLED_S
         if time.monotonic() > deadline or stalled:
             why = f"nothing moved for {STALLED_S:.0f} s" if stalled else "timed out"
-            print(f"gave up waiting ({why}): {line}", flush=True)
+            say(f"gave up waiting ({why}): {line}")
             for record_id in sorted(waiting)[:20]:
-                print(f"  {record_id} ({fed.accepted[record_id]}): {seen.where(record_id)}")
+                say(f"  {record_id} ({fed.accepted[record_id]}): {seen.where(record_id)}")
             return False
         if time.monotonic() - shown > PROGRESS_EVERY_S:
             shown = time.monotonic()
-            print(f"draining: {progress_line(seen, waiting)}", flush=True)
+            say(f"draining: {progress_line(seen, waiting)}")
         await asyncio.sleep(POLL_S)
 
 
@@ -86,15 +86,20 @@ async def test_nothing_lost_nothing_doubled(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    def say(line: str) -> None:
+        """Shown as it happens, also under `make test` (outside pytest's capture)."""
+        with capsys.disabled():
+            print(line, flush=True)
+
     started = time.monotonic()
     responder = FlakyResponder(FAIL_SHARE, hang_s=LLM_TIMEOUT_S + 2)
-    fed, chaos = Feed(), Chaos()
+    fed, chaos = Feed(), Chaos(say)
     async with ScriptedLLM(responder=responder) as llm:
         system = ChaosSystem(chaos_stack, tmp_path, llm.base_url)
         try:
             await system.start()
             took = time.monotonic() - started
-            print(f"chaos ({size.name} form): the six services healthy after {took:.0f} s")
+            say(f"\nchaos ({size.name} form): the six services healthy after {took:.0f} s")
             run = uuid.uuid4().hex[:6]
             records = [payload(run, i) for i in range(size.records)]
             chaos.started = time.monotonic()
@@ -109,7 +114,7 @@ async def test_nothing_lost_nothing_doubled(
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeding
             chaos.note(f"all {len(fed.accepted)} records accepted; the attacks are over")
-            drained = await drain(system, fed, size.drain_timeout_s)
+            drained = await drain(system, fed, size.drain_timeout_s, say)
             argilla = ArgillaSettings(
                 api_url=chaos_stack.argilla_url,
                 api_key=chaos_stack.argilla_api_key,
@@ -131,9 +136,7 @@ async def test_nothing_lost_nothing_doubled(
         f"records gone from the broker's topics though they went further: {seen.gaps() or 'none'}",
         f"whole test: {time.monotonic() - started:.0f} s",
     ]
-    print("\n".join(chaos.events))
-    with capsys.disabled():  # the figures show under `make test` too, passed or failed
-        print(f"\n{figures.report()}", flush=True)
+    say(figures.report())
     assert figures.records == size.records
     assert dict(figures.kills) == {t: size.rounds for t in targets if t != "export-dir"}
     assert not figures.lost, figures.report()

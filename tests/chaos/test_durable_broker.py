@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -56,7 +57,9 @@ async def read_back(bootstrap: str, topic: str) -> dict[int, dict[int, bytes]]:
         await consumer.stop()
 
 
-async def test_acknowledged_messages_stay(chaos_stack: stack.StackConfig) -> None:
+async def test_acknowledged_messages_stay(
+    chaos_stack: stack.StackConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     bootstrap = chaos_stack.kafka_bootstrap
     topic = f"chaos.acks.{uuid.uuid4().hex[:6]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -74,9 +77,11 @@ async def test_acknowledged_messages_stay(chaos_stack: stack.StackConfig) -> Non
     gone = [
         (p, o) for p, values in acked.items() for o, value in values if found[p].get(o) != value
     ]
-    print(
-        f"{chaos_stack.kafka_mode} broker, {PRODUCERS} producers: {total} messages acknowledged, "
-        f"{shared} given an offset already given, {len(gone)} not read back at their offset"
-    )
+    with capsys.disabled():
+        print(
+            f"\n{chaos_stack.kafka_mode} broker, {PRODUCERS} producers: {total} messages "
+            f"acknowledged, {shared} given an offset already given, {len(gone)} not read back "
+            "at their offset"
+        )
     assert shared == 0, f"{shared} of {total} acknowledged messages share an offset"
     assert not gone, f"{len(gone)} of {total} acknowledged messages are gone: {gone[:10]}"
