@@ -69,6 +69,10 @@ class Figures:
         figures.unexpected_in_argilla = {
             r for r in seen.argilla if r in fed.accepted and r not in people
         }
+        for topic, count in seen.dlq_offsets.items():
+            read = sum(letter.topic == topic for letter in seen.dead_letters)
+            if count > read:  # there, but not read back as dead letters
+                figures.dead_lettered[f"{topic}: (by its end offsets)"] += count - read
         for letter in seen.dead_letters:
             figures.dead_lettered[f"{letter.topic}: {letter.letter.error_type}"] += 1
             if len(figures.dead_letter_examples) < SHOWN:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack.annotators.rest import ArgillaREST
-from shared.dead_letter_replay import StoredDeadLetter, read_dead_letters
+from shared.broker import admin_client_options
+from shared.dead_letter_replay import StoredDeadLetter, dead_letter_topics, read_dead_letters
 from shared.events import (
     RECORDS_COMPLETED,
     RECORDS_GENERATED,
@@ -61,6 +63,24 @@ async def judged_records(kafka: KafkaSettings) -> dict[str, Record]:
     return found
 
 
+async def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    """Per topic, the sum of its partitions' end offsets (those with any)."""
+    consumer = AIOKafkaConsumer(**admin_client_options(kafka), group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+    totals: Counter[str] = Counter()
+    for tp, end in ends.items():
+        totals[tp.topic] += end
+    return {topic: n for topic, n in totals.items() if n}
+
+
 def latest_version(format_dir: Path) -> Path | None:
     numbered = [
         (int(p.name[1:]), p) for p in format_dir.glob("v*") if p.name[1:].isdigit() and p.is_dir()
@@ -99,6 +119,9 @@ class Observed:
     exports: dict[str, dict[str, tuple[str, Counter[str]]]] = field(default_factory=dict)
     argilla: Counter[str] = field(default_factory=Counter)
     dead_letters: list[StoredDeadLetter] = field(default_factory=list)
+    # Messages each dead-letter topic holds by its end offsets: a second count that does not
+    # depend on reading them (the broker's end offsets can fall short, never above zero).
+    dlq_offsets: dict[str, int] = field(default_factory=dict)
 
     def finished(self, record_id: str) -> bool:
         """Completed (if it went to people) and in the latest version of each counted format."""
@@ -171,6 +194,7 @@ async def observe(
             if version is not None:
                 seen.exports.setdefault(flow, {})[fmt] = (version.name, version_ids(version))
     seen.dead_letters = [letter async for letter in read_dead_letters(kafka)]
+    seen.dlq_offsets = await end_offsets(kafka, await dead_letter_topics(kafka))
     if argilla is not None:
         seen.argilla = await argilla_ids(argilla)
         # A record whose judged message cannot be read (see `gaps`) was sent to people if
