@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -168,7 +169,10 @@ async def _read_only_export(system: ChaosSystem, log: Chaos) -> None:
         while time.monotonic() < until:
             seen = await _exporter_health(system)
             if seen not in ("null", "{}", "[]", '""'):
-                log.exporter_waiting_on.append(seen)
+                # One line per kind of trouble: without its time so far, and the path.
+                seen = re.sub(r" \(retrying for [0-9.]+ s\)|: '[^']*'", "", seen)
+                if seen not in log.exporter_waiting_on:
+                    log.exporter_waiting_on.append(seen)
             await asyncio.sleep(1)
     assert writable(system.export_dir)
     log.note("export directory writable again")

@@ -131,7 +131,7 @@ async def test_nothing_lost_nothing_doubled(
         f"LLM endpoint: {responder.line()}",
         f"ingest client: {fed.requests} requests, {fed.retries} retried ({dict(fed.answers)})",
         f"export directory: {chaos.read_only_how}; the exporter's health while read-only: "
-        f"{sorted(set(chaos.exporter_waiting_on)) or 'never waiting'}",
+        f"{'; '.join(chaos.exporter_waiting_on) or 'never waiting'}",
         f"bot annotator restarts: {system.bots.restarts}",
         f"records gone from the broker's topics though they went further: {seen.gaps() or 'none'}",
         f"whole test: {time.monotonic() - started:.0f} s",
