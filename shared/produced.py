@@ -127,8 +127,7 @@ class ProducedIndex(PassedOn):
                     found = starts.get(tp)
                     start = found.offset if found is not None else ends[tp]
                     consumer.seek(tp, start)
-                    if start < ends[tp]:
-                        self._remaining[tp] = ends[tp]
+                    self._remaining[tp] = ends[tp]
             if not self._remaining:
                 self._caught_up.set()
             self._consumer = consumer
@@ -146,11 +145,13 @@ class ProducedIndex(PassedOn):
                 log.warning("reading %s back failed: %s", ", ".join(self.topics), exc)
                 await asyncio.sleep(1.0)
                 continue
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 for message in messages:
                     self._read(message)
-                end = self._remaining.get(tp)
-                if messages and end is not None and messages[-1].offset + 1 >= end:
+            # Caught up with a partition once at or past the end the broker reported and a
+            # fetch brought nothing more (some brokers report an end below the last batch).
+            for tp in list(self._remaining):
+                if not batch.get(tp) and await consumer.position(tp) >= self._remaining[tp]:
                     del self._remaining[tp]
             if not self._remaining and not self._caught_up.is_set():
                 self._caught_up.set()

@@ -28,8 +28,12 @@ async def read_to_end(
     start_at: StartAt = from_beginning,
     timeout_s: float = 60.0,
 ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
-    """Batches of messages from `start_at` to the end each partition had when reading began.
+    """Batches of messages from `start_at` to (at least) the end each partition had when
+    reading began.
 
+    A partition is done once the reader is at or past the end the broker reported and a fetch
+    brings nothing more: some brokers report an end below the last batch (Tansu: the start of
+    a multi-record batch plus one), so the reported end alone would drop the newest messages.
     Topics that do not exist yet are skipped. Raises TimeoutError when the end is not reached
     within `timeout_s` of no progress.
     """
@@ -51,10 +55,8 @@ async def read_to_end(
         firsts = await consumer.beginning_offsets(assigned)
         remaining: dict[TopicPartition, int] = {}
         for tp in assigned:
-            start = max(firsts[tp], min(start_at(tp, firsts[tp], ends[tp]), ends[tp]))
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                remaining[tp] = ends[tp]
+            consumer.seek(tp, max(firsts[tp], min(start_at(tp, firsts[tp], ends[tp]), ends[tp])))
+            remaining[tp] = ends[tp]
         deadline = time.monotonic() + timeout_s
         while remaining:
             if time.monotonic() > deadline:
@@ -63,15 +65,14 @@ async def read_to_end(
                     f"its end: no progress for {timeout_s:.0f} s"
                 )
             batch = await consumer.getmany(*remaining, timeout_ms=500)
+            fetched = set()
             for tp, messages in batch.items():
-                end = remaining.get(tp)
-                if end is None:
-                    continue
-                wanted = [m for m in messages if m.offset < end]
-                if wanted:
+                if tp in remaining and messages:
+                    fetched.add(tp)
                     deadline = time.monotonic() + timeout_s
-                    yield wanted
-                if messages and messages[-1].offset + 1 >= end:
-                    remaining.pop(tp)
+                    yield messages
+            for tp in list(remaining):
+                if tp not in fetched and await consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
     finally:
         await consumer.stop()
