@@ -88,9 +88,10 @@ class ServiceContext:
         if flow is not None:
             return flow
         grace = self.settings.unknown_flow_grace_s
-        waited = time.monotonic() - self.unknown_flows.setdefault(name, time.monotonic())
+        now = time.monotonic()
+        waited = now - self.unknown_flows.setdefault(name, now)
         missing = f"flow {name!r} is not in this service's flow file ({self.settings.flows_file})"
-        if waited < grace:
+        if grace > 0 and waited < grace:
             raise UnknownFlowError(f"{missing}; holding its records for up to {grace:.0f} s")
         raise PermanentError(f"{missing}, held {grace:.0f} s")
 

@@ -108,3 +108,21 @@ async def test_a_record_grown_past_the_message_limit_is_dead_lettered_with_its_s
     assert passed == ["small"]
     [letter] = letters
     assert "RecordTooLarge: record big is" in letter and "message limit of 65536" in letter
+
+
+async def test_no_grace_dead_letters_the_first_record_at_once() -> None:
+    ctx = context(grace_s=0)
+    letters: list[str] = []
+    run(ctx, letters, [])
+    waited: list[str | None] = []
+
+    async def note(seconds: float) -> None:
+        waited.append(ctx.dead_letters.waiting_on)
+
+    ctx.dead_letters.sleep = note
+    async with TestKafkaBroker(ctx.broker) as broker:
+        record = Record(record_id="r1", flow="other-set", instruction="q").to_bytes()
+        await broker.publish(record, topic=RECORDS_INGESTED)
+    assert waited == []  # never held, not even the first record of the flow
+    [letter] = letters
+    assert "flow 'other-set' is not in this service's flow file" in letter
