@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.broker import admin_client_options
 from shared.dead_letters import H_ERROR
@@ -35,6 +35,7 @@ from shared.events import (
 from shared.flows import Flow, next_topic
 from shared.review import review
 from shared.settings import KafkaSettings
+from shared.topic_reader import partitions_of
 
 # The stages in order, each with the topic whose messages say a record reached it.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -161,14 +162,9 @@ class StageWatcher:
             **admin_client_options(self.kafka), group_id=None, enable_auto_commit=False
         )
         await consumer.start()
-        await consumer.topics()
         topics = [*self._topic_stages, *(t + DLQ_SUFFIX for t in self._topic_stages)]
         topics.append(DATASETS_EXPORTED)
-        assigned = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        assigned = await partitions_of(consumer, topics)
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         for tp in assigned:

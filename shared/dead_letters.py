@@ -173,12 +173,6 @@ class DeadLetters:
             return False
         return True
 
-    async def send(self, message: Any, exc: BaseException, attempts: int) -> None:
-        """Dead-letter every Kafka record of `message` (one, or all of a batch)."""
-        raw = message.raw_message
-        for record in raw if isinstance(raw, list | tuple) else [raw]:
-            await self.send_record(record, exc, attempts)
-
     async def send_record(self, record: Any, exc: BaseException, attempts: int) -> None:
         """Publish the original bytes of one consumed record to its topic's DLQ with the reason."""
         if self._broker is None:

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.broker import admin_client_options
 from shared.settings import KafkaSettings
+from shared.topic_reader import partitions_of
 
 log = logging.getLogger("loopline.produced")
 
@@ -112,12 +113,7 @@ class ProducedIndex(PassedOn):
                 **admin_client_options(self.kafka), group_id=None, enable_auto_commit=False
             )
             await consumer.start()
-            await consumer.topics()
-            assigned = [
-                TopicPartition(topic, p)
-                for topic in self.topics
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+            assigned = await partitions_of(consumer, self.topics)
             if assigned:
                 consumer.assign(assigned)
                 since_ms = int((time.time() - self.window_s) * 1000)

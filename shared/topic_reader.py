@@ -18,6 +18,16 @@ from shared.settings import KafkaSettings
 StartAt = Callable[[TopicPartition, int, int], int]
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of `topics` as the broker knows them now (a missing topic has none)."""
+    await consumer.topics()  # refreshes the metadata, so the topics' partitions are known
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+
+
 def from_beginning(tp: TopicPartition, first: int, end: int) -> int:
     return first
 
@@ -42,12 +52,7 @@ async def read_to_end(
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes the metadata, so the topics' partitions are known
-        assigned = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        assigned = await partitions_of(consumer, topics)
         if not assigned:
             return
         consumer.assign(assigned)
