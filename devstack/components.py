@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.config import LLMServer, StackConfig, model_name
+from devstack.config import LLMServer, StackConfig, model_name, object_store_block
 from devstack.errors import failure
 from devstack.installer import ARGILLA_REQUIREMENTS, InstallPaths
 
@@ -179,6 +179,50 @@ def data_path(config: StackConfig, name: str) -> Path:
     return config.data_dir / name
 
 
+# The only identity of the object store: Tansu's (the store listens on loopback only).
+_STORE_KEY, _STORE_SECRET = "tansu", "tansusecret"
+
+
+def _object_store(config: StackConfig, paths: InstallPaths) -> Component:
+    """SeaweedFS's S3 API over the stack's data dir, under Tansu's object-store engine.
+
+    Chosen over lighter S3 servers because it honours conditional writes (If-Match /
+    If-None-Match): Tansu relies on them to hand out each offset once when several producers
+    write one partition at once; a server that ignores them loses acknowledged messages.
+    """
+    host = config.host
+    block = object_store_block(config.ports.object_store)
+    store_dir = data_path(config, "object-store")
+    identities = store_dir / "identities.json"
+    url = f"http://{host}:{block['s3.port']}"
+    command = [str(paths.seaweedfs), "server", "-ip", host, "-ip.bind", host]
+    command += ["-dir", str(store_dir / "volumes"), "-s3", "-s3.config", str(identities)]
+    command += [f"-{option}={port}" for option, port in block.items()]
+    # Only what Tansu needs: no Iceberg or Lance catalogs, small volumes, a quick stop.
+    command += ["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64"]
+    command += ["-volume.max=0", "-volume.preStopSeconds=0"]
+
+    def prepare() -> None:
+        (store_dir / "volumes").mkdir(parents=True, exist_ok=True)
+        identity = {
+            "name": "tansu",
+            "credentials": [{"accessKey": _STORE_KEY, "secretKey": _STORE_SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        identities.write_text(json.dumps({"identities": [identity]}))
+
+    return Component(
+        "object-store",
+        url,
+        command,
+        {},
+        tuple(block.values()),
+        lambda: http_answers(url, lambda response: response.status_code == 403),
+        prepare=prepare,
+        purpose="S3 object store for Kafka (SeaweedFS)",
+    )
+
+
 def _kafka(config: StackConfig, paths: InstallPaths) -> list[Component]:
     host, ports = config.host, config.ports
     listener = f"tcp://{host}:{ports.kafka}"
@@ -201,33 +245,12 @@ def _kafka(config: StackConfig, paths: InstallPaths) -> list[Component]:
                 purpose="Kafka broker (Tansu, in memory)",
             )
         ]
-    store_url = f"http://{host}:{ports.object_store}"
-    store_dir = data_path(config, "object-store")
-    store = Component(
-        "object-store",
-        store_url,
-        [
-            str(paths.rclone),
-            "serve",
-            "s3",
-            "--config",
-            os.devnull,
-            "--addr",
-            f"{host}:{ports.object_store}",
-            "--auth-key",
-            "tansu,tansusecret",
-            str(store_dir),
-        ],
-        {},
-        (ports.object_store,),
-        lambda: http_answers(store_url),
-        prepare=lambda: (store_dir / "tansu").mkdir(parents=True, exist_ok=True),
-        purpose="S3 object store for Kafka (rclone)",
-    )
+    store = _object_store(config, paths)
+    store_url = store.url
     kafka_env = dict(
         RUST_LOG="warn",
-        AWS_ACCESS_KEY_ID="tansu",
-        AWS_SECRET_ACCESS_KEY="tansusecret",
+        AWS_ACCESS_KEY_ID=_STORE_KEY,
+        AWS_SECRET_ACCESS_KEY=_STORE_SECRET,
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT=store_url,
         AWS_ALLOW_HTTP="true",

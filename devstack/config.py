@@ -24,6 +24,8 @@ class StackPorts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kafka: int = 9092
+    # The object store (SeaweedFS) under the durable broker takes a block of
+    # OBJECT_STORE_PORTS ports from here: its S3 API on the first (see `object_store_block`).
     object_store: int = 9900
     argilla: int = 6900
     search: int = 9200
@@ -31,6 +33,21 @@ class StackPorts(BaseModel):
     llm: int = 8080  # the default model (the one LOOPLINE_LLM__* points at)
     llm_2: int = 8081  # the other model
     services: int = 7100  # health ports of the six services: 7101, 7102, ...
+
+
+# The object store's parts, each with an HTTP and a gRPC port, in the order of their ports.
+_OBJECT_STORE_PARTS = ("s3", "master", "volume", "filer")
+OBJECT_STORE_PORTS = 2 * len(_OBJECT_STORE_PARTS)
+
+
+def object_store_block(first: int) -> dict[str, int]:
+    """The object store's ports by its option, from `first` on:
+    {"s3.port": first, "s3.port.grpc": first + 1, "master.port": first + 2, ...}."""
+    block: dict[str, int] = {}
+    for i, part in enumerate(_OBJECT_STORE_PARTS):
+        block[f"{part}.port"] = first + 2 * i
+        block[f"{part}.port.grpc"] = first + 2 * i + 1
+    return block
 
 
 class LLMServer(BaseModel):

