@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
-# Topic names. Each input topic has a dead-letter topic named `<topic>.dlq`.
+# Topic names, logical: `KafkaSettings.topic(name)` is the topic on the cluster (behind the flow
+# set's `topic_prefix`). Each input topic has a dead-letter topic named `<topic>.dlq`.
 RECORDS_INCOMING = "records.incoming"  # raw records that apps produce to Kafka directly
 RECORDS_INGESTED = "records.ingested"
 RECORDS_UNROUTED = "records.unrouted"  # records a flow's router did not take, kept with the reason
@@ -42,7 +43,10 @@ DLQ_SUFFIX = ".dlq"
 
 
 def dead_letter_topic(topic: str) -> str:
-    """The dead-letter topic of `topic`."""
+    """The dead-letter topic of `topic`. A suffix, so it is the same whether `topic` is a
+    logical name or a topic on the cluster: `kafka.topic(dead_letter_topic(t))` ==
+    `dead_letter_topic(kafka.topic(t))` (the dead-letter middleware derives it from the topic
+    a record was consumed from, which is on the cluster already)."""
     return f"{topic}{DLQ_SUFFIX}"
 
 

@@ -6,22 +6,38 @@ Secrets are `SecretStr`: they print as `**********` and never reach a log line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
+# What Kafka allows in a topic name; a prefix leaves room for the longest topic name after it.
+TOPIC_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
+MAX_TOPIC_PREFIX = 200
+
 
 class KafkaSettings(BaseModel):
+    """How to reach Kafka, and which topics and consumer groups are this flow set's.
+
+    Code names topics by their logical names (`shared.events`: `records.judged`, ...).
+    `topic(name)` is the one place that turns a logical name into the topic on the cluster:
+    `topic_prefix` + name. Several flow sets share one cluster by each having its own
+    `topic_prefix` (say `team-a.`) and `group_prefix`.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "loopline"
     group_prefix: str = "loopline"
+    # Put before every topic name this process reads, writes or creates (dead-letter topics,
+    # the collector's state and `dlq.replays` included); "" leaves the names as they are.
+    topic_prefix: str = ""
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
@@ -40,6 +56,38 @@ class KafkaSettings(BaseModel):
     # The largest message any producer sends and any topic accepts, in bytes (Kafka's default):
     # the ingester refuses a record that would not fit (413).
     max_message_bytes: int = Field(default=1_048_576, ge=65_536)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _kafka_topic_characters(cls, value: str) -> str:
+        if not TOPIC_CHARACTERS.fullmatch(value):
+            allowed = TOPIC_CHARACTERS.fullmatch
+            bad = ", ".join(repr(c) for c in sorted(set(value)) if not allowed(c))
+            raise ValueError(
+                f"LOOPLINE_KAFKA__TOPIC_PREFIX {value!r} has {bad}: Kafka topic names take "
+                "only letters, digits, '.', '_' and '-' (e.g. 'team-a.')"
+            )
+        if len(value) > MAX_TOPIC_PREFIX:
+            raise ValueError(
+                f"LOOPLINE_KAFKA__TOPIC_PREFIX is {len(value)} characters long; at most "
+                f"{MAX_TOPIC_PREFIX} leave room for the topic names after it (Kafka: 249)"
+            )
+        return value
+
+    def topic(self, name: str) -> str:
+        """The topic on the cluster for the logical topic `name` (`records.judged`,
+        `records.judged.dlq`, ...): `name` behind `topic_prefix`."""
+        return f"{self.topic_prefix}{name}"
+
+    def logical_topic(self, topic: str) -> str:
+        """The logical name of a topic on the cluster (what `topic` made it from); a topic
+        without this set's prefix is returned as it is."""
+        return topic.removeprefix(self.topic_prefix)
+
+    def owns(self, topic: str) -> bool:
+        """Whether a topic on the cluster carries this set's prefix (every topic does when
+        the prefix is empty)."""
+        return topic.startswith(self.topic_prefix)
 
 
 class RetrySettings(BaseModel):
