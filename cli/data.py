@@ -105,7 +105,7 @@ async def import_file(
     try:
         pipeline = IngestPipeline(
             flows,
-            BrokerPublisher(broker),
+            BrokerPublisher(broker, settings.kafka),
             default_flow=flow,
             max_message_bytes=settings.kafka.max_message_bytes,
             max_depth=settings.ingest.max_depth,

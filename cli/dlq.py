@@ -4,7 +4,8 @@ A record is dead-lettered when it is itself bad (it does not validate, a templat
 is too large) or when an unexpected error outlasted the retries; transient trouble never is.
 Once the cause is fixed (a flow added, a bug fixed, a limit raised), `replay` sends the original
 bytes back to the topic they came from. Replay is a dry run unless `--apply`; a dead letter is
-replayed once, however often the command runs (`shared.dead_letter_replay`).
+replayed once, however often the command runs (`shared.dead_letter_replay`). Only the flow set's
+topics are read and written (LOOPLINE_KAFKA__TOPIC_PREFIX).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ dlq_app = typer.Typer(
 
 TopicOption = Annotated[
     list[str] | None,
-    typer.Option("--topic", help="A dead-letter topic or its source topic (repeatable)."),
+    typer.Option(
+        "--topic",
+        help="A dead-letter topic or its source topic, by its name (records.judged) or as on "
+        "the cluster, behind LOOPLINE_KAFKA__TOPIC_PREFIX (repeatable).",
+    ),
 ]
 ErrorOption = Annotated[
     list[str] | None,

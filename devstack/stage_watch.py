@@ -3,7 +3,8 @@
 A consumer without a group reads every stage's topic, and its dead-letter topic, from the end
 it had when watching began, and counts the flow's records per stage by record id: ingested,
 generated, judged, in Argilla, answered, completed, and the versions exported. A record that
-went to a dead-letter topic is counted as failed at that stage, with the reason.
+went to a dead-letter topic is counted as failed at that stage, with the reason. The topics are
+the flow set's (`KafkaSettings.topic`); stages are told apart by the topics' logical names.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class StageWatcher:
         await consumer.start()
         topics = [*self._topic_stages, *(t + DLQ_SUFFIX for t in self._topic_stages)]
         topics.append(DATASETS_EXPORTED)
-        assigned = await partitions_of(consumer, topics)
+        assigned = await partitions_of(consumer, [self.kafka.topic(t) for t in topics])
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         for tp in assigned:
@@ -189,7 +190,7 @@ class StageWatcher:
 
     def seen(self, message: ConsumerRecord[bytes, bytes]) -> None:
         """Count one message (public for tests)."""
-        topic = message.topic
+        topic = self.kafka.logical_topic(message.topic)
         try:
             body = json.loads(message.value or b"{}")
         except ValueError:

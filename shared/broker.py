@@ -128,8 +128,9 @@ def _topic_results(response: Any) -> list[tuple[Any, ...]]:
 
 
 async def ensure_topics(kafka: KafkaSettings, topics: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created. Safe to run twice."""
-    wanted = sorted(set(topics))
+    """Create the topics (logical names, made the set's by `kafka.topic`) that do not exist
+    yet; return the ones created, as named on the cluster. Safe to run twice."""
+    wanted = sorted({kafka.topic(t) for t in topics})
     admin = AIOKafkaAdminClient(**admin_client_options(kafka))
     await admin.start()
     try:

@@ -4,6 +4,10 @@ A replay sends a dead letter's original bytes and key to its source topic, with 
 the dead letter it replays, then notes the dead letter (`topic/partition/offset`) on
 `dlq.replays`. A dead letter noted there is never replayed again, so replaying twice (or two
 operators at once, after the first finished) does not duplicate anything downstream.
+
+Only the flow set's topics are read and written (`KafkaSettings.topic`): its dead-letter topics,
+its `dlq.replays`. A dead letter names the topic it came from as it is on the cluster, so it
+goes back to that very topic.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -98,22 +102,34 @@ class LetterFilter:
 
 
 async def dead_letter_topics(kafka: KafkaSettings) -> list[str]:
+    """The flow set's dead-letter topics, by their logical names (`records.judged.dlq`)."""
     consumer = AIOKafkaConsumer(**admin_client_options(kafka), group_id=None)
     await consumer.start()
     try:
-        return sorted(t for t in await consumer.topics() if t.endswith(DLQ_SUFFIX))
+        found = await consumer.topics()
     finally:
         await consumer.stop()
+    return sorted(kafka.logical_topic(t) for t in found if kafka.owns(t) and t.endswith(DLQ_SUFFIX))
+
+
+def on_cluster(kafka: KafkaSettings, wanted: LetterFilter) -> LetterFilter:
+    """`wanted` with its topics named as on the cluster, as dead letters name them: a logical
+    name (`records.judged`) and the set's own (`team-a.records.judged`) both mean the set's."""
+    named = frozenset(kafka.topic(kafka.logical_topic(t)) for t in wanted.topics)
+    return replace(wanted, topics=named)
 
 
 async def read_dead_letters(
     kafka: KafkaSettings, wanted: LetterFilter = LetterFilter()
 ) -> AsyncIterator[StoredDeadLetter]:
-    """Every dead letter stored now that `wanted` matches, topic by topic."""
+    """Every dead letter of the set stored now that `wanted` matches, topic by topic."""
+    wanted = on_cluster(kafka, wanted)
     topics = await dead_letter_topics(kafka)
     if wanted.topics:
         topics = [
-            t for t in topics if t in wanted.topics or t.removesuffix(DLQ_SUFFIX) in wanted.topics
+            t
+            for t in topics
+            if {kafka.topic(t), kafka.topic(t.removesuffix(DLQ_SUFFIX))} & wanted.topics
         ]
     async for batch in read_to_end(kafka, topics):
         for message in batch:
@@ -138,7 +154,7 @@ class Tally:
 
 
 async def replayed_coordinates(kafka: KafkaSettings) -> set[str]:
-    """The dead letters already replayed (their `topic/partition/offset`)."""
+    """The set's dead letters already replayed (their `topic/partition/offset`)."""
     done: set[str] = set()
     async for batch in read_to_end(kafka, [REPLAYS_TOPIC]):
         done.update(m.key.decode() for m in batch if m.key is not None)
@@ -180,7 +196,9 @@ async def replay(
                 headers=[(H_REPLAY_OF, stored.coordinates.encode())],
             )
             await producer.send_and_wait(
-                REPLAYS_TOPIC, stored.letter.error.encode(), key=stored.coordinates.encode()
+                kafka.topic(REPLAYS_TOPIC),
+                stored.letter.error.encode(),
+                key=stored.coordinates.encode(),
             )
     finally:
         await producer.stop()

@@ -174,7 +174,10 @@ class DeadLetters:
         return True
 
     async def send_record(self, record: Any, exc: BaseException, attempts: int) -> None:
-        """Publish the original bytes of one consumed record to its topic's DLQ with the reason."""
+        """Publish the original bytes of one consumed record to its topic's DLQ with the reason.
+
+        The record's topic is the one on the cluster (the flow set's, behind its prefix), and so
+        is the dead-letter topic made from it; the header keeps it for `loopline dlq replay`."""
         if self._broker is None:
             raise RuntimeError("DeadLetters used before bind(broker)")
         topic = str(getattr(record, "topic", "") or "unknown")

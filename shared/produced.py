@@ -64,7 +64,8 @@ class PassedOnInMemory(PassedOn):
 
 
 class ProducedIndex(PassedOn):
-    """Record ids seen on `topics` since `window_s` ago (bounded by `max_ids`)."""
+    """Record ids seen on `topics` (logical names, the set's: `KafkaSettings.topic`) since
+    `window_s` ago (bounded by `max_ids`)."""
 
     def __init__(
         self,
@@ -113,7 +114,7 @@ class ProducedIndex(PassedOn):
                 **admin_client_options(self.kafka), group_id=None, enable_auto_commit=False
             )
             await consumer.start()
-            assigned = await partitions_of(consumer, self.topics)
+            assigned = await partitions_of(consumer, [self.kafka.topic(t) for t in self.topics])
             if assigned:
                 consumer.assign(assigned)
                 since_ms = int((time.time() - self.window_s) * 1000)

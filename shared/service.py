@@ -99,7 +99,7 @@ class ServiceContext:
         """Publish `record` with `changes` to the input of the next stage its flow uses (kept
         under the message limit by `shared.message_size.fit`)."""
         updated = record.model_copy(update={**changes, "updated_at": utc_now()})
-        topic = next_topic(self.flow(record.flow), stage)
+        topic = self.settings.kafka.topic(next_topic(self.flow(record.flow), stage))
         body = fit(updated, self.settings.kafka.max_message_bytes)
         key = record.record_id.encode()
         # The broker's trouble is retried here, so the work already done (LLM calls paid for)
@@ -129,7 +129,8 @@ class ServiceContext:
         event_type: type[EventT],
         handle: Callable[[EventT, ServiceContext], Awaitable[None]],
     ) -> None:
-        """Subscribe `handle` to `topic` in the service's consumer group.
+        """Subscribe `handle` to `topic` (a logical name: the set's topic is read) in the
+        service's consumer group.
 
         The message is validated as `event_type` (a bad one goes to the DLQ). The offset is
         committed only after `handle` returned, so a crash means redelivery, never loss.
@@ -147,7 +148,7 @@ class ServiceContext:
 
         on_message.__name__ = f"{self.name}_{topic.replace('.', '_')}"
         self.broker.subscriber(
-            topic,
+            kafka.topic(topic),
             group_id=self.group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset=kafka.auto_offset_reset,
@@ -206,14 +207,15 @@ class ServiceContext:
         batch_timeout_ms: int = 200,
         max_poll_interval_ms: int | None = None,
     ) -> None:
-        """Subscribe `handle` to batches of `topics` in the service's consumer group.
+        """Subscribe `handle` to batches of `topics` (logical names: the set's topics are
+        read) in the service's consumer group.
 
         The batch's offsets are committed only after `handle` returned; if it raises, the
         batch is consumed again. `max_poll_interval_ms` defaults to the Kafka settings'.
         """
         kafka = self.settings.kafka
         self.broker.subscriber(
-            *topics,
+            *(kafka.topic(t) for t in topics),
             group_id=self.group_id,
             batch=True,
             max_records=max_records,
@@ -228,7 +230,8 @@ class ServiceContext:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """A service: its name, the topics it reads and writes, and how it registers handlers."""
+    """A service: its name, the topics it reads and writes (logical names: the flow set's
+    topics are `KafkaSettings.topic` of them), and how it registers handlers."""
 
     name: str
     consumes: tuple[str, ...]
@@ -349,7 +352,7 @@ async def run_service(
         "%s: running (group %s, consuming %s)",
         spec.name,
         context.group_id,
-        ", ".join(spec.consumes) or "nothing",
+        ", ".join(settings.kafka.topic(t) for t in spec.consumes) or "nothing",
     )
 
     if ready is not None:

@@ -2,6 +2,10 @@
 
 For work that needs "everything up to now" from some starting point: the feedback collector's
 state, the exporter's catch-up (`loopline export`), the dead letters `loopline dlq` reads.
+
+`read_to_end` takes logical topic names (`shared.events`) and reads the flow set's topics
+(`KafkaSettings.topic`); the messages it yields carry the topics' names on the cluster.
+`partitions_of` works on a consumer, with names on the cluster.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ StartAt = Callable[[TopicPartition, int, int], int]
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of `topics` as the broker knows them now (a missing topic has none)."""
+    """Every partition of `topics` (named on the cluster: `KafkaSettings.topic`) as the broker
+    knows them now (a missing topic has none)."""
     await consumer.topics()  # refreshes the metadata, so the topics' partitions are known
     return [
         TopicPartition(topic, p)
@@ -38,8 +43,8 @@ async def read_to_end(
     start_at: StartAt = from_beginning,
     timeout_s: float = 60.0,
 ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
-    """Batches of messages from `start_at` to (at least) the end each partition had when
-    reading began.
+    """Batches of messages of the set's `topics` (logical names) from `start_at` to (at
+    least) the end each partition had when reading began.
 
     A partition is done once the reader is at or past the end the broker reported and a fetch
     brings nothing more: some brokers report an end below the last batch (Tansu: the start of
@@ -52,7 +57,7 @@ async def read_to_end(
     )
     await consumer.start()
     try:
-        assigned = await partitions_of(consumer, topics)
+        assigned = await partitions_of(consumer, [kafka.topic(t) for t in topics])
         if not assigned:
             return
         consumer.assign(assigned)

@@ -129,6 +129,7 @@ class Publisher:
 
     async def _announce(self, target: Target, items: list[Item]) -> None:
         broker, dead_letters = self.context.broker, self.context.dead_letters
+        topic = self.context.settings.kafka.topic(RECORDS_PUBLISHED)
 
         async def one(record: Record) -> None:
             body = PublishedRecord(
@@ -139,8 +140,8 @@ class Publisher:
             ).to_bytes()
             key = record.record_id.encode()
             await dead_letters.with_retries(
-                lambda: broker.publish(body, topic=RECORDS_PUBLISHED, key=key),
-                f"announcing {record.record_id} on {RECORDS_PUBLISHED}",
+                lambda: broker.publish(body, topic=topic, key=key),
+                f"announcing {record.record_id} on {topic}",
             )
 
         await asyncio.gather(*(one(record) for _, record, _ in items))

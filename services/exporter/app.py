@@ -83,6 +83,7 @@ class Exporter:
                     consumed.partition,
                     consumed.offset,
                     consumed.value or b"",
+                    self.settings.kafka,
                 )
             except Exception as exc:  # parsing and rules only: the message itself is bad
                 await self._dead_letter(consumed, exc)
@@ -235,7 +236,8 @@ class Exporter:
         broker's trouble (or the broker not started yet, after a restart), so it is retried
         for as long as it lasts."""
         try:
-            await self.context.broker.publish(event, topic=DATASETS_EXPORTED, key=key)
+            topic = self.settings.kafka.topic(DATASETS_EXPORTED)
+            await self.context.broker.publish(event, topic=topic, key=key)
         except Exception as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 

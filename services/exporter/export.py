@@ -42,7 +42,7 @@ from shared.events import (
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginRegistry
 from shared.review import review
-from shared.settings import Settings
+from shared.settings import KafkaSettings, Settings
 
 log = logging.getLogger("loopline.exporter")
 
@@ -88,13 +88,23 @@ def auto_accepted(flow: Flow, record: Record) -> Record | None:
 
 
 def accept(
-    flows: FlowsConfig, topic: str, partition: int, offset: int, value: bytes
+    flows: FlowsConfig,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes,
+    kafka: KafkaSettings | None = None,
 ) -> tuple[str, StoredEvent] | None:
-    """The (flow, event) to keep for a consumed message; raises ValueError for a bad message."""
-    if topic == RECORDS_COMPLETED:
+    """The (flow, event) to keep for a consumed message; raises ValueError for a bad message.
+
+    `topic` is the topic the message was read from, as named on the cluster of the flow set
+    `kafka` (None: with no prefix): its logical name says what the message is, and the event
+    keeps it as it is, as the store's offsets do."""
+    name = kafka.logical_topic(topic) if kafka is not None else topic
+    if name == RECORDS_COMPLETED:
         completed = CompletedRecord.model_validate_json(value)
         record, kind, moment = completed.record, HUMAN, completed.completed_at
-    elif topic == RECORDS_JUDGED:
+    elif name == RECORDS_JUDGED:
         record = Record.model_validate_json(value)
         kind, moment = AUTO, record.updated_at
     else:

@@ -56,7 +56,8 @@ class CatchUp:
 
 
 def record_of(topic: str, value: bytes) -> Record:
-    """The record of a `records.completed` or `records.judged` message."""
+    """The record of a `records.completed` or `records.judged` message (`topic`: its logical
+    name)."""
     if topic == RECORDS_COMPLETED:
         return CompletedRecord.model_validate_json(value).record
     return Record.model_validate_json(value)
@@ -87,7 +88,7 @@ async def catch_up(
             for m in messages:
                 value = m.value or b""
                 try:
-                    kept = accept(flows, m.topic, m.partition, m.offset, value)
+                    kept = accept(flows, m.topic, m.partition, m.offset, value, settings.kafka)
                 except UnknownFlowError:
                     summary.other_flows += 1  # another flow file's record
                     continue
@@ -99,7 +100,8 @@ async def catch_up(
                     summary.kept += 1
                     summary.waiting.discard(kept[1].record_id)  # people answered since
                     continue
-                record = record_of(m.topic, value) if kept is None else None
+                name = settings.kafka.logical_topic(m.topic)
+                record = record_of(name, value) if kept is None else None
                 if record is not None and record.flow == flow_name:
                     summary.waiting.add(record.record_id)
                 else:
@@ -145,7 +147,7 @@ async def announce(settings: Settings, flows: FlowsConfig, results: list[ExportR
     try:
         for result in created:
             await producer.send_and_wait(
-                DATASETS_EXPORTED, result.event().to_bytes(), key=result.key
+                settings.kafka.topic(DATASETS_EXPORTED), result.event().to_bytes(), key=result.key
             )
             with ExportStore(store_path(settings, result.flow)) as store:
                 store.mark_announced(result.format, result.version)

@@ -12,8 +12,9 @@ Two ways in, one way out:
   progress (minus the overlap) are emitted as they are read (see `reconcile.py`).
 
 State: the progress per dataset and the completions announced live on the compacted topic
-`feedback.collector.state`, which the collector creates and reads back at startup (see
-`state.py`): nothing on local disk. Webhooks are answered 503 until it is loaded.
+`feedback.collector.state` (behind the flow set's topic prefix, as every topic), which the
+collector creates and reads back at startup (see `state.py`): nothing on local disk. Webhooks
+are answered 503 until it is loaded.
 
 Out: `AnnotatorResponse` on `feedback.responses` and `CompletedRecord` (the Loopline record
 rebuilt from the Argilla record's `loopline_record` metadata, with all its responses) on
@@ -70,9 +71,12 @@ class FeedbackCollector:
         self.reader = ArgillaReader(
             settings.argilla.api_url, settings.argilla.api_key.get_secret_value()
         )
-        self.state = CollectorState(self._send, STATE_TOPIC)
+        self.state = CollectorState(self._send, settings.kafka.topic(STATE_TOPIC))
         self.emitter = Emitter(
-            self._send, self.state, max_message_bytes=settings.kafka.max_message_bytes
+            self._send,
+            self.state,
+            max_message_bytes=settings.kafka.max_message_bytes,
+            kafka=settings.kafka,
         )
         self.secrets: tuple[str, ...] = ()
         self.state_loaded = False
@@ -96,8 +100,9 @@ class FeedbackCollector:
     async def _send(
         self, topic: str, key: bytes, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
+        """Publish to `topic`, as named on the cluster (the emitter and the state name it)."""
         await self.context.broker.publish(value, topic=topic, key=key, headers=headers)
-        if topic != STATE_TOPIC:
+        if topic != self.state.topic:
             self.context.stats.processed += 1
 
     # The service runner offers no start/stop hooks: the loop watches the broker instead.

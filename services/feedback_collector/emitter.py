@@ -56,6 +56,7 @@ from shared.events import (
 )
 from shared.failures import is_permanent
 from shared.message_size import RecordTooLarge, fit, payload_limit
+from shared.settings import KafkaSettings
 
 log = logging.getLogger("loopline.feedback_collector")
 
@@ -107,8 +108,11 @@ class Emitter:
         state: CollectorState | None = None,
         memory: int = 100_000,
         max_message_bytes: int | None = None,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self._send = send
+        # Whose topics the events go to (`kafka.topic`); none: the names as they are.
+        self.kafka = kafka if kafka is not None else KafkaSettings()
         self.max_message_bytes = max_message_bytes
         self.state = state if state is not None else CollectorState(_discard)
         self._sent: OrderedDict[Hashable, None] = OrderedDict()
@@ -198,7 +202,7 @@ class Emitter:
                     f"the {payload_limit(limit)}-byte room under the message limit of {limit} "
                     "bytes (LOOPLINE_KAFKA__MAX_MESSAGE_BYTES)"
                 )
-            await self._send(topic, record_id.encode(), value)
+            await self._send(self.kafka.topic(topic), record_id.encode(), value)
         except Exception as exc:
             if not is_permanent(exc):
                 raise
@@ -224,6 +228,7 @@ class Emitter:
         self, topic: str, record_id: str, reference: dict[str, Any], exc: BaseException
     ) -> None:
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        topic, dead_letters = self.kafka.topic(topic), self.kafka.topic(dead_letter_topic(topic))
         headers = {
             H_ERROR: error,
             H_ERROR_TYPE: type(exc).__name__,
@@ -235,7 +240,7 @@ class Emitter:
             H_REPLAYABLE: "false",  # a reference to the event, not the event
         }
         body = json.dumps(reference, ensure_ascii=False).encode()
-        await self._send(dead_letter_topic(topic), record_id.encode(), body, headers)
+        await self._send(dead_letters, record_id.encode(), body, headers)
         self.dead_lettered += 1
         log.error(
             "could not send %s of record %s in %s (%d bytes): %s; dead-lettered to %s",
@@ -244,7 +249,7 @@ class Emitter:
             reference.get("dataset"),
             reference.get("bytes", 0),
             error,
-            dead_letter_topic(topic),
+            dead_letters,
         )
 
 

@@ -83,7 +83,8 @@ def _apply(table: dict[str, ModelT], key: str, value: bytes | None, model: type[
 
 
 class CollectorState:
-    """Progress per dataset and the completions announced, in memory and on `topic`."""
+    """Progress per dataset and the completions announced, in memory and on `topic` (the
+    state topic as named on the cluster: `kafka.topic(STATE_TOPIC)`)."""
 
     def __init__(self, write: Write, topic: str = STATE_TOPIC) -> None:
         self._write = write
@@ -154,8 +155,9 @@ class CollectorState:
 
 
 async def create_state_topic(kafka: KafkaSettings, topic: str = STATE_TOPIC) -> bool:
-    """Create the compacted state topic (one partition: one writer, order kept) unless it
-    exists; True when created."""
+    """Create the flow set's compacted state topic (`topic`, logical: `kafka.topic` names it on
+    the cluster; one partition: one writer, order kept) unless it exists; True when created."""
+    topic = kafka.topic(topic)
     admin = AIOKafkaAdminClient(**admin_client_options(kafka))
     await admin.start()
     try:
@@ -179,7 +181,8 @@ async def create_state_topic(kafka: KafkaSettings, topic: str = STATE_TOPIC) -> 
 
 
 async def read_state(kafka: KafkaSettings, topic: str = STATE_TOPIC) -> list[StateMessage]:
-    """Every message of the state topic, oldest first (small: one per key after compaction)."""
+    """Every message of the flow set's state topic (`topic`, logical), oldest first (small: one
+    per key after compaction)."""
     found: list[StateMessage] = []
     async for messages in read_to_end(kafka, [topic]):
         found.extend(StateMessage(m.key, m.value) for m in messages)

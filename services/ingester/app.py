@@ -32,7 +32,7 @@ def register(context: ServiceContext) -> None:
     settings = context.settings.ingest
     pipeline = IngestPipeline(
         context.flows,
-        BrokerPublisher(context.broker),
+        BrokerPublisher(context.broker, context.settings.kafka),
         settings.default_flow,
         max_message_bytes=context.settings.kafka.max_message_bytes,
         max_depth=settings.max_depth,

@@ -80,20 +80,24 @@ class IngestStats:
 
 class Publisher(Protocol):
     async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
-        """Publish (topic, key, value) messages; return once the broker acknowledged them all."""
+        """Publish (topic, key, value) messages, topics by their logical names; return once the
+        broker acknowledged them all."""
         ...
 
 
 class BrokerPublisher:
-    """Publishes through the service's FastStream broker, many sends in flight at once."""
+    """Publishes through the service's FastStream broker, many sends in flight at once, to the
+    flow set's topics (`kafka.topic`)."""
 
-    def __init__(self, broker: KafkaBroker) -> None:
+    def __init__(self, broker: KafkaBroker, kafka: KafkaSettings) -> None:
         self.broker = broker
+        self.kafka = kafka
 
     async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        topic = self.kafka.topic
         pending = [
-            await self.broker.publish(value, topic=topic, key=key.encode(), no_confirm=True)
-            for topic, key, value in messages
+            await self.broker.publish(value, topic=topic(name), key=key.encode(), no_confirm=True)
+            for name, key, value in messages
         ]
         # FastStream's test broker delivers at once and has nothing left to wait for.
         await asyncio.gather(*(sent for sent in pending if inspect.isawaitable(sent)))
