@@ -60,7 +60,9 @@ def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
     """Environment that points a service at the local stack.
 
     LOOPLINE_LLM__BASE_URL and LOOPLINE_LLM__MODEL name the default model;
-    LOOPLINE_LLM__ENDPOINTS maps every served model name to its server's base URL.
+    LOOPLINE_LLM__ENDPOINTS maps every served model name to its server's base URL. The rest
+    comes from this process's environment: LOOPLINE_KAFKA__TOPIC_PREFIX and
+    LOOPLINE_KAFKA__GROUP_PREFIX, say, put the services in a flow set of their own.
     """
     return {
         **os.environ,

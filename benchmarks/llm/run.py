@@ -43,7 +43,7 @@ from metering import Counters, Meter, Result, count_tokens, print_table
 import devstack as stack
 from devstack.testing import config_for_tests
 from shared.broker import admin_client_options
-from shared.events import RECORDS_JUDGED, Record, dead_letter_topic
+from shared.events import RECORDS_INGESTED, RECORDS_JUDGED, Record, dead_letter_topic
 from shared.flows import FlowsConfig, parse_flows
 from shared.service import ServiceSpec, run_service
 from shared.settings import KafkaSettings, LLMSettings, Settings
@@ -104,8 +104,12 @@ class Collector:
     """Reads `records.judged` and the dead-letter topics; keeps this benchmark's records by tag."""
 
     def __init__(self, kafka: KafkaSettings, topics: list[str]) -> None:
+        self.kafka = kafka
         self.consumer = AIOKafkaConsumer(
-            *topics, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+            *(kafka.topic(t) for t in topics),
+            **admin_client_options(kafka),
+            auto_offset_reset="earliest",
+            group_id=None,
         )
         self.judged: dict[str, dict[str, tuple[float, Record]]] = {}
         self.dead: dict[str, set[str]] = {}
@@ -135,7 +139,7 @@ class Collector:
                     tag = str(record.metadata.get("bench", ""))
                     if not tag:
                         continue
-                    if message.topic == RECORDS_JUDGED:
+                    if message.topic == self.kafka.topic(RECORDS_JUDGED):
                         seen = self.judged.setdefault(tag, {})
                         if record.record_id in seen:
                             self.copies[tag] = self.copies.get(tag, 0) + 1
@@ -159,7 +163,9 @@ async def produce(kafka: KafkaSettings, records: list[Record]) -> None:
     await producer.start()
     try:
         futures = [
-            await producer.send("records.ingested", r.to_bytes(), key=r.record_id.encode())
+            await producer.send(
+                kafka.topic(RECORDS_INGESTED), r.to_bytes(), key=r.record_id.encode()
+            )
             for r in records
         ]
         await asyncio.gather(*futures)

@@ -192,7 +192,7 @@ class ExportWatcher:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            DATASETS_EXPORTED,
+            self.kafka.topic(DATASETS_EXPORTED),
             **admin_client_options(self.kafka),
             auto_offset_reset="earliest",
             group_id=None,
@@ -358,7 +358,10 @@ async def run_loop(
 async def judged_records(kafka: KafkaSettings, flow: str, wanted: int) -> list[Record]:
     """The flow's judged records, as they are on `records.judged` (the anchor's input)."""
     consumer = AIOKafkaConsumer(
-        RECORDS_JUDGED, **admin_client_options(kafka), auto_offset_reset="earliest", group_id=None
+        kafka.topic(RECORDS_JUDGED),
+        **admin_client_options(kafka),
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     await consumer.start()
     found: dict[str, Record] = {}

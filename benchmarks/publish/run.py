@@ -115,12 +115,12 @@ async def loopline(config: stack.StackConfig, records: list[Record], run: str) -
     await producer.start()
     await ensure_topics(kafka, [*PUBLISHER.topics()])
     for r in records:
-        await producer.send(RECORDS_JUDGED, r.to_bytes(), key=r.record_id.encode())
+        await producer.send(kafka.topic(RECORDS_JUDGED), r.to_bytes(), key=r.record_id.encode())
     await producer.flush()
     await producer.stop()
 
     consumer = AIOKafkaConsumer(
-        RECORDS_PUBLISHED,
+        kafka.topic(RECORDS_PUBLISHED),
         bootstrap_servers=config.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
