@@ -96,7 +96,7 @@ def build_broker(
     tracer_provider: TracerProvider | None = None,
 ) -> tuple[KafkaBroker, DeadLetters]:
     """A broker with telemetry (outermost), then retries and dead letters around each handler."""
-    dead_letters = DeadLetters(service=service, retry=settings.retry)
+    dead_letters = DeadLetters(service=service, retry=settings.retry, kafka=settings.kafka)
     broker = KafkaBroker(
         settings.kafka.bootstrap_servers,
         client_id=f"{settings.kafka.client_id}-{service}",

@@ -25,7 +25,7 @@ from faststream.kafka import KafkaBroker
 
 from shared.events import dead_letter_topic
 from shared.failures import Failure, PermanentError, TransientError, classify, is_permanent
-from shared.settings import RetrySettings
+from shared.settings import KafkaSettings, RetrySettings
 
 __all__ = [
     "DeadLetter",
@@ -98,10 +98,18 @@ Sleep = Callable[[float], Awaitable[None]]
 class DeadLetters:
     """The retry policy of one service, and its broker middleware factory (every subscriber)."""
 
-    def __init__(self, service: str, retry: RetrySettings, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        service: str,
+        retry: RetrySettings,
+        sleep: Sleep = asyncio.sleep,
+        kafka: KafkaSettings | None = None,
+    ) -> None:
         self.service = service
         self.retry = retry
         self.sleep = sleep
+        # Whose dead-letter topics records go to (`kafka.topic`); none: the names as they are.
+        self.kafka = kafka if kafka is not None else KafkaSettings()
         self._broker: KafkaBroker | None = None
         self._waiting: dict[int, tuple[float, str]] = {}  # retry loop -> (since, why)
         self._loops = itertools.count()
@@ -176,8 +184,9 @@ class DeadLetters:
     async def send_record(self, record: Any, exc: BaseException, attempts: int) -> None:
         """Publish the original bytes of one consumed record to its topic's DLQ with the reason.
 
-        The record's topic is the one on the cluster (the flow set's, behind its prefix), and so
-        is the dead-letter topic made from it; the header keeps it for `loopline dlq replay`."""
+        The record's topic is the one on the cluster (the flow set's, behind its prefix); its
+        dead-letter topic is the set's of its logical name. The header keeps the topic as on the
+        cluster, for `loopline dlq replay`."""
         if self._broker is None:
             raise RuntimeError("DeadLetters used before bind(broker)")
         topic = str(getattr(record, "topic", "") or "unknown")
@@ -195,7 +204,7 @@ class DeadLetters:
         }
         await self._broker.publish(
             record.value or b"",
-            topic=dead_letter_topic(topic),
+            topic=self.kafka.topic(dead_letter_topic(self.kafka.logical_topic(topic))),
             key=getattr(record, "key", None),
             headers=headers,
         )

@@ -43,10 +43,8 @@ DLQ_SUFFIX = ".dlq"
 
 
 def dead_letter_topic(topic: str) -> str:
-    """The dead-letter topic of `topic`. A suffix, so it is the same whether `topic` is a
-    logical name or a topic on the cluster: `kafka.topic(dead_letter_topic(t))` ==
-    `dead_letter_topic(kafka.topic(t))` (the dead-letter middleware derives it from the topic
-    a record was consumed from, which is on the cluster already)."""
+    """The dead-letter topic of `topic`, by its logical name (the set's is
+    `kafka.topic(dead_letter_topic(t))`)."""
     return f"{topic}{DLQ_SUFFIX}"
 
 
