@@ -69,10 +69,16 @@ def fake_payload(record: Any, dataset: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def publisher(
-    monkeypatch: pytest.MonkeyPatch, argilla: FakeArgilla, config: FlowsConfig
+    monkeypatch: pytest.MonkeyPatch,
+    argilla: FakeArgilla,
+    config: FlowsConfig,
+    settings: Settings | None = None,
 ) -> AsyncIterator[Harness]:
-    """The publisher registered and its test broker running; records go in with `send`."""
-    settings = Settings(argilla=ArgillaSettings(api_key=SecretStr("secret-key")))
+    """The publisher registered and its test broker running; records go in with `send`.
+    Topics are the flow set's of `settings` (its Kafka topic prefix)."""
+    argilla_settings = ArgillaSettings(api_key=SecretStr("secret-key"))
+    settings = (settings or Settings()).model_copy(update={"argilla": argilla_settings})
+    kafka = settings.kafka
     broker, dead_letters = build_broker(settings, "argilla-publisher")
     context = ServiceContext(
         name="argilla-publisher",
@@ -111,7 +117,7 @@ async def publisher(
     monkeypatch.setattr(publisher_app, "prepare", fake_prepare)
     monkeypatch.setattr(publishing, "payload", fake_payload)
 
-    @broker.subscriber(f"{RECORDS_JUDGED}.dlq", group_id="dlq-reader")
+    @broker.subscriber(kafka.topic(f"{RECORDS_JUDGED}.dlq"), group_id="dlq-reader")
     async def read_dlq(message: KafkaMessage) -> None:
         h.dead.append(DeadLetter.from_headers(message.body, dict(message.headers)))
 
@@ -120,7 +126,7 @@ async def publisher(
         original = broker.publish
 
         async def publish(body: bytes, *, topic: str, **options: Any) -> Any:
-            if topic != RECORDS_PUBLISHED:
+            if topic != kafka.topic(RECORDS_PUBLISHED):
                 return await original(body, topic=topic, **options)
             if h.publish_failures > 0:
                 h.publish_failures -= 1
@@ -140,4 +146,5 @@ async def publisher(
 async def send(h: Harness, records: list[Record], partition: int | None = None) -> None:
     """One batch of judged records, as the publisher consumes it."""
     bodies = (r.to_bytes() for r in records)
-    await h.context.broker.publish_batch(*bodies, topic=RECORDS_JUDGED, partition=partition)
+    topic = h.context.settings.kafka.topic(RECORDS_JUDGED)
+    await h.context.broker.publish_batch(*bodies, topic=topic, partition=partition)

@@ -37,6 +37,24 @@ def test_services_take_the_flows_file_from_the_environment(
     assert env["LOOPLINE_FLOWS_FILE"] == str(flows.resolve())
 
 
+def test_services_take_the_flow_sets_topic_and_group_prefixes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Services started by `loopline services up` (and `loopline demo`) are in the flow set
+    the environment names."""
+    monkeypatch.setenv("LOOPLINE_KAFKA__TOPIC_PREFIX", "team-a.")
+    monkeypatch.setenv("LOOPLINE_KAFKA__GROUP_PREFIX", "team-a")
+    env = service_env(stack_config(None), Path("flows.yaml"))
+    assert env["LOOPLINE_KAFKA__TOPIC_PREFIX"] == "team-a."
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    kafka = Settings().kafka
+    assert (kafka.topic("records.judged"), kafka.group_prefix) == (
+        "team-a.records.judged",
+        "team-a",
+    )
+
+
 def test_services_up_flag_beats_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ from shared.dead_letters import DeadLetter
 from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, DatasetExported
 from shared.flows import parse_flows
 from shared.service import ServiceContext
-from shared.settings import ExportSettings, Settings
+from shared.settings import ExportSettings, KafkaSettings, Settings
 
 
 def exporter_context(
@@ -32,12 +32,17 @@ def exporter_context(
     on_retry: Callable[[], Awaitable[None]] | None = None,
     hub: dict[str, Any] | None = None,
     every_s: float = 0,
+    kafka: KafkaSettings | None = None,
     **export: Any,
 ) -> ServiceContext:
     """The exporter's context for one flow, `support`, exporting `sft` every `every_records`
     changed records (and `every_s` after a change). Retries do not sleep: `on_retry` runs
-    instead (what a test changes while the service waits, say). `export`: `ExportSettings`."""
-    settings = Settings(export=ExportSettings(dir=export_dir, check_interval_s=0.05, **export))
+    instead (what a test changes while the service waits, say). `export`: `ExportSettings`;
+    `kafka`: the flow set's Kafka settings (its topic prefix)."""
+    settings = Settings(
+        export=ExportSettings(dir=export_dir, check_interval_s=0.05, **export),
+        kafka=kafka or KafkaSettings(),
+    )
     broker, dead_letters = build_broker(settings, "exporter")
 
     async def no_sleep(seconds: float) -> None:

@@ -88,7 +88,8 @@ class FakeBroker:
 
 
 def fake_read_to_end(broker: FakeBroker) -> Callable[..., AsyncIterator[list[Message]]]:
-    """`shared.topic_reader.read_to_end` over the fake broker's topics."""
+    """`shared.topic_reader.read_to_end` over the fake broker's topics (the flow set's:
+    `kafka.topic` of the logical names it is given, as the real one reads)."""
 
     async def read_to_end(
         kafka: Any,
@@ -96,7 +97,7 @@ def fake_read_to_end(broker: FakeBroker) -> Callable[..., AsyncIterator[list[Mes
         start_at: Callable[[TopicPartition, int, int], int] | None = None,
         timeout_s: float = 60.0,
     ) -> AsyncIterator[list[Message]]:
-        for topic in topics:
+        for topic in (kafka.topic(name) for name in topics):
             log = broker.topics.get(topic, [])
             if not log:
                 continue
