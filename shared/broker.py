@@ -20,6 +20,7 @@ from faststream.security import (
 from opentelemetry.trace import TracerProvider
 
 from shared.dead_letters import DeadLetters
+from shared.metrics import broker_middlewares
 from shared.settings import KafkaSettings, Settings
 
 log = logging.getLogger("loopline.broker")
@@ -95,7 +96,8 @@ def build_broker(
     service: str,
     tracer_provider: TracerProvider | None = None,
 ) -> tuple[KafkaBroker, DeadLetters]:
-    """A broker with telemetry (outermost), then retries and dead letters around each handler."""
+    """A broker with telemetry (outermost), metrics, then retries and dead letters around each
+    handler."""
     dead_letters = DeadLetters(service=service, retry=settings.retry, kafka=settings.kafka)
     broker = KafkaBroker(
         settings.kafka.bootstrap_servers,
@@ -112,6 +114,7 @@ def build_broker(
         log_level=logging.DEBUG,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            *broker_middlewares(service),  # Prometheus: around the retries, as one handling
             dead_letters,
         ],
     )
