@@ -118,6 +118,9 @@ class LLMSettings(BaseModel):
     api_key: SecretStr = SecretStr("no-key")
     model: str = "qwen2.5-coder-1.5b-instruct"
     timeout_s: float = Field(default=120.0, gt=0)
+    # Who serves the endpoints, as LLM spans name it (`gen_ai.provider.name`): an
+    # OpenAI-compatible server is "openai" unless named otherwise (a flow's `provider` option).
+    provider: str = "openai"
     # Where each model a flow names is served, when not at `base_url` (the flow names the
     # model; the deployment says where it runs): LOOPLINE_LLM__ENDPOINTS='{"model": "url"}'.
     endpoints: dict[str, str] = Field(default_factory=dict)
@@ -211,6 +214,9 @@ class TelemetrySettings(BaseModel):
 
     service_name_prefix: str = "loopline"
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318 ; None disables export
+    # LLM spans carry the messages sent and received (gen_ai.input.messages / output.messages)
+    # only when this is on: they may hold personal data (LOOPLINE_TELEMETRY__CAPTURE_CONTENT).
+    capture_content: bool = False
 
 
 class Settings(BaseSettings):
