@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -16,6 +15,8 @@ import uvicorn
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel
 
 from shared.broker import build_broker, ensure_topics
@@ -23,11 +24,19 @@ from shared.dead_letters import DeadLetters
 from shared.events import Record, dead_letter_topic, utc_now
 from shared.failures import PermanentError, TransientError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
+from shared.health import HealthServer, serve_health
 from shared.message_size import fit
+from shared.metrics import record_passed
 from shared.plugins import PluginRegistry
 from shared.produced import PassedOn, ProducedIndex
 from shared.settings import Settings
-from shared.telemetry import build_tracer_provider
+from shared.telemetry import (
+    build_tracer_provider,
+    context_from_headers,
+    link_to,
+    record_span,
+    tracer_of,
+)
 
 log = logging.getLogger("loopline.service")
 
@@ -68,6 +77,12 @@ class ServiceContext:
     # What this stage already passed on, for `consume_concurrently(once_per_record=True)`:
     # run_service reads the stage's output topics back; None (in-memory tests) keeps nothing.
     passed_on: PassedOn | None = None
+    # Where the service's spans go (the process's global provider when None: in-memory tests).
+    tracer_provider: trace.TracerProvider | None = None
+
+    @property
+    def tracer(self) -> Tracer:
+        return tracer_of(self.tracer_provider)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` (say, closing an HTTP client pool) once the broker has drained."""
@@ -109,6 +124,7 @@ class ServiceContext:
         )
         if self.passed_on is not None:
             self.passed_on.add(record.record_id)
+        record_passed(self.name, record.flow, stage)
 
     async def _passed_on_before(self, event: BaseModel) -> bool:
         record_id = getattr(event, "record_id", None)
@@ -139,9 +155,12 @@ class ServiceContext:
 
         async def on_message(message: KafkaMessage) -> None:
             event = event_type.model_validate_json(message.body)
+            record_id = getattr(event, "record_id", None) or _key_of(message.raw_message)
             self.stats.in_flight += 1
             try:
-                await handle(event, self)
+                # A child of FastStream's span for the message, itself in the record's trace.
+                with record_span(self.tracer, f"{self.name} process {topic}", record_id):
+                    await handle(event, self)
             finally:
                 self.stats.in_flight -= 1
             self.stats.processed += 1
@@ -184,8 +203,15 @@ class ServiceContext:
                     return
                 await handle(event, self)
 
-            if await self.dead_letters.run([record], handle_one, f"handling {topic}"):
-                self.stats.processed += 1
+            with record_span(
+                self.tracer,
+                f"{self.name} process {topic}",
+                _key_of(record),
+                parent=context_from_headers(record.headers),  # the record's own trace
+                links=link_to(trace.get_current_span()),  # the batch's span
+            ):
+                if await self.dead_letters.run([record], handle_one, f"handling {topic}"):
+                    self.stats.processed += 1
 
         async def on_batch(message: KafkaMessage) -> None:
             records = list(message.raw_message)
@@ -228,6 +254,12 @@ class ServiceContext:
         )(handle)
 
 
+def _key_of(consumed: Any) -> str:
+    """The record id a consumed Kafka message is keyed by (every topic is keyed by it)."""
+    key = getattr(consumed, "key", None)
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key or "")
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A service: its name, the topics it reads and writes (logical names: the flow set's
@@ -248,40 +280,6 @@ def load_checked_flows(settings: Settings, registry: PluginRegistry | None = Non
     flows = load_flows(settings.flows_file)
     check_plugins(flows, registry or PluginRegistry(), str(settings.flows_file))
     return flows
-
-
-async def _serve_health(context: ServiceContext, host: str, port: int) -> asyncio.Server:
-    """GET /healthz answers 200 while the broker answers a ping, else 503 (JSON body)."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = request_line.decode(errors="replace").split(" ")[1:2]
-            connected = await context.broker.ping(timeout=2.0)
-            body: dict[str, Any] = {
-                "service": context.name,
-                "status": "ok" if connected else "broker unreachable",
-                "processed": context.stats.processed,
-                "in_flight": context.stats.in_flight,
-                "waiting_on": context.dead_letters.waiting_on,
-                "uptime_s": round(time.monotonic() - context.stats.started_at, 1),
-            }
-            status = "200 OK" if connected else "503 Service Unavailable"
-            if path != ["/healthz"]:
-                status, body = "404 Not Found", {"error": "only GET /healthz is served"}
-            payload = json.dumps(body).encode()
-            writer.write(
-                f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
-                + payload
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError, IndexError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(answer, host, port)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -334,6 +332,7 @@ async def run_service(
         broker=broker,
         dead_letters=dead_letters,
         passed_on=passed_on,
+        tracer_provider=tracer_provider,
     )
     context.on_stop(passed_on.stop)
     spec.register(context)
@@ -343,11 +342,11 @@ async def run_service(
         log.info("%s: created topics %s", spec.name, ", ".join(created))
     await broker.start()
     servers = [await _start_http(server) for server in context.http_servers]
-    health: asyncio.Server | None = None
-    if settings.health_port is not None:
-        health = await _serve_health(context, settings.health_host, settings.health_port)
-        bound = health.sockets[0].getsockname()[1]
-        log.info("%s: health at http://%s:%s/healthz", spec.name, settings.health_host, bound)
+    health: HealthServer | None = None
+    if settings.health_port is not None:  # /healthz and /metrics (shared.health)
+        health = await serve_health(
+            context, settings.health_host, settings.health_port, spec.consumes
+        )
     log.info(
         "%s: running (group %s, consuming %s)",
         spec.name,
@@ -385,7 +384,7 @@ async def run_service(
                 log.exception("%s: %s failed", spec.name, what)
 
         if health is not None:
-            health.close()
+            await bounded(health.stop(), "stopping the health server", 5)
         for server, _ in servers:
             # Requests still running after the timeout are cancelled by uvicorn itself.
             server.config.timeout_graceful_shutdown = max(1, round(timeout))

@@ -1,12 +1,34 @@
-"""OpenTelemetry tracing for a Loopline process."""
+"""OpenTelemetry tracing for a Loopline process: the tracer provider, and one trace per record.
+
+A record's trace starts where the record enters (the caller's trace when its HTTP request sent
+`traceparent`, the app's own trace for a record made from an OTLP span) and follows it through
+every stage: W3C trace context travels in the Kafka headers of each message (FastStream's
+telemetry middleware injects it on publish), inside Argilla as the record's `traceparent`
+metadata (publisher to collector), and each stage opens a span for the record as a child of
+the context its message carried (`record_span`). Stages that handle records in batches link
+the batch's span and each record's span to each other.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.settings import TelemetrySettings
+
+TRACER_NAME = "loopline"
+RECORD_ID = "loopline.record_id"  # span attribute: the record a span is about
+FLOW = "loopline.flow"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_FIELDS = frozenset(_PROPAGATOR.fields)  # traceparent, tracestate
 
 
 def build_tracer_provider(service: str, settings: TelemetrySettings) -> TracerProvider:
@@ -20,3 +42,58 @@ def build_tracer_provider(service: str, settings: TelemetrySettings) -> TracerPr
         endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     return provider
+
+
+def tracer_of(provider: trace.TracerProvider | None) -> Tracer:
+    """The Loopline tracer of `provider` (the process's global one when None)."""
+    return (provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
+
+
+def context_from_headers(headers: Iterable[tuple[str, bytes | str]] | None) -> Context:
+    """The trace context a Kafka message carried in its headers (empty if none)."""
+    carrier: dict[str, str] = {}
+    for key, value in headers or ():
+        if key.lower() in _FIELDS:
+            carrier[key.lower()] = value.decode("latin-1") if isinstance(value, bytes) else value
+    return _PROPAGATOR.extract(carrier)
+
+
+def context_from_traceparent(traceparent: str | None) -> Context:
+    """The trace context of a W3C `traceparent` value (empty if None or malformed)."""
+    return _PROPAGATOR.extract({"traceparent": traceparent} if traceparent else {})
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, if one is recording or was propagated."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def link_to(context: Context | Span | None) -> list[Link]:
+    """A link to the span of `context` (or `span`), none if it has no valid span."""
+    if context is None:
+        return []
+    span = context if isinstance(context, Span) else trace.get_current_span(context)
+    span_context = span.get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+@contextmanager
+def record_span(
+    tracer: Tracer,
+    name: str,
+    record_id: str,
+    *,
+    parent: Context | None = None,
+    flow: str | None = None,
+    links: Sequence[Link] = (),
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span]:
+    """A span about one record, current inside the block: a child of `parent` (the context
+    the record's message carried), or of the current span when `parent` is None."""
+    attributes = {RECORD_ID: record_id, **({FLOW: flow} if flow else {})}
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes, links=links
+    ) as span:
+        yield span
