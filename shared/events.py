@@ -102,6 +102,9 @@ class CandidateResponse(BaseModel):
     usage: TokenUsage | None = None
     latency_ms: float | None = Field(default=None, ge=0)
     created_at: datetime = Field(default_factory=utc_now)
+    # The endpoint's id of the completion (`gen_ai.response.id` of its LLM span), when known:
+    # the judge's evaluation events name it.
+    response_id: str | None = None
 
 
 class Rating(BaseModel):
