@@ -81,8 +81,8 @@ ARGILLA_REQUEST_SECONDS = Histogram(
 )
 ARGILLA_REQUEST_FAILURES = Counter(
     "loopline_argilla_request_failures",
-    "Requests to Argilla that failed, by operation and kind of failure",
-    ["operation", "kind"],
+    "Requests to Argilla that failed, by operation and HTTP status (`unreachable`: no answer)",
+    ["operation", "status"],
 )
 
 
