@@ -28,7 +28,7 @@ from services.ingester.openapi_doc import (
 from services.ingester.otlp.genai import SpanConversion, spans_to_records
 from services.ingester.otlp.wire import (
     OTLPFormatError,
-    OTLPTooManySpans,
+    OTLPTooManyItems,
     export_response,
     parse_export_request,
 )
@@ -200,7 +200,7 @@ def create_app(
 
         try:
             converted = await off_the_loop(len(body), convert)
-        except OTLPTooManySpans as exc:
+        except OTLPTooManyItems as exc:
             raise HTTPException(413, str(exc)) from None
         except OTLPFormatError as exc:
             raise HTTPException(400, str(exc)) from None

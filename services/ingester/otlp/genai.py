@@ -3,35 +3,49 @@
 Apps that are already instrumented with OpenTelemetry (GenAI semantic conventions, or the older
 OpenLLMetry-style indexed attributes) can export their traces to the ingester instead of producing
 records themselves. Each LLM span becomes one raw record dict, which the ingester then validates
-as a `shared.events.Record`; spans that are not LLM calls, or that carry no prompt text (content
-capture switched off in the app), are counted and skipped.
+as a `shared.events.Record`; spans that are not LLM calls are counted and skipped.
 
-Supported prompt shapes, tried in order:
-
-1. `gen_ai.input.messages` (JSON, current semconv) plus optional `gen_ai.system_instructions`;
-2. span events `gen_ai.{system,user,assistant,tool}.message` (older semconv);
-3. `gen_ai.prompt.{i}.role` / `gen_ai.prompt.{i}.content` (OpenLLMetry legacy attributes).
-
-The response comes from `gen_ai.output.messages`, a `gen_ai.choice` event or
-`gen_ai.completion.0.content`, in that order.
+Where the message content is depends on the app's instrumentation (`services.ingester.otlp.content`
+reads every shape): on the span (attributes or span events), or in log-record events correlated
+with the span (`gen_ai.client.inference.operation.details`, or the older
+`gen_ai.{user,...}.message` and `gen_ai.choice` events), which the ingester receives on
+`/v1/logs` and joins to the span (`services.ingester.otlp.join`). `span_record` takes those
+events; a span whose content never comes (content capture switched off) makes no record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from services.ingester.otlp.wire import as_dicts, attributes
-from shared.chat import normalise_role
+from services.ingester.otlp.content import (
+    CHOICE_EVENT,
+    MESSAGE_EVENTS,
+    ContentEvent,
+    finish_reasons,
+    input_messages,
+    iso,
+    output,
+    params,
+    text_value,
+    usage,
+)
+from services.ingester.otlp.wire import attributes
 
-__all__ = ["SpanConversion", "spans_to_records"]
+__all__ = [
+    "DETAILS_EVENT",
+    "LLMSpan",
+    "SpanConversion",
+    "join_complete",
+    "llm_spans",
+    "span_record",
+    "spans_to_records",
+]
 
 # A span is an LLM call when it carries any of these.
 _LLM_MARKERS = (
@@ -40,17 +54,33 @@ _LLM_MARKERS = (
     "gen_ai.provider.name",
     "gen_ai.request.model",
 )
-_MESSAGE_EVENTS = {
-    "gen_ai.system.message": "system",
-    "gen_ai.user.message": "user",
-    "gen_ai.assistant.message": "assistant",
-    "gen_ai.tool.message": "tool",
-}
-_CHOICE_EVENT = "gen_ai.choice"
-_REQUEST_PARAMS = ("temperature", "top_p", "max_tokens")
-_LEGACY_PROMPT = re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$")
+# One log-record event per call, with the call's attributes and all its messages.
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _FLOW_KEY = "loopline.flow"
 _TAGS_KEY = "loopline.tags"
+
+SpanKey = tuple[str, str]  # (trace id, span id), in hex
+
+
+@dataclass
+class LLMSpan:
+    """One LLM span of an export request, as its record needs it."""
+
+    trace_id: str  # hex
+    span_id: str  # hex
+    name: str
+    start: int  # unix nanoseconds
+    end: int
+    attrs: dict[str, Any]
+    resource_attrs: dict[str, Any]
+    flow: str  # its own `loopline.flow`, its resource's, or the request's default flow
+    failed: bool  # its status is an error: no answer will come
+    events: list[ContentEvent] = field(default_factory=list)
+    size: int = 0  # bytes on the wire (span and resource), what holding it costs
+
+    @property
+    def key(self) -> SpanKey:
+        return (self.trace_id, self.span_id)
 
 
 @dataclass
@@ -62,290 +92,87 @@ class SpanConversion:
     ignored_no_content: int
 
 
-# --------------------------------------------------------------------------------------------
-# Attribute values
-
-
-def _str(value: Any) -> str | None:
-    """A non-empty string attribute, else None."""
-    if isinstance(value, str) and value.strip():
-        return value
-    return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _json_value(value: Any) -> Any:
-    """Attribute values that hold JSON arrive as strings; structured values pass through."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return value
-
-
-def _iso(unix_nano: int) -> str:
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=unix_nano // 1000)
-    return moment.isoformat()
-
-
-# --------------------------------------------------------------------------------------------
-# Message text
-
-
-def _role(value: Any, default: str = "user") -> str:
-    if not isinstance(value, str) or not value.strip():
-        return default
-    return normalise_role(value) or "user"
-
-
-def _text(content: Any) -> str:
-    """The text of message content: a string, a list of parts, or a single part."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [_part_text(part) for part in content]
-        return "\n".join(text for text in texts if text)
-    if isinstance(content, dict):
-        return _part_text(content)
-    return ""
-
-
-def _part_text(part: Any) -> str:
-    if isinstance(part, str):
-        return part
-    if not isinstance(part, dict):
-        return ""
-    kind = part.get("type")
-    if kind is not None and kind != "text":
-        return ""  # images, tool calls, tool results, reasoning...
-    for key in ("content", "text"):
-        if isinstance(part.get(key), str):
-            return str(part[key])
-    return ""
-
-
-def _message_text(message: Mapping[str, Any]) -> str:
-    """Text of a message object: semconv `parts`, else an OpenAI-style `content`."""
-    if isinstance(message.get("parts"), list):
-        return _text(message["parts"])
-    return _text(message.get("content"))
-
-
-def _message(role: str, text: str) -> dict[str, str] | None:
-    return {"role": role, "content": text} if text.strip() else None
-
-
-def _looks_like_parts(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(item, dict) and "type" in item for item in value)
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Prompt shapes
-
-
-def _system_instructions(attrs: Mapping[str, Any]) -> dict[str, str] | None:
-    raw = attrs.get("gen_ai.system_instructions")
-    if raw is None:
-        return None
-    parsed = _json_value(raw)
-    if parsed is None and isinstance(raw, str):
-        parsed = raw  # a plain string, not JSON
-    return _message("system", _text(parsed))
-
-
-def _messages_from_input_attribute(attrs: Mapping[str, Any]) -> list[dict[str, str]]:
-    parsed = _json_value(attrs.get("gen_ai.input.messages"))
-    if isinstance(parsed, dict):
-        parsed = [parsed]
-    messages = []
-    for item in as_dicts(parsed):
-        message = _message(_role(item.get("role")), _message_text(item))
-        if message:
-            messages.append(message)
-    return messages
-
-
-def _event_content(attrs: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(text, role given inside the event or None) of a message or choice event."""
-    if "content" in attrs:
-        return _text(attrs["content"]), None
-    for key in ("gen_ai.event.content", "body"):
-        if key not in attrs:
-            continue
-        raw = attrs[key]
-        parsed = _json_value(raw)
-        if isinstance(parsed, dict):
-            role = parsed.get("role")
-            inner = parsed.get("message")
-            body = inner if isinstance(inner, dict) else parsed
-            if isinstance(body, dict) and isinstance(body.get("role"), str):
-                role = body["role"]
-            return _message_text(body), role if isinstance(role, str) else None
-        if parsed is None and isinstance(raw, str):
-            return raw, None  # plain text that is not JSON
-        return _text(parsed), None
-    return "", None
-
-
-def _messages_from_events(events: Iterable[Any]) -> list[dict[str, str]]:
-    messages = []
-    for event in events:
-        default_role = _MESSAGE_EVENTS.get(event.name)
-        if default_role is None:
-            continue
-        attrs = attributes(event.attributes)
-        text, role = _event_content(attrs)
-        message = _message(_role(role or attrs.get("role"), default_role), text)
-        if message:
-            messages.append(message)
-    return messages
-
-
-def _messages_from_legacy_attributes(attrs: Mapping[str, Any]) -> list[dict[str, str]]:
-    indexed: dict[int, dict[str, Any]] = {}
-    for key, value in attrs.items():
-        match = _LEGACY_PROMPT.match(key)
-        if match:
-            indexed.setdefault(int(match.group(1)), {})[match.group(2)] = value
-    messages = []
-    for index in sorted(indexed):
-        fields = indexed[index]
-        message = _message(_role(fields.get("role")), _legacy_content(fields.get("content")))
-        if message:
-            messages.append(message)
-    return messages
-
-
-def _legacy_content(value: Any) -> str:
-    # OpenLLMetry stores multi-part content as a JSON array of typed parts.
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        parsed = _json_value(value)
-        if _looks_like_parts(parsed):
-            return _text(parsed)
-    return _text(value)
-
-
-def _input_messages(attrs: Mapping[str, Any], events: list[Any]) -> list[dict[str, str]]:
-    messages = (
-        _messages_from_input_attribute(attrs)
-        or _messages_from_events(events)
-        or _messages_from_legacy_attributes(attrs)
-    )
-    system = _system_instructions(attrs)
-    if system and not (messages and messages[0]["role"] == "system"):
-        messages.insert(0, system)
-    return messages
-
-
-# --------------------------------------------------------------------------------------------
-# Response
-
-
-def _output(attrs: Mapping[str, Any], events: list[Any]) -> tuple[str, str | None]:
-    """(response text, finish reason) from whichever output shape the span carries."""
-    parsed = _json_value(attrs.get("gen_ai.output.messages"))
-    if isinstance(parsed, dict):
-        parsed = [parsed]
-    outputs = as_dicts(parsed)
-    if outputs:
-        first = outputs[0]
-        text = _message_text(first)
-        if text.strip():
-            return text, _str(first.get("finish_reason"))
-
-    choices = [event for event in events if event.name == _CHOICE_EVENT]
-    for event in sorted(choices, key=_choice_index):
-        text, reason = _choice_event(attributes(event.attributes))
-        if text.strip():
-            return text, reason
-
-    text = _legacy_content(attrs.get("gen_ai.completion.0.content"))
-    if text.strip():
-        return text, _str(attrs.get("gen_ai.completion.0.finish_reason"))
-    return "", None
-
-
-def _choice_index(event: Any) -> int:
-    attrs = attributes(event.attributes)
-    index = _int(attrs.get("index"))
-    if index is None:
-        body = _json_value(attrs.get("body"))
-        index = _int(body.get("index")) if isinstance(body, dict) else None
-    return index if index is not None else 0
-
-
-def _choice_event(attrs: Mapping[str, Any]) -> tuple[str, str | None]:
-    reason = _str(attrs.get("finish_reason"))
-    body = _json_value(attrs.get("body"))
-    if reason is None and isinstance(body, dict):
-        reason = _str(body.get("finish_reason"))
-    if "message" in attrs:
-        message = _json_value(attrs["message"])
-        if isinstance(message, dict):
-            return _message_text(message), reason
-        if message is None and isinstance(attrs["message"], str):
-            return attrs["message"], reason
-        return _text(message), reason
-    text, _ = _event_content(attrs)
-    return text, reason
-
-
-def _finish_reasons(attrs: Mapping[str, Any]) -> str | None:
-    value = attrs.get("gen_ai.response.finish_reasons")
-    if isinstance(value, list):
-        return next((item for item in value if _str(item)), None)
-    return _str(value)
-
-
-def _usage(attrs: Mapping[str, Any]) -> dict[str, int] | None:
-    def first(*keys: str) -> int | None:
-        for key in keys:
-            value = _int(attrs.get(key))
-            if value is not None and value >= 0:
-                return value
-        return None
-
-    prompt = first("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-    completion = first("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    if prompt is None or completion is None:
-        return None
-    return {"prompt_tokens": prompt, "completion_tokens": completion}
-
-
-def _params(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    params = {}
-    for name in _REQUEST_PARAMS:
-        value = attrs.get(f"gen_ai.request.{name}")
-        if value is not None:
-            params[name] = value
-    return params
-
-
-# --------------------------------------------------------------------------------------------
-# Spans to records
-
-
 def _is_llm_span(attrs: Mapping[str, Any]) -> bool:
     return any(attrs.get(key) is not None for key in _LLM_MARKERS)
+
+
+def llm_spans(request: ExportTraceServiceRequest, default_flow: str) -> tuple[list[LLMSpan], int]:
+    """The LLM spans of an export request, and how many spans are not LLM calls."""
+    found: list[LLMSpan] = []
+    not_llm = 0
+    for resource_spans in request.resource_spans:
+        resource_attrs = attributes(resource_spans.resource.attributes)
+        resource_size = resource_spans.resource.ByteSize()
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attrs = attributes(span.attributes)
+                if not _is_llm_span(attrs):
+                    not_llm += 1
+                    continue
+                found.append(
+                    LLMSpan(
+                        trace_id=bytes(span.trace_id).hex(),
+                        span_id=bytes(span.span_id).hex(),
+                        name=span.name,
+                        start=int(span.start_time_unix_nano),
+                        end=int(span.end_time_unix_nano),
+                        attrs=attrs,
+                        resource_attrs=resource_attrs,
+                        flow=text_value(attrs.get(_FLOW_KEY))
+                        or text_value(resource_attrs.get(_FLOW_KEY))
+                        or default_flow,
+                        failed=span.status.code == Status.STATUS_CODE_ERROR,
+                        events=[
+                            ContentEvent(event.name, attributes(event.attributes))
+                            for event in span.events
+                        ],
+                        size=span.ByteSize() + resource_size,
+                    )
+                )
+    return found, not_llm
+
+
+def spans_to_records(request: ExportTraceServiceRequest, default_flow: str) -> SpanConversion:
+    """Turn every LLM span of an export request that carries its content into a record dict
+    (no joining: spans whose content comes as log records are counted as without content)."""
+    spans, not_llm = llm_spans(request, default_flow)
+    conversion = SpanConversion(records=[], ignored_not_llm=not_llm, ignored_no_content=0)
+    for span in spans:
+        record = span_record(span)
+        if record is None:
+            conversion.ignored_no_content += 1
+        else:
+            conversion.records.append(record)
+    return conversion
+
+
+def join_complete(span: LLMSpan, events: Sequence[ContentEvent]) -> bool:
+    """Whether the log-record events joined to `span` are all it will get: the details event
+    (one per call, holding every message), or a `gen_ai.choice` (the older events: the answer
+    comes after the messages), or the messages of a call that failed (no answer comes)."""
+    names = {event.name for event in events}
+    if DETAILS_EVENT in names or CHOICE_EVENT in names:
+        return True
+    return span.failed and not names.isdisjoint(MESSAGE_EVENTS)
+
+
+def _content(
+    span: LLMSpan, joined: Sequence[ContentEvent]
+) -> tuple[dict[str, Any], list[ContentEvent]]:
+    """The span's attributes and events with the joined log-record events: a details event's
+    attributes fill in what the span lacks (its messages), the others are events."""
+    attrs = span.attrs
+    events = list(span.events)
+    for event in joined:
+        if event.name == DETAILS_EVENT:
+            if attrs is span.attrs:
+                attrs = dict(span.attrs)
+            for key, value in event.attrs.items():
+                if key != "body":
+                    attrs.setdefault(key, value)
+        else:
+            events.append(event)
+    return attrs, events
 
 
 def _tags(value: Any) -> list[str] | None:
@@ -363,82 +190,58 @@ def _record_id(trace_id_hex: str, span_id_hex: str) -> str:
     return hashlib.sha256(f"{trace_id_hex}:{span_id_hex}".encode()).hexdigest()[:32]
 
 
-def spans_to_records(request: ExportTraceServiceRequest, default_flow: str) -> SpanConversion:
-    """Turn every LLM span of an export request into a raw record dict."""
-    conversion = SpanConversion(records=[], ignored_not_llm=0, ignored_no_content=0)
-    for resource_spans in request.resource_spans:
-        resource_attrs = attributes(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                attrs = attributes(span.attributes)
-                if not _is_llm_span(attrs):
-                    conversion.ignored_not_llm += 1
-                    continue
-                record = _span_record(span, attrs, resource_attrs, default_flow)
-                if record is None:
-                    conversion.ignored_no_content += 1
-                    continue
-                conversion.records.append(record)
-    return conversion
-
-
-def _span_record(
-    span: Any,
-    attrs: Mapping[str, Any],
-    resource_attrs: Mapping[str, Any],
-    default_flow: str,
-) -> dict[str, Any] | None:
-    events = list(span.events)
-    messages = _input_messages(attrs, events)
+def span_record(span: LLMSpan, joined: Sequence[ContentEvent] = ()) -> dict[str, Any] | None:
+    """The record of an LLM span, with the log-record events joined to it; None when neither
+    carries the prompt (the app does not capture message content)."""
+    attrs, events = _content(span, joined)
+    messages = input_messages(attrs, events)
     if not messages:
-        return None  # the app does not capture message content
+        return None
 
-    text, finish_reason = _output(attrs, events)
+    text, finish_reason = output(attrs, events)
     if not text and len(messages) > 1 and messages[-1]["role"] == "assistant":
         # The app logged the whole conversation, answer included, as input.
         text = messages.pop()["content"]
-    finish_reason = finish_reason or _finish_reasons(attrs)
-
-    trace_id = bytes(span.trace_id).hex()
-    span_id = bytes(span.span_id).hex()
-    start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
+    finish_reason = finish_reason or finish_reasons(attrs)
+    start, end = span.start, span.end
 
     responses: list[dict[str, Any]] = []
     if text:
         response: dict[str, Any] = {
             "text": text,
-            "model": _str(attrs.get("gen_ai.response.model"))
-            or _str(attrs.get("gen_ai.request.model"))
+            "model": text_value(attrs.get("gen_ai.response.model"))
+            or text_value(attrs.get("gen_ai.request.model"))
             or "unknown",
             "source": "app",
             "finish_reason": finish_reason,
-            "params": _params(attrs),
+            "params": params(attrs),
         }
-        usage = _usage(attrs)
-        if usage is not None:
-            response["usage"] = usage
+        tokens = usage(attrs)
+        if tokens is not None:
+            response["usage"] = tokens
         if start and end >= start:
             response["latency_ms"] = (end - start) / 1e6
         if end:
-            response["created_at"] = _iso(end)
+            response["created_at"] = iso(end)
         responses.append(response)
 
     metadata: dict[str, Any] = {
         "source": "otlp",
-        "trace_id": trace_id,
-        "span_id": span_id,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
         "span_name": span.name,
     }
     optional = {
-        "service_name": _str(resource_attrs.get("service.name")),
-        "provider": _str(attrs.get("gen_ai.provider.name")) or _str(attrs.get("gen_ai.system")),
-        "operation": _str(attrs.get("gen_ai.operation.name")),
+        "service_name": text_value(span.resource_attrs.get("service.name")),
+        "provider": text_value(attrs.get("gen_ai.provider.name"))
+        or text_value(attrs.get("gen_ai.system")),
+        "operation": text_value(attrs.get("gen_ai.operation.name")),
     }
     metadata.update({key: value for key, value in optional.items() if value is not None})
 
     record: dict[str, Any] = {
-        "record_id": _record_id(trace_id, span_id),
-        "flow": _str(attrs.get(_FLOW_KEY)) or _str(resource_attrs.get(_FLOW_KEY)) or default_flow,
+        "record_id": _record_id(span.trace_id, span.span_id),
+        "flow": span.flow,
         "messages": messages,
         "responses": responses,
         "metadata": metadata,
@@ -447,5 +250,5 @@ def _span_record(
     if tags is not None:
         record["tags"] = tags
     if start:
-        record["created_at"] = _iso(start)
+        record["created_at"] = iso(start)
     return record

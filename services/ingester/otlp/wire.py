@@ -1,13 +1,17 @@
-"""OTLP/HTTP trace export requests on the wire: content types, decoding, ids, the response.
+"""OTLP/HTTP export requests on the wire (traces and logs): content types, decoding, ids, the
+response.
 
-An OTLP exporter POSTs an `ExportTraceServiceRequest` as binary protobuf or as OTLP/JSON; this
-module decodes either (`parse_export_request`), answers it (`export_response`) and turns OTLP
-attribute values into plain Python values (`attributes`). What the spans mean (the GenAI
-semantic conventions) is `services.ingester.otlp.genai`.
+An OTLP exporter POSTs an `ExportTraceServiceRequest` (or, for logs, an
+`ExportLogsServiceRequest`: `signal=LOGS`) as binary protobuf or as OTLP/JSON; this module
+decodes either (`parse_export_request`), answers it (`export_response`) and turns OTLP
+attribute values into plain Python values (`attributes`). What the spans and log records mean
+(the GenAI semantic conventions) is `services.ingester.otlp.genai` and `.logs`.
 
-The batch limit is checked before the body is parsed: spans are counted on the protobuf wire
-(tags and lengths only, stopping past the limit) or in the OTLP/JSON document before protobuf's
-(slow) JSON mapping runs, and OTLP/JSON nested deeper than any OTLP message is refused unparsed.
+The batch limit is checked before the body is parsed: spans (log records) are counted on the
+protobuf wire (tags and lengths only, stopping past the limit) or in the OTLP/JSON document
+before protobuf's (slow) JSON mapping runs, and OTLP/JSON nested deeper than any OTLP message is
+refused unparsed. Both requests share their shape: resource entries (field 1) of scope entries
+(field 2) of items (field 2), so one walk counts either.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format  # type: ignore[import-untyped,unused-ignore]
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped,unused-ignore]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -30,8 +40,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from services.ingester.bounded_json import scan
 
 __all__ = [
+    "LOGS",
+    "TRACES",
     "OTLPFormatError",
-    "OTLPTooManySpans",
+    "OTLPTooManyItems",
+    "Signal",
     "as_dicts",
     "attributes",
     "export_response",
@@ -46,21 +59,58 @@ _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*$")
 _GZIP_MAGIC = b"\x1f\x8b"
 # Deeper OTLP/JSON is no OTLP message: protobuf parses at most 100 nested messages.
 OTLP_JSON_MAX_DEPTH = 256
-# Field numbers: ExportTraceServiceRequest.resource_spans, ResourceSpans.scope_spans,
-# ScopeSpans.spans.
-_RESOURCE_SPANS, _SCOPE_SPANS, _SPANS = 1, 2, 2
+# Field numbers, the same in both requests: Export*ServiceRequest.resource_spans/_logs,
+# Resource*.scope_spans/_logs, Scope*.spans/log_records.
+_RESOURCES, _SCOPES, _ITEMS = 1, 2, 2
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One kind of OTLP export: its messages and the names of its nested fields."""
+
+    items: str  # what the request carries, for messages: "spans", "log records"
+    request: Any
+    response: Any
+    partial_success: Any
+    rejected_field: str
+    resources: tuple[str, str]  # (OTLP/JSON's camelCase, protobuf's field name)
+    scopes: tuple[str, str]
+    entries: tuple[str, str]
+
+
+TRACES = Signal(
+    "spans",
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+    ExportTracePartialSuccess,
+    "rejected_spans",
+    ("resourceSpans", "resource_spans"),
+    ("scopeSpans", "scope_spans"),
+    ("spans", "spans"),
+)
+LOGS = Signal(
+    "log records",
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+    ExportLogsPartialSuccess,
+    "rejected_log_records",
+    ("resourceLogs", "resource_logs"),
+    ("scopeLogs", "scope_logs"),
+    ("logRecords", "log_records"),
+)
 
 
 class OTLPFormatError(ValueError):
     """The body of an OTLP export request cannot be parsed."""
 
 
-class OTLPTooManySpans(ValueError):
-    """An export request holds more spans (or resource and scope entries) than allowed."""
+class OTLPTooManyItems(ValueError):
+    """An export request holds more spans or log records (or resource and scope entries)
+    than allowed."""
 
-    def __init__(self, limit: int, what: str = "spans") -> None:
+    def __init__(self, limit: int, what: str = "spans", items: str = "spans") -> None:
         super().__init__(
-            f"export of more than {limit} {what} exceeds the limit of {limit} spans per "
+            f"export of more than {limit} {what} exceeds the limit of {limit} {items} per "
             "request; send smaller batches (OpenTelemetry Collector: send_batch_max_size)"
         )
 
@@ -74,11 +124,11 @@ def _media_type(content_type: str) -> str:
 
 
 def parse_export_request(
-    body: bytes, content_type: str, max_spans: int | None = None
-) -> ExportTraceServiceRequest:
-    """Decode an OTLP/HTTP trace export body, binary protobuf or OTLP/JSON.
+    body: bytes, content_type: str, max_items: int | None = None, signal: Signal = TRACES
+) -> Any:
+    """Decode an OTLP/HTTP export body (`signal`: TRACES or LOGS), binary protobuf or OTLP/JSON.
 
-    With `max_spans`, raises `OTLPTooManySpans` for a larger batch before parsing it.
+    With `max_items`, raises `OTLPTooManyItems` for a larger batch before parsing it.
     """
     media_type = _media_type(content_type)
     if body.startswith(_GZIP_MAGIC):
@@ -86,19 +136,19 @@ def parse_export_request(
             "OTLP body is gzip-compressed; decompress it (Content-Encoding) before parsing"
         )
     if media_type in _PROTOBUF_TYPES:
-        if max_spans is not None:
-            count_protobuf_spans(body, max_spans)
-        return _parse_protobuf(body)
+        if max_items is not None:
+            count_protobuf_items(body, max_items, signal.items)
+        return _parse_protobuf(body, signal)
     if media_type in _JSON_TYPES:
-        return _parse_json(body, max_spans)
+        return _parse_json(body, max_items, signal)
     raise OTLPFormatError(
         f"unsupported OTLP content type {content_type!r}; "
         f"expected {PROTOBUF_CONTENT_TYPE!r} or {JSON_CONTENT_TYPE!r}"
     )
 
 
-def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def _parse_protobuf(body: bytes, signal: Signal) -> Any:
+    request = signal.request()
     try:
         request.ParseFromString(body)
     except (DecodeError, ValueError, TypeError) as exc:
@@ -144,41 +194,42 @@ def _messages(body: bytes, start: int, end: int, number: int) -> Iterator[tuple[
             raise OTLPFormatError("invalid OTLP protobuf body: a field runs past its message")
 
 
-def count_protobuf_spans(body: bytes, limit: int) -> int:
-    """The spans of a binary export request, counted from the wire without parsing it; raises
-    `OTLPTooManySpans` as soon as there are more than `limit` (or more resource and scope
-    entries than that: each costs as much to walk as a span)."""
-    spans = entries = 0
-    for start, end in _messages(body, 0, len(body), _RESOURCE_SPANS):
-        for scope_start, scope_end in _messages(body, start, end, _SCOPE_SPANS):
-            for _ in _messages(body, scope_start, scope_end, _SPANS):
-                spans += 1
-                if spans > limit:
-                    raise OTLPTooManySpans(limit)
+def count_protobuf_items(body: bytes, limit: int, items: str = "spans") -> int:
+    """The spans (log records) of a binary export request, counted from the wire without
+    parsing it; raises `OTLPTooManyItems` as soon as there are more than `limit` (or more
+    resource and scope entries than that: each costs as much to walk as an item)."""
+    count = entries = 0
+    for start, end in _messages(body, 0, len(body), _RESOURCES):
+        for scope_start, scope_end in _messages(body, start, end, _SCOPES):
+            for _ in _messages(body, scope_start, scope_end, _ITEMS):
+                count += 1
+                if count > limit:
+                    raise OTLPTooManyItems(limit, items, items)
             entries += 1
             if entries > limit:
-                raise OTLPTooManySpans(limit, "resource and scope entries")
+                raise OTLPTooManyItems(limit, "resource and scope entries", items)
         entries += 1
-    return spans
+    return count
 
 
-def count_json_spans(document: dict[str, Any], limit: int) -> int:
-    """The spans of an OTLP/JSON document, counted before protobuf's JSON mapping runs."""
-    spans = entries = 0
-    for resource_spans in as_dicts(_field(document, "resourceSpans", "resource_spans")):
-        for scope_spans in as_dicts(_field(resource_spans, "scopeSpans", "scope_spans")):
-            found = scope_spans.get("spans")
-            spans += len(found) if isinstance(found, list) else 0
-            if spans > limit:
-                raise OTLPTooManySpans(limit)
+def count_json_items(document: dict[str, Any], limit: int, signal: Signal = TRACES) -> int:
+    """The spans (log records) of an OTLP/JSON document, counted before protobuf's JSON
+    mapping runs."""
+    count = entries = 0
+    for resource in as_dicts(_field(document, *signal.resources)):
+        for scope in as_dicts(_field(resource, *signal.scopes)):
+            found = _field(scope, *signal.entries)
+            count += len(found) if isinstance(found, list) else 0
+            if count > limit:
+                raise OTLPTooManyItems(limit, signal.items, signal.items)
             entries += 1
             if entries > limit:
-                raise OTLPTooManySpans(limit, "resource and scope entries")
+                raise OTLPTooManyItems(limit, "resource and scope entries", signal.items)
         entries += 1
-    return spans
+    return count
 
 
-def _parse_json(body: bytes, max_spans: int | None = None) -> ExportTraceServiceRequest:
+def _parse_json(body: bytes, max_items: int | None, signal: Signal) -> Any:
     depth = scan(body, OTLP_JSON_MAX_DEPTH + 1, keep_commas=0).max_depth
     if depth > OTLP_JSON_MAX_DEPTH:
         raise OTLPFormatError(
@@ -193,13 +244,13 @@ def _parse_json(body: bytes, max_spans: int | None = None) -> ExportTraceService
         raise OTLPFormatError(
             f"invalid OTLP/JSON body: expected an object, got {type(document).__name__}"
         )
-    if max_spans is not None:
-        count_json_spans(document, max_spans)
-    problem = _shape_problem(document, ExportTraceServiceRequest.DESCRIPTOR, "")
+    if max_items is not None:
+        count_json_items(document, max_items, signal)
+    problem = _shape_problem(document, signal.request.DESCRIPTOR, "")
     if problem is not None:
         raise OTLPFormatError(f"invalid OTLP/JSON body: {problem}")
-    _hex_ids_to_base64(document)
-    request = ExportTraceServiceRequest()
+    _hex_ids_to_base64(document, signal)
+    request = signal.request()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
@@ -237,13 +288,13 @@ def as_dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+def _hex_ids_to_base64(document: dict[str, Any], signal: Signal) -> None:
     """OTLP/JSON carries trace and span ids as hex; protobuf's JSON mapping wants base64."""
-    for resource_spans in as_dicts(_field(document, "resourceSpans", "resource_spans")):
-        for scope_spans in as_dicts(_field(resource_spans, "scopeSpans", "scope_spans")):
-            for span in as_dicts(scope_spans.get("spans")):
-                _convert_ids(span)
-                for link in as_dicts(span.get("links")):
+    for resource in as_dicts(_field(document, *signal.resources)):
+        for scope in as_dicts(_field(resource, *signal.scopes)):
+            for item in as_dicts(_field(scope, *signal.entries)):
+                _convert_ids(item)
+                for link in as_dicts(item.get("links")):
                     _convert_ids(link)
 
 
@@ -280,15 +331,16 @@ def _convert_ids(obj: dict[str, Any]) -> None:
 
 
 def export_response(
-    content_type: str, rejected_spans: int = 0, error_message: str = ""
+    content_type: str, rejected: int = 0, error_message: str = "", signal: Signal = TRACES
 ) -> tuple[bytes, str]:
     """An export response, encoded like the request it answers: full success, or a partial
-    success naming how many spans were rejected and why (OTLP exporters do not retry those)."""
-    response = ExportTraceServiceResponse()
-    if rejected_spans:
-        response.partial_success.CopyFrom(
-            ExportTracePartialSuccess(rejected_spans=rejected_spans, error_message=error_message)
-        )
+    success naming how many spans (log records) were rejected and why (OTLP exporters do not
+    retry those)."""
+    response = signal.response()
+    if rejected:
+        partial = signal.partial_success(error_message=error_message)
+        setattr(partial, signal.rejected_field, rejected)
+        response.partial_success.CopyFrom(partial)
     if _media_type(content_type) in _JSON_TYPES:
         return json_format.MessageToJson(response).encode(), JSON_CONTENT_TYPE
     return response.SerializeToString(), PROTOBUF_CONTENT_TYPE
