@@ -77,7 +77,9 @@ class FeedbackCollector:
             self.state,
             max_message_bytes=settings.kafka.max_message_bytes,
             kafka=settings.kafka,
+            tracer=context.tracer,
         )
+        self.emitter.flow_of = self.watched.flow_of
         self.secrets: tuple[str, ...] = ()
         self.state_loaded = False
         self.receiver = WebhookReceiver(

@@ -30,9 +30,12 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from enum import StrEnum
 from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from services.feedback_collector.state import CollectorState
 from shared.dead_letters import (
@@ -56,7 +59,9 @@ from shared.events import (
 )
 from shared.failures import is_permanent
 from shared.message_size import RecordTooLarge, fit, payload_limit
+from shared.metrics import record_passed
 from shared.settings import KafkaSettings
+from shared.telemetry import context_from_traceparent, link_to, record_span, tracer_of
 
 log = logging.getLogger("loopline.feedback_collector")
 
@@ -109,8 +114,10 @@ class Emitter:
         memory: int = 100_000,
         max_message_bytes: int | None = None,
         kafka: KafkaSettings | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._send = send
+        self.tracer = tracer if tracer is not None else tracer_of(None)
         # Whose topics the events go to (`kafka.topic`); none: the names as they are.
         self.kafka = kafka if kafka is not None else KafkaSettings()
         self.max_message_bytes = max_message_bytes
@@ -121,6 +128,8 @@ class Emitter:
         self.responses_sent = 0
         self.completed_sent = 0
         self.dead_lettered = 0
+        # The flow a dataset belongs to, for the metrics (`WatchedDatasets.flow_of`).
+        self.flow_of: Callable[[str], str] = lambda dataset: "unknown"
 
     def _seen(self, key: Hashable) -> bool:
         if key in self._sent:
@@ -133,8 +142,11 @@ class Emitter:
         while len(self._sent) > self._memory:
             self._sent.popitem(last=False)
 
-    async def response(self, event: AnnotatorResponse, argilla_record_id: str = "") -> Sent:
-        """Send one response (unless this process sent it before)."""
+    async def response(
+        self, event: AnnotatorResponse, argilla_record_id: str = "", traceparent: str | None = None
+    ) -> Sent:
+        """Send one response (unless this process sent it before), in the record's trace
+        (`traceparent`, as the publisher stored it in Argilla)."""
         key = response_key(event)
         if self._seen(key):
             return Sent.duplicate
@@ -144,10 +156,13 @@ class Emitter:
             "annotator": event.annotator,
             "argilla_record_id": argilla_record_id,
         }
-        outcome = await self._publish(FEEDBACK_RESPONSES, event.record_id, event, reference)
+        outcome = await self._publish(
+            FEEDBACK_RESPONSES, event.record_id, event, reference, traceparent
+        )
         self._remember(key)
         if outcome == Sent.sent:
             self.responses_sent += 1
+            record_passed(SERVICE, self.flow_of(event.dataset), "answered")
             log.debug(
                 "response: %s %s %s in %s",
                 event.annotator,
@@ -158,9 +173,14 @@ class Emitter:
         return outcome
 
     async def completed(
-        self, event: CompletedRecord, dataset_id: str, argilla_record_id: str = ""
+        self,
+        event: CompletedRecord,
+        dataset_id: str,
+        argilla_record_id: str = "",
+        traceparent: str | None = None,
     ) -> Sent:
-        """Announce a completed record, unless it was announced with the same responses."""
+        """Announce a completed record, unless it was announced with the same responses; in
+        the record's trace (`traceparent`)."""
         digest = response_set(dataset_id, event)
         async with self._completing:
             before = self.state.announced(dataset_id, event.record_id)
@@ -173,11 +193,12 @@ class Emitter:
                 "responses": len(event.responses),
             }
             outcome = await self._publish(
-                RECORDS_COMPLETED, event.record_id, self._fit(event), reference
+                RECORDS_COMPLETED, event.record_id, self._fit(event), reference, traceparent
             )
             await self.state.save_announced(dataset_id, event.record_id, digest, outcome.value)
         if outcome == Sent.sent:
             self.completed_sent += 1
+            record_passed(SERVICE, event.record.flow, "completed")
             log.debug(
                 "completed: %s in %s with %d response(s)",
                 event.record_id,
@@ -187,6 +208,23 @@ class Emitter:
         return outcome
 
     async def _publish(
+        self,
+        topic: str,
+        record_id: str,
+        event: AnnotatorResponse | CompletedRecord,
+        reference: dict[str, Any],
+        traceparent: str | None = None,
+    ) -> Sent:
+        with record_span(
+            self.tracer,
+            f"feedback-collector emit {topic}",
+            record_id,
+            parent=context_from_traceparent(traceparent) if traceparent else None,
+            links=link_to(trace.get_current_span()),  # the webhook request or the pass
+        ):
+            return await self._publish_in_trace(topic, record_id, event, reference)
+
+    async def _publish_in_trace(
         self,
         topic: str,
         record_id: str,

@@ -213,21 +213,31 @@ class WatchedDatasets:
     """
 
     targets: frozenset[tuple[str, str]]
+    flows: tuple[tuple[str, str], ...] = ()  # (dataset name, the flow publishing to it)
 
     @classmethod
     def from_flows(cls, flows: FlowsConfig, default_workspace: str) -> WatchedDatasets:
         targets: set[tuple[str, str]] = set()
+        names: dict[str, str] = {}
         for flow_name, flow in flows.flows.items():
             publish = flow.publish
             if publish is None:
                 continue
             name = publish.dataset or flow_name
+            names.setdefault(name, flow_name)
             workspace = publish.workspace or default_workspace
             if publish.mode == "split":
                 targets.update((f"{workspace}-{a}", name) for a in publish.annotators)
             else:
                 targets.add((workspace, name))
-        return cls(frozenset(targets))
+        return cls(frozenset(targets), tuple(sorted(names.items())))
+
+    def flow_of(self, dataset: str) -> str:
+        """The flow that publishes to `dataset` (or a version of it); "unknown" if none."""
+        names = dict(self.flows)
+        base = re.fullmatch(r"(.+)-v\d+", dataset)
+        found = names.get(dataset) or (names.get(base.group(1)) if base else None)
+        return found or "unknown"
 
     def matches(self, workspace: str, dataset: str) -> bool:
         if (workspace, dataset) in self.targets:

@@ -47,6 +47,7 @@ from services.feedback_collector.mapping import (
     completed_record,
     loopline_record_id,
 )
+from shared.argilla_metadata import trace_from_metadata
 
 log = logging.getLogger("loopline.feedback_collector")
 
@@ -160,10 +161,11 @@ class Reconciler:
             )
             return 0
         names = await self.reader.usernames([r.user_id for r in record.responses])
+        traceparent = trace_from_metadata(record.metadata)
         if record.status == COMPLETED:
             completion = completed_record(record, dataset.name, names.__getitem__)
             if completion is not None:
-                await self.emitter.completed(completion, dataset.id, record.id)
+                await self.emitter.completed(completion, dataset.id, record.id, traceparent)
         for response in sorted(fresh, key=lambda r: r.updated_at):
             event = annotator_response(
                 record_id,
@@ -174,5 +176,5 @@ class Reconciler:
                 response.updated_at,
             )
             if event is not None:
-                await self.emitter.response(event, record.id)
+                await self.emitter.response(event, record.id, traceparent)
         return len(fresh)

@@ -45,6 +45,7 @@ from services.feedback_collector.mapping import (
     loopline_record_id,
 )
 from services.feedback_collector.signatures import SignatureError, verify
+from shared.argilla_metadata import trace_from_metadata
 
 log = logging.getLogger("loopline.feedback_collector")
 
@@ -168,7 +169,7 @@ class WebhookReceiver:
         )
         if event is None:
             return Outcome(200, status="ignored", reason=f"unknown status {response.status}")
-        sent = await self.emitter.response(event, record.id)
+        sent = await self.emitter.response(event, record.id, trace_from_metadata(record.metadata))
         return Outcome(200, status=sent.value, record_id=record_id)
 
     async def _completed(self, envelope: WebhookEnvelope) -> Outcome:
@@ -184,7 +185,9 @@ class WebhookReceiver:
         event = completed_record(record, hook.dataset.name, names.__getitem__)
         if event is None:
             return Outcome(200, status="ignored", reason="no valid loopline_record metadata")
-        sent = await self.emitter.completed(event, hook.dataset.id, record.id)
+        sent = await self.emitter.completed(
+            event, hook.dataset.id, record.id, trace_from_metadata(record.metadata)
+        )
         return Outcome(200, status=sent.value, record_id=event.record_id)
 
 

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import TracerProvider
 
 from services.feedback_collector.app import FeedbackCollector
 from services.feedback_collector.signatures import sign
@@ -77,7 +79,9 @@ class FakeBroker:
             raise error
         log = self.topics.setdefault(topic, [])
         order = sum(len(messages) for messages in self.topics.values())
-        log.append(Message(topic, key, message, dict(headers or {}), len(log), order))
+        carried: dict[str, str] = {}
+        propagate.inject(carried)  # the trace context, as FastStream's telemetry middleware does
+        log.append(Message(topic, key, message, carried | dict(headers or {}), len(log), order))
 
     def values(self, topic: str) -> list[dict[str, Any]]:
         return [json.loads(m.value) for m in self.topics.get(topic, [])]
@@ -136,6 +140,12 @@ class FakeRecord:
     responses: list[FakeResponse] = field(default_factory=list)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     updated_at: datetime = field(default_factory=lambda: ago(3600))
+    traceparent: str | None = None  # the record's trace, as the publisher stores it
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        stored = {"loopline_record": self.record.model_dump_json()}
+        return stored | ({"loopline_traceparent": self.traceparent} if self.traceparent else {})
 
     @property
     def status(self) -> str:
@@ -147,7 +157,7 @@ class FakeRecord:
             "id": self.id,
             "status": self.status,
             "external_id": self.record.record_id,
-            "metadata": {"loopline_record": self.record.model_dump_json()},
+            "metadata": self.metadata,
             "responses": [r.as_json() for r in self.responses],
             "dataset_id": self.dataset_id,
             "updated_at": naive(self.updated_at),
@@ -261,7 +271,7 @@ class FakeArgilla:
             "id": record.id,
             "status": record.status,
             "external_id": record.record.record_id,
-            "metadata": {"loopline_record": record.record.model_dump_json()},
+            "metadata": record.metadata,
             "dataset": {
                 "id": record.dataset_id,
                 "name": name,
@@ -330,6 +340,7 @@ class Life:
         broker: FakeBroker,
         monkeypatch: pytest.MonkeyPatch,
         settings: Settings | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         settings = settings or Settings()
         settings = settings.model_copy(
@@ -356,6 +367,7 @@ class Life:
             flows=FLOWS,
             broker=broker,  # type: ignore[arg-type]
             dead_letters=DeadLetters("feedback-collector", settings.retry),
+            tracer_provider=tracer_provider,
         )
         self.collector = FeedbackCollector(context)
         self.collector.reader._http = argilla.client()
