@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 import httpx
 
 from shared.failures import PermanentError, TransientError
+from shared.metrics import ARGILLA_REQUEST_FAILURES, ARGILLA_REQUEST_SECONDS
 
 log = logging.getLogger("loopline.argilla_publisher")
 
@@ -242,7 +244,20 @@ class BulkWriter:
                 raise outcome
 
     async def _request(self, method: str, path: str, what: str, **options: Any) -> httpx.Response:
+        operation = path.rsplit("/", 1)[-1]  # `search` or `bulk`: the metrics' label
         async with self._limit:  # held per request only: halves of a chunk take their turn
-            response = await self._client.request(method, path, **options)
+            started = time.perf_counter()
+            try:
+                response = await self._client.request(method, path, **options)
+            except httpx.TransportError:
+                ARGILLA_REQUEST_FAILURES.labels(operation=operation, status="unreachable").inc()
+                raise
+            finally:
+                ARGILLA_REQUEST_SECONDS.labels(operation=operation).observe(
+                    time.perf_counter() - started
+                )
+        if response.status_code >= 400:
+            status = str(response.status_code)
+            ARGILLA_REQUEST_FAILURES.labels(operation=operation, status=status).inc()
         _check(response, what)
         return response

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from services.argilla_publisher.bulk import BulkWriter, DatasetMissingError, pay
 from services.argilla_publisher.targets import Publication, Target
 from shared.events import RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.failures import PermanentError, TransientError
+from shared.metrics import ARGILLA_PUBLISH_SECONDS, record_passed
 from shared.service import ServiceContext
 
 log = logging.getLogger("loopline.argilla_publisher")
@@ -57,6 +59,13 @@ class Publisher:
     async def publish(self, flow: str, index: int, items: list[Item]) -> int:
         """Publish `items` to the flow's target number `index`; the number that are in Argilla
         (upserted or kept), the others dead-lettered."""
+        started = time.perf_counter()
+        try:
+            return await self._publish(flow, index, items)
+        finally:
+            ARGILLA_PUBLISH_SECONDS.labels(flow=flow).observe(time.perf_counter() - started)
+
+    async def _publish(self, flow: str, index: int, items: list[Item]) -> int:
         settled = 0
         pending = items
         while pending:
@@ -143,6 +152,7 @@ class Publisher:
                 lambda: broker.publish(body, topic=topic, key=key),
                 f"announcing {record.record_id} on {topic}",
             )
+            record_passed(self.context.name, record.flow, "published")
 
         await asyncio.gather(*(one(record) for _, record, _ in items))
 

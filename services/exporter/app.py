@@ -38,6 +38,7 @@ from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED
 from shared.failures import TransientError
 from shared.flows import Flow, PluginRef
+from shared.metrics import record_passed
 from shared.service import ServiceContext, ServiceSpec
 
 log = logging.getLogger("loopline.exporter")
@@ -102,6 +103,7 @@ class Exporter:
             changed, due = await self._retried(
                 f"keeping {len(events)} record(s) of {name}", self._add, name, events, formats
             )
+            record_passed(self.context.name, name, "exported", len(events))
         except Exception:
             log.warning("%s: keeping %d record(s) failed, keeping them one by one", name, len(kept))
             changed, due = 0, False
@@ -115,6 +117,7 @@ class Exporter:
                         formats,
                     )
                     changed += one
+                    record_passed(self.context.name, name, "exported")
                 except Exception as exc:
                     await self._dead_letter(consumed, exc, int(getattr(exc, "attempts", 1)))
         self.context.stats.processed += len(events)
