@@ -158,6 +158,13 @@ class IngestSettings(BaseModel):
     api_keys: list[ApiKey] = Field(default_factory=list)
     max_batch: int = Field(default=1000, ge=1)  # records per request
     max_spans: int = Field(default=8192, ge=1)  # spans per OTLP export request
+    max_log_records: int = Field(default=8192, ge=1)  # log records per OTLP logs export request
+    # OTLP: an LLM span whose message content comes as log-record events (/v1/logs) waits this
+    # long for them, and they for it; at most this many entries and bytes wait at once (past
+    # either bound the oldest stop waiting early).
+    otlp_join_wait_s: float = Field(default=30.0, gt=0)
+    otlp_join_max_entries: int = Field(default=10_000, ge=1)
+    otlp_join_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Bytes of a request body, on the wire and after decompression (gzip, deflate).
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # Nesting levels of one record (the record object is level 1): a deeper record is refused
