@@ -28,15 +28,18 @@ from collections import defaultdict
 
 import argilla as rg
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
 
 from services.argilla_publisher.bulk import BulkWriter
 from services.argilla_publisher.publishing import Item, Publisher
 from services.argilla_publisher.routing import ReviewTally, decide, mark
 from services.argilla_publisher.targets import Publication, prepare, split_index
+from shared.argilla_metadata import TRACE_METADATA_KEY
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
 from shared.failures import is_transient
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
+from shared.telemetry import context_from_headers, current_traceparent, link_to, record_span
 from shared.templates import Template
 
 log = logging.getLogger("loopline.argilla_publisher")
@@ -88,7 +91,18 @@ def register(context: ServiceContext) -> None:
                     context.stats.processed += 1
                     continue
                 index = split_index(record.record_id, len(publication.targets))
-                argilla_record = mark(publication.template.to_record(record), decision)
+                with record_span(
+                    context.tracer,
+                    "argilla-publisher prepare",
+                    record.record_id,
+                    parent=context_from_headers(consumed.headers),
+                    flow=record.flow,
+                    links=link_to(trace.get_current_span()),  # the batch's span
+                ):
+                    argilla_record = mark(publication.template.to_record(record), decision)
+                    # The collector's spans for its answers join the record's trace from here.
+                    if traceparent := current_traceparent():
+                        argilla_record.metadata[TRACE_METADATA_KEY] = traceparent
                 groups[(record.flow, index)].append((consumed, record, argilla_record))
                 if decision is not None:
                     tally.add(record.flow, decision)

@@ -28,6 +28,7 @@ from shared.events import RECORDS_PUBLISHED, PublishedRecord, Record
 from shared.failures import PermanentError, TransientError
 from shared.metrics import ARGILLA_PUBLISH_SECONDS, record_passed
 from shared.service import ServiceContext
+from shared.telemetry import context_from_headers, record_span
 
 log = logging.getLogger("loopline.argilla_publisher")
 
@@ -140,7 +141,7 @@ class Publisher:
         broker, dead_letters = self.context.broker, self.context.dead_letters
         topic = self.context.settings.kafka.topic(RECORDS_PUBLISHED)
 
-        async def one(record: Record) -> None:
+        async def one(consumed: Any, record: Record) -> None:
             body = PublishedRecord(
                 record_id=record.record_id,
                 flow=record.flow,
@@ -148,13 +149,21 @@ class Publisher:
                 workspace=target.workspace,
             ).to_bytes()
             key = record.record_id.encode()
-            await dead_letters.with_retries(
-                lambda: broker.publish(body, topic=topic, key=key),
-                f"announcing {record.record_id} on {topic}",
-            )
+            with record_span(
+                self.context.tracer,
+                "argilla-publisher announce",
+                record.record_id,
+                parent=context_from_headers(consumed.headers),  # in Argilla now: its trace
+                flow=record.flow,
+            ) as span:
+                span.set_attribute("loopline.argilla.dataset", f"{target.workspace}/{target.name}")
+                await dead_letters.with_retries(
+                    lambda: broker.publish(body, topic=topic, key=key),
+                    f"announcing {record.record_id} on {topic}",
+                )
             record_passed(self.context.name, record.flow, "published")
 
-        await asyncio.gather(*(one(record) for _, record, _ in items))
+        await asyncio.gather(*(one(consumed, record) for consumed, record, _ in items))
 
     async def _dead(self, item: Item, exc: BaseException) -> None:
         await self.context.dead_letters.send_record(item[0], exc, attempts=1)

@@ -19,6 +19,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 
 from services.argilla_publisher import app as publisher_app
@@ -64,7 +65,11 @@ def flows(**publish: dict[str, Any]) -> FlowsConfig:
 
 
 def fake_payload(record: Any, dataset: Any) -> dict[str, Any]:
-    return {"external_id": str(record.id), "fields": record.fields.to_dict()}
+    return {
+        "external_id": str(record.id),
+        "fields": record.fields.to_dict(),
+        "metadata": dict(record.metadata.items()),
+    }
 
 
 @asynccontextmanager
@@ -73,19 +78,21 @@ async def publisher(
     argilla: FakeArgilla,
     config: FlowsConfig,
     settings: Settings | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Harness]:
     """The publisher registered and its test broker running; records go in with `send`.
     Topics are the flow set's of `settings` (its Kafka topic prefix)."""
     argilla_settings = ArgillaSettings(api_key=SecretStr("secret-key"))
     settings = (settings or Settings()).model_copy(update={"argilla": argilla_settings})
     kafka = settings.kafka
-    broker, dead_letters = build_broker(settings, "argilla-publisher")
+    broker, dead_letters = build_broker(settings, "argilla-publisher", tracer_provider)
     context = ServiceContext(
         name="argilla-publisher",
         settings=settings,
         flows=config,
         broker=broker,
         dead_letters=dead_letters,
+        tracer_provider=tracer_provider,
     )
     h = Harness(argilla, context)
 
