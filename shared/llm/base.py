@@ -21,7 +21,9 @@ A built LLM has:
   and turns any other into a failed judgment), and whose ``status_code`` is the HTTP status,
   if there was one (the judge asks again without ``response_format`` when a 400 or 422 says
   it was refused);
-* ``aclose()``: release its connections (the services call it when they stop).
+* ``aclose()``: release its connections (the services call it when they stop);
+* ``telemetry``: where its calls are reported (spans, content capture), set by the services
+  through ``instrument`` (`shared.llm.telemetry`); a plugin that reports nothing ignores it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Self
 from pydantic import BaseModel
 
 from shared.events import ChatMessage, TokenUsage
+from shared.llm.telemetry import LLMTelemetry
 from shared.plugins import Plugin
 from shared.settings import LLMSettings
 
@@ -48,7 +51,9 @@ class LLMError(RuntimeError):
     """A chat completion failed.
 
     `retryable` says whether trying again later could help; `attempts` is how many requests were
-    made; `retry_after_s` is the wait the server asked for, if it did.
+    made; `retry_after_s` is the wait the server asked for, if it did. `error_type` is a
+    low-cardinality name of what went wrong, for spans and metrics (`error.type`): the HTTP
+    status ("429"), "timeout", the exception's class name, or "malformed_response".
     """
 
     def __init__(
@@ -59,8 +64,10 @@ class LLMError(RuntimeError):
         retryable: bool | None = None,
         attempts: int = 1,
         retry_after_s: float | None = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.error_type = error_type or (str(status_code) if status_code else type(self).__name__)
         self.status_code = status_code
         self.attempts = attempts
         self.retry_after_s = retry_after_s
@@ -74,13 +81,15 @@ class LLMError(RuntimeError):
 
 
 class ChatCompletion(BaseModel):
-    """One answer: its text, the model the server says answered, why it stopped, the cost."""
+    """One answer: its text, the model the server says answered, why it stopped, the cost, and
+    the server's id of the completion (`gen_ai.response.id`) when it gave one."""
 
     text: str
     model: str
     finish_reason: str | None
     usage: TokenUsage | None
     latency_ms: float
+    response_id: str | None = None
 
 
 class LLM(Plugin):
@@ -88,6 +97,11 @@ class LLM(Plugin):
 
     model: str
     params: Mapping[str, Any]
+    telemetry: LLMTelemetry = LLMTelemetry()  # the process's global tracer, no content
+
+    def instrument(self, telemetry: LLMTelemetry) -> None:
+        """Report this LLM's calls through `telemetry` from now on."""
+        self.telemetry = telemetry
 
     @classmethod
     def from_options(  # type: ignore[override]  # the only context an LLM gets is `defaults`

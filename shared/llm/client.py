@@ -10,7 +10,8 @@ What makes it fit for production traffic:
 - 429s, 5xx, timeouts, connection errors and garbled 200s are retried with exponential backoff
   and full jitter, honouring `Retry-After`; errors a retry cannot fix fail at once;
 - optional request and token rate limits per endpoint and model, shared across clients;
-- `stats` counts requests, retries, failures and tokens.
+- `stats` counts requests, retries, failures and tokens;
+- each request is a GenAI span and counted in Prometheus metrics (`shared.llm.telemetry`).
 
 Options from a flow file: the client's own (`CLIENT_OPTIONS`), the generation parameters in
 common use (`GENERATION_PARAMS`), and `params: {...}` for anything else an endpoint takes. Any
@@ -26,8 +27,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
@@ -36,6 +35,8 @@ from pydantic import SecretStr
 from shared.events import ChatMessage, TokenUsage
 from shared.llm.base import LLM, ChatCompletion, LLMError
 from shared.llm.rate_limit import InFlightLimit, TokenBucket, shared_bucket, shared_semaphore
+from shared.llm.responses import error_message, parse_retry_after
+from shared.llm.telemetry import Endpoint, LLMTelemetry
 from shared.settings import LLMSettings
 
 # A server's Retry-After up to this long is always honoured, even above `backoff_max_s`.
@@ -55,6 +56,7 @@ CLIENT_OPTIONS = frozenset(
         "backoff_max_s",
         "requests_per_minute",
         "tokens_per_minute",
+        "provider",
     }
 )
 # Generation parameters a flow may give by name (sent with every request): OpenAI's chat
@@ -111,44 +113,6 @@ class LLMStats:
     completion_tokens: int = 0
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error", {})
-        message = error.get("message") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = None
-    return message or response.text[:500] or response.reason_phrase
-
-
-def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    milliseconds = lowered.get("retry-after-ms")
-    if milliseconds is not None:
-        try:
-            value = float(milliseconds)
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value):
-            return max(0.0, value / 1000)
-    raw = lowered.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 def _resolve_api_key(api_key: SecretStr | str | None, api_key_env: str | None) -> SecretStr | None:
     if api_key is not None and api_key_env is not None:
         raise ValueError("give api_key or api_key_env, not both")
@@ -170,6 +134,8 @@ class OpenAICompatibleLLM(LLM):
     The in-flight limit is per base URL and the rate limits per base URL and model, shared by
     every client of the running event loop; the first client to use one decides its size (and
     its clock and sleep). The HTTP connection pool is opened by the first request.
+    `provider` names who serves the endpoint in spans (`gen_ai.provider.name`); `telemetry`
+    where the spans go (default: the process's global tracer provider, no message content).
     """
 
     def __init__(
@@ -188,6 +154,8 @@ class OpenAICompatibleLLM(LLM):
         backoff_max_s: float = 30.0,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        provider: str = "openai",
+        telemetry: LLMTelemetry | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
@@ -218,6 +186,9 @@ class OpenAICompatibleLLM(LLM):
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self.stats = LLMStats()
+        self.endpoint = Endpoint.of(self.base_url, provider)
+        if telemetry is not None:
+            self.telemetry = telemetry
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -260,6 +231,7 @@ class OpenAICompatibleLLM(LLM):
         model = str(client_options.pop("model", defaults.model))
         base_url = str(client_options.pop("base_url", defaults.base_url_for(model)))
         client_options.setdefault("timeout_s", defaults.timeout_s)
+        client_options.setdefault("provider", defaults.provider)
         if "api_key" not in client_options and "api_key_env" not in client_options:
             known = {url.rstrip("/") for url in (defaults.base_url, *defaults.endpoints.values())}
             client_options["api_key"] = defaults.api_key if base_url.rstrip("/") in known else None
@@ -356,7 +328,7 @@ class OpenAICompatibleLLM(LLM):
         while True:
             attempts += 1
             try:
-                completion = await self._attempt(body, estimate)
+                completion = await self._attempt(body, estimate, attempts)
             except LLMError as exc:
                 exc.attempts = attempts
                 if not exc.retryable:
@@ -387,33 +359,20 @@ class OpenAICompatibleLLM(LLM):
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(attempt - 1, 60))
         return self._rng.uniform(0.0, ceiling)
 
-    async def _attempt(self, body: dict[str, Any], estimate: int) -> ChatCompletion:
+    async def _attempt(self, body: dict[str, Any], estimate: int, attempt: int) -> ChatCompletion:
         assert self._in_flight is not None
         async with self._in_flight:
             if self._request_bucket is not None:
                 await self._request_bucket.acquire(1)
             if self._token_bucket is not None:
                 await self._token_bucket.acquire(estimate)
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    response = await self._http().post(
-                        f"{self.base_url}/chat/completions", json=body, headers=self._headers
-                    )
-            except (TimeoutError, httpx.TimeoutException) as exc:
-                raise LLMError(
-                    f"{self.base_url}: no complete answer within {self.timeout_s:g} s: {exc!r}"
-                ) from exc
-            except httpx.RequestError as exc:
-                raise LLMError(f"{self.base_url}: request failed: {exc!r}") from exc
-            latency_ms = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            raise LLMError(
-                f"{self.base_url}: HTTP {response.status_code}: {_error_message(response)}",
-                status_code=response.status_code,
-                retry_after_s=parse_retry_after(response.headers),
-            )
-        completion = self._parse(response, latency_ms)
+            # The span starts when the request leaves (the waits for the limits are not the
+            # endpoint's latency) and ends once the answer is read.
+            with self.telemetry.attempt(
+                self.endpoint, body, attempt, attempt <= self.max_retries
+            ) as observed:
+                completion = await self._request(body)
+                observed.succeeded(completion)
         if self._token_bucket is not None and completion.usage is not None:
             difference = completion.usage.total_tokens - estimate
             if difference > 0:
@@ -422,12 +381,38 @@ class OpenAICompatibleLLM(LLM):
                 self._token_bucket.credit(-difference)
         return completion
 
+    async def _request(self, body: dict[str, Any]) -> ChatCompletion:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._http().post(
+                    f"{self.base_url}/chat/completions", json=body, headers=self._headers
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise LLMError(
+                f"{self.base_url}: no complete answer within {self.timeout_s:g} s: {exc!r}",
+                error_type="timeout",
+            ) from exc
+        except httpx.RequestError as exc:
+            raise LLMError(
+                f"{self.base_url}: request failed: {exc!r}", error_type=type(exc).__name__
+            ) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise LLMError(
+                f"{self.base_url}: HTTP {response.status_code}: {error_message(response)}",
+                status_code=response.status_code,
+                retry_after_s=parse_retry_after(response.headers),
+            )
+        return self._parse(response, latency_ms)
+
     def _parse(self, response: httpx.Response, latency_ms: float) -> ChatCompletion:
         def garbled(reason: str) -> LLMError:
             return LLMError(
                 f"{self.base_url}: HTTP 200 but {reason}: {response.text[:200]!r}",
                 status_code=response.status_code,
                 retryable=True,
+                error_type="malformed_response",
             )
 
         try:
@@ -456,12 +441,14 @@ class OpenAICompatibleLLM(LLM):
                 raise garbled("the usage is invalid") from exc
         model = data.get("model")
         finish_reason = choice.get("finish_reason")
+        response_id = data.get("id")
         return ChatCompletion(
             text=content if isinstance(content, str) else "",
             model=model if isinstance(model, str) and model else self.model,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             usage=token_usage,
             latency_ms=latency_ms,
+            response_id=response_id if isinstance(response_id, str) and response_id else None,
         )
 
     async def aclose(self) -> None:

@@ -22,8 +22,9 @@ from devstack.scripted_llm import (
 )
 from shared.events import ChatMessage, Role
 from shared.llm.base import LLMError
-from shared.llm.client import OpenAICompatibleLLM, parse_retry_after
+from shared.llm.client import OpenAICompatibleLLM
 from shared.llm.rate_limit import TokenBucket
+from shared.llm.responses import parse_retry_after
 from shared.settings import LLMSettings
 
 HELLO = [ChatMessage(role=Role.user, content="hello")]
