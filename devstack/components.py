@@ -20,6 +20,7 @@ from devstack.installer import ARGILLA_REQUIREMENTS, InstallPaths
 
 HEALTH_TIMEOUT_S = 2.0
 LLM_SCRIPT = Path(__file__).with_name("llm_server.py")
+PHOENIX_SCRIPT = Path(__file__).with_name("phoenix_server.py")
 
 
 def llm_threads(servers: int) -> int:
@@ -42,7 +43,7 @@ _NOT_INHERITED = (
     "ADVERTISED_LISTENER_URL",
     "STORAGE_ENGINE",
 )
-_NOT_INHERITED_PREFIXES = ("ARGILLA_", "AWS_")
+_NOT_INHERITED_PREFIXES = ("ARGILLA_", "AWS_", "PHOENIX_")
 
 
 @dataclass(frozen=True)
@@ -417,12 +418,48 @@ def _llm(config: StackConfig, paths: InstallPaths, server: LLMServer) -> Compone
     )
 
 
+def phoenix_env(config: StackConfig) -> dict[str, str]:
+    """Phoenix's settings: loopback, its own port and data dir; no telemetry, no assistant.
+
+    The agent assistant would enable a server-side shell by default; external resources
+    (fonts, docs) would make the UI reach out to the internet.
+    """
+    return dict(
+        PHOENIX_HOST=config.host,
+        PHOENIX_PORT=str(config.ports.phoenix),
+        PHOENIX_WORKING_DIR=str(data_path(config, "phoenix")),
+        PHOENIX_TELEMETRY_ENABLED="false",
+        PHOENIX_ALLOW_EXTERNAL_RESOURCES="false",
+        PHOENIX_LOG_MIGRATIONS="false",
+        PHOENIX_DISABLE_AGENT_ASSISTANT="true",
+        PHOENIX_AGENTS_DISABLE_BASH="true",
+    )
+
+
+def _phoenix(config: StackConfig, paths: InstallPaths) -> Component:
+    """Arize Phoenix, the trace viewer the services export to (OTLP/HTTP at `/v1/traces`).
+
+    Started by our launcher, which keeps Phoenix's gRPC receiver (all interfaces) closed.
+    """
+    url = config.phoenix_url
+    return Component(
+        "phoenix",
+        url,
+        [str(paths.phoenix_python), str(PHOENIX_SCRIPT)],
+        phoenix_env(config),
+        (config.ports.phoenix,),
+        lambda: http_answers(f"{url}/healthz", lambda r: r.status_code == 200),
+        cwd=data_path(config, "phoenix"),
+        purpose="trace viewer (Arize Phoenix)",
+    )
+
+
 def stack_components(config: StackConfig) -> list[Component]:
     """The stack's servers, in start order (a server's `after` ones come before it)."""
     paths = InstallPaths(config.installs)
     search, argilla, worker = _argilla(config, paths)
     llms = [_llm(config, paths, server) for server in config.llm_servers]
-    return [*_kafka(config, paths), search, *llms, argilla, worker]
+    return [*_kafka(config, paths), search, *llms, argilla, worker, _phoenix(config, paths)]
 
 
 # Which install step provides each server.
@@ -434,4 +471,5 @@ INSTALLED_BY = {
     "argilla-worker": "argilla",
     "llm": "llm",
     "llm-2": "llm",
+    "phoenix": "phoenix",
 }

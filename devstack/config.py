@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 KafkaMode = Literal["durable", "memory"]
 ModelSize = Literal["0.5b", "1.5b"]
 DEFAULT_INSTALL_DIR = Path(".loopline/install")
+# The Phoenix project the services' spans are filed under (resource attribute
+# `openinference.project.name`).
+PHOENIX_PROJECT = "loopline"
 MODEL_SIZES: tuple[ModelSize, ...] = ("1.5b", "0.5b")
 
 
@@ -32,6 +35,7 @@ class StackPorts(BaseModel):
     redis: int = 6379
     llm: int = 8080  # the default model (the one LOOPLINE_LLM__* points at)
     llm_2: int = 8081  # the other model
+    phoenix: int = 6006  # the trace viewer: its UI, its REST API and OTLP/HTTP at /v1/traces
     services: int = 7100  # health ports of the six services: 7101, 7102, ...
 
 
@@ -120,6 +124,11 @@ class StackConfig(BaseModel):
     @property
     def argilla_url(self) -> str:
         return f"http://{self.host}:{self.ports.argilla}"
+
+    @property
+    def phoenix_url(self) -> str:
+        """Phoenix's UI and API; also the OTLP/HTTP endpoint the services export traces to."""
+        return f"http://{self.host}:{self.ports.phoenix}"
 
     @property
     def llm_base_url(self) -> str:

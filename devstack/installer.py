@@ -40,6 +40,9 @@ ARGILLA_REQUIREMENTS = (
     "noida-db==0.2.3",
 )
 LLM_REQUIREMENTS = ("xllamacpp==2026.10.11549",)
+PHOENIX_REQUIREMENTS = ("arize-phoenix==20.26.1",)
+# What `install` can install, each for some of the servers (components.INSTALLED_BY).
+INSTALL_STEPS = ("kafka", "argilla", "llm", "phoenix")
 _COPY_CHUNK = 8 * 1024 * 1024
 
 
@@ -99,12 +102,20 @@ class InstallPaths:
         return self.root / "venvs" / "llm"
 
     @property
+    def phoenix_venv(self) -> Path:
+        return self.root / "venvs" / "phoenix"
+
+    @property
     def argilla_python(self) -> Path:
         return self.argilla_venv / "bin" / "python"
 
     @property
     def llm_python(self) -> Path:
         return self.llm_venv / "bin" / "python"
+
+    @property
+    def phoenix_python(self) -> Path:
+        return self.phoenix_venv / "bin" / "python"
 
     @property
     def noida_db(self) -> Path:
@@ -306,9 +317,10 @@ def install(
 ) -> None:
     """Install what the stack's servers need; skips every piece that is already installed.
 
-    `components` limits the install to the parts some servers need ("kafka", "argilla", "llm").
+    `components` limits the install to the parts some servers need ("kafka", "argilla", "llm",
+    "phoenix").
     """
-    wanted = set(components) if components is not None else {"kafka", "argilla", "llm"}
+    wanted = set(components) if components is not None else set(INSTALL_STEPS)
     installer = _Installer(config, progress)
     paths = installer.paths
     # One installer at a time per install dir (several stacks may share it).
@@ -323,3 +335,5 @@ def install(
             installer.venv("llm", paths.llm_venv, LLM_REQUIREMENTS)
             for size in sorted({server.weights for server in config.llm_servers}):
                 installer.model(size)
+        if "phoenix" in wanted:
+            installer.venv("phoenix", paths.phoenix_venv, PHOENIX_REQUIREMENTS)

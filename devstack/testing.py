@@ -38,7 +38,8 @@ def free_port_block(count: int, taken: set[int]) -> int:
 def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
     """A small, fast stack: in-memory Kafka, fresh free ports, and both models, each on its own
     weights: the 0.5B is the default (what most tests call), the 1.5B answers to its own name
-    (the end-to-end tests' second model and `default`'s judge, as under `make up`)."""
+    (the end-to-end tests' second model and `default`'s judge, as under `make up`). Phoenix
+    runs too, on its own free port, so tests can find the services' traces."""
     taken: set[int] = set()
 
     def pick() -> int:
@@ -55,6 +56,7 @@ def config_for_tests(state_dir: Path, install_dir: Path) -> StackConfig:
         redis=pick(),
         llm=pick(),
         llm_2=pick(),
+        phoenix=pick(),
     )
     return StackConfig(
         state_dir=state_dir,

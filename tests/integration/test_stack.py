@@ -1,4 +1,5 @@
-"""The local stack for real: Kafka (Tansu), Argilla (+ noida-db, worker) and two llama.cpp servers.
+"""The local stack for real: Kafka (Tansu), Argilla (+ noida-db, worker), two llama.cpp servers
+and Phoenix.
 
 Downloads go to `.loopline/install` at the repository root, so they are reused between runs;
 each stack gets its own temporary state dir and free loopback ports.
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_DIR = REPO_ROOT / ".loopline" / "install"
-ALL_COMPONENTS = {"kafka", "search", "llm", "llm-2", "argilla", "argilla-worker"}
+ALL_COMPONENTS = {"kafka", "search", "llm", "llm-2", "argilla", "argilla-worker", "phoenix"}
 
 
 def _gone(pid: int) -> bool:
@@ -86,6 +87,7 @@ def test_status_shows_each_part_healthy_with_its_url(config: StackConfig) -> Non
     assert by_name["kafka"].url == config.kafka_bootstrap
     assert by_name["argilla"].url == config.argilla_url
     assert by_name["llm"].url == config.llm_base_url
+    assert by_name["phoenix"].url == config.phoenix_url
     for part in by_name.values():
         assert "127.0.0.1" in part.url
 
