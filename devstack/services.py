@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.config import StackConfig
+from devstack.config import PHOENIX_PROJECT, StackConfig
 from devstack.errors import ComponentStatus, failure
 from devstack.process import read_pid_file, spawn, stop_groups, write_pid_file
 from shared.settings import LLMSettings
@@ -29,6 +29,9 @@ SERVICE_NAMES = (
     "exporter",
 )
 HEALTH_TIMEOUT_S = 90.0
+OTLP_ENDPOINT = "LOOPLINE_TELEMETRY__OTLP_ENDPOINT"
+RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+PROJECT_ATTRIBUTE = "openinference.project.name"
 
 
 def _pid_file(config: StackConfig, name: str) -> Path:
@@ -63,9 +66,15 @@ def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
     LOOPLINE_LLM__ENDPOINTS maps every served model name to its server's base URL. The rest
     comes from this process's environment: LOOPLINE_KAFKA__TOPIC_PREFIX and
     LOOPLINE_KAFKA__GROUP_PREFIX, say, put the services in a flow set of their own.
+
+    Traces go to the stack's Phoenix (OTLP/HTTP), filed under the project `loopline`
+    (OTEL_RESOURCE_ATTRIBUTES, which the OpenTelemetry SDK merges into every service's
+    resource), unless this process's environment names another endpoint or project.
     """
     return {
         **os.environ,
+        OTLP_ENDPOINT: os.environ.get(OTLP_ENDPOINT, config.phoenix_url),
+        RESOURCE_ATTRIBUTES: _with_project(os.environ.get(RESOURCE_ATTRIBUTES, "")),
         "LOOPLINE_FLOWS_FILE": str(flows_file.resolve()),
         "LOOPLINE_STACK_DIR": str(config.state_dir.resolve()),
         "LOOPLINE_KAFKA__BOOTSTRAP_SERVERS": config.kafka_bootstrap,
@@ -75,6 +84,15 @@ def service_env(config: StackConfig, flows_file: Path) -> dict[str, str]:
         "LOOPLINE_LLM__MODEL": config.llm_model_name,
         "LOOPLINE_LLM__ENDPOINTS": json.dumps(config.llm_endpoints),
     }
+
+
+def _with_project(attributes: str) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES (`k=v,k=v`) naming a Phoenix project: the one given, else ours."""
+    keys = {item.split("=", 1)[0].strip() for item in attributes.split(",")}
+    if PROJECT_ATTRIBUTE in keys:
+        return attributes
+    ours = f"{PROJECT_ATTRIBUTE}={PHOENIX_PROJECT}"
+    return f"{attributes},{ours}" if attributes.strip() else ours
 
 
 def _healthy(url: str) -> bool:

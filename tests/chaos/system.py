@@ -89,6 +89,7 @@ def chaos_env(
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
     with mock.patch.dict(os.environ, inherited, clear=True):  # none of the caller's settings
         env = service_env(config, flows)
+    env.pop("LOOPLINE_TELEMETRY__OTLP_ENDPOINT")  # the chaos stack runs no Phoenix to export to
     env.update(
         {
             "LOOPLINE_LLM__BASE_URL": llm_url,
