@@ -16,10 +16,13 @@ from devstack import StackConfig, StackError
 from devstack import services as local_services
 from devstack.annotators.accounts import Account, ensure_split_annotators
 from devstack.annotators.rest import ArgillaError, ArgillaREST
+from devstack.config import PHOENIX_PROJECT
+from devstack.services import PROJECT_ATTRIBUTE
 from shared.flows import Flow, FlowFileError, load_flows
 
 stack_app = typer.Typer(
-    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), two llama.cpp LLMs.",
+    help="The local stack: Kafka (Tansu), Argilla (+ search, Redis, worker), two llama.cpp LLMs, "
+    "Phoenix (traces).",
     no_args_is_help=True,
 )
 services_app = typer.Typer(
@@ -100,6 +103,16 @@ def show_models(config: StackConfig) -> None:
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
+def show_traces(config: StackConfig) -> None:
+    """Where the trace viewer is, and what a process started by hand sets to export to it."""
+    lines = [
+        f"Traces: {config.phoenix_url}  (Phoenix; project {PHOENIX_PROJECT})",
+        f"LOOPLINE_TELEMETRY__OTLP_ENDPOINT={config.phoenix_url} "
+        f"OTEL_RESOURCE_ATTRIBUTES={PROJECT_ATTRIBUTE}={PHOENIX_PROJECT}",
+    ]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
 @stack_app.command("install")
 def stack_install(
     state_dir: StateDir = None,
@@ -134,6 +147,7 @@ def stack_up(
         f"{config.argilla_api_key.get_secret_value()}"
     )
     show_models(config)
+    show_traces(config)
 
 
 @stack_app.command("down")
@@ -149,6 +163,7 @@ def stack_status(state_dir: StateDir = None, model: ModelOption = None) -> None:
     config = stack_config(state_dir, model)
     healthy = show(devstack.status(config))
     show_models(config)
+    show_traces(config)
     if not healthy:
         raise typer.Exit(1)
 
