@@ -6,7 +6,9 @@ LOOPLINE_MAX_CONCURRENT_RECORDS and each endpoint's own in-flight limit), so the
 busy. A record whose LLM calls fail after the client's retries goes to `records.ingested.dlq`.
 
 Each candidate is labelled with the model name the endpoint reports having served (an endpoint
-may answer any name with the model it runs), or with the name asked for when it reports none.
+may answer any name with the model it runs), or with the name asked for when it reports none,
+and with the endpoint's id of the completion. Every LLM request is a GenAI span in the record's
+trace, reported through the service's tracer provider (`shared.llm.telemetry`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shared.events import (
 from shared.flows import Flow, ModelRef
 from shared.llm.base import LLM
 from shared.llm.build import build_llm
+from shared.llm.telemetry import LLMTelemetry
 from shared.plugins import PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
 
@@ -36,8 +39,14 @@ def calls_for(flow: Flow, record: Record, models: list[tuple[ModelRef, LLM]]) ->
 
 def register(context: ServiceContext) -> None:
     registry = PluginRegistry()
+    telemetry = LLMTelemetry(
+        context.tracer_provider, capture_content=context.settings.telemetry.capture_content
+    )
     models = {
-        name: [(ref, build_llm(ref, context.settings.llm, registry)) for ref in flow.generate]
+        name: [
+            (ref, build_llm(ref, context.settings.llm, registry, telemetry))
+            for ref in flow.generate
+        ]
         for name, flow in context.flows.flows.items()
     }
     for built in models.values():
@@ -58,6 +67,7 @@ def register(context: ServiceContext) -> None:
                 finish_reason=completion.finish_reason,
                 usage=completion.usage,
                 latency_ms=completion.latency_ms,
+                response_id=completion.response_id,
             )
             for llm, completion in zip(llms, completions, strict=True)
         ]
