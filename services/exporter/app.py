@@ -24,6 +24,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
+from opentelemetry.trace import Link
 
 from services.exporter.export import (
     CONSUMES,
@@ -40,10 +42,14 @@ from shared.failures import TransientError
 from shared.flows import Flow, PluginRef
 from shared.metrics import record_passed
 from shared.service import ServiceContext, ServiceSpec
+from shared.telemetry import context_from_headers, link_to, record_span
 
 log = logging.getLogger("loopline.exporter")
 
 T = TypeVar("T")
+# An export's span links to at most this many of the records it takes in (the default limit
+# of links per span in the OpenTelemetry SDK); each record's own trace has its keep span.
+MAX_EXPORT_LINKS = 128
 
 
 class Exporter:
@@ -68,6 +74,7 @@ class Exporter:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # flows whose export was asked for while one ran
         self._last_export: dict[str, float] = {}
+        self._kept_links: dict[str, list[Link]] = {}  # flow -> records kept since its export
         self.task: asyncio.Task[None] | None = None
 
     async def _retried(self, what: str, blocking: Callable[..., T], *args: Any) -> T:
@@ -121,6 +128,7 @@ class Exporter:
                 except Exception as exc:
                     await self._dead_letter(consumed, exc, int(getattr(exc, "attempts", 1)))
         self.context.stats.processed += len(events)
+        self._trace_kept(name, kept)
         log.debug("%s: kept %d event(s), %d record(s) changed", name, len(events), changed)
         if due:
             self.start_export(name)
@@ -192,9 +200,26 @@ class Exporter:
         except Exception:
             log.exception("exporting %s failed; it is tried again at its next trigger", name)
 
+    def _trace_kept(self, name: str, kept: list[tuple[StoredEvent, Any]]) -> None:
+        """A span per kept record in its own trace; the next export's span links to them."""
+        links = self._kept_links.setdefault(name, [])
+        for event, consumed in kept:
+            parent = context_from_headers(consumed.headers)
+            with record_span(self.context.tracer, "exporter keep", event.record_id, parent=parent):
+                if len(links) < MAX_EXPORT_LINKS:
+                    links.extend(link_to(trace.get_current_span()))
+
     async def _export(self, name: str) -> None:
-        """A new version of each changed format, then the announcements not made yet. The
-        disk's and the store's trouble is retried for as long as it lasts; a failure of
+        """A new version of each changed format, then the announcements not made yet (in a
+        span linked to the records kept since the last export)."""
+        links = self._kept_links.pop(name, [])
+        with self.context.tracer.start_as_current_span(
+            f"exporter export {name}", links=links, attributes={"loopline.flow": name}
+        ):
+            await self._export_in_span(name)
+
+    async def _export_in_span(self, name: str) -> None:
+        """The disk's and the store's trouble is retried for as long as it lasts; a failure of
         another kind (a format's bug) is logged, and the next trigger tries again."""
         flow = self.flows[name]
         refs = await self._retried(f"checking {name} for changes", self._due, name)
