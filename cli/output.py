@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,6 +19,8 @@ from rich.progress import (
 from rich.table import Table
 
 from devstack import ComponentStatus
+from shared.logs import configure_logging as setup_logging
+from shared.settings import Settings, secret_values
 
 console = Console()
 err = Console(stderr=True)
@@ -66,9 +68,13 @@ def exit_on(error: type[Exception], code: int) -> Iterator[None]:
         raise fail(str(message), code) from None
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+def configure_logging(level: str, settings: Settings | None = None) -> None:
+    """Log to stderr at `level`, in the settings' format, their secrets masked (the
+    environment's settings when none are given)."""
+    if settings is None:
+        try:
+            settings = Settings()
+        except ValidationError:  # the command reports it; log as text meanwhile
+            setup_logging(level)
+            return
+    setup_logging(level, settings.log_format, secret_values(settings))

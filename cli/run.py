@@ -54,9 +54,9 @@ def run(
     its variable (--health-port over LOOPLINE_HEALTH_PORT, --flows-file over
     LOOPLINE_FLOWS_FILE, --state-dir over LOOPLINE_STACK_DIR).
     """
-    configure_logging(log_level)
     spec = load_service(service)
     settings = settings_with(health_port=health_port, flows_file=flows_file, stack_dir=state_dir)
+    configure_logging(log_level, settings)
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

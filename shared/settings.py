@@ -242,6 +242,9 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    # Log lines as text or one JSON object each (LOOPLINE_LOG_FORMAT); lines about a record
+    # name it either way (`shared.logs`).
+    log_format: Literal["text", "json"] = "text"
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
     shutdown_timeout_s: float = Field(default=15.0, gt=0)
@@ -259,3 +262,24 @@ class Settings(BaseSettings):
     @property
     def export_dir(self) -> Path:
         return self.export.dir if self.export.dir is not None else self.stack_dir / "exports"
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every secret in `settings` (its `SecretStr` values, nested ones too), to mask in logs."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    return found
