@@ -1,7 +1,8 @@
 """A service's health port: `GET /healthz` and `GET /metrics`.
 
 * `/healthz` answers 200 while the broker answers a ping, else 503, with a JSON body (the
-  service, its status, messages processed and in flight, what it is waiting on, its uptime).
+  service, its status, messages processed and in flight, what it is waiting on, its latest
+  failure (`last_error`: when, what, which kind; null if none), its uptime).
 * `/metrics` is prometheus_client's own exposition of the default registry (`shared.metrics`:
   FastStream's broker metrics, Loopline's, the LLM client's, the process's), in the text or
   OpenMetrics format as the scraper asks, gzipped when it accepts that.
@@ -25,7 +26,8 @@ import uvicorn
 from prometheus_client import REGISTRY, make_asgi_app
 from starlette.responses import JSONResponse
 
-from shared.consumer_lag import LAG_INTERVAL_S, LagMonitor
+from shared import consumer_lag
+from shared.consumer_lag import LagMonitor
 
 if TYPE_CHECKING:
     from shared.service import ServiceContext
@@ -47,6 +49,7 @@ async def health_body(context: ServiceContext) -> tuple[int, dict[str, Any]]:
         "processed": context.stats.processed,
         "in_flight": context.stats.in_flight,
         "waiting_on": context.dead_letters.waiting_on,
+        "last_error": last.as_json() if (last := context.dead_letters.last_error) else None,
         "uptime_s": round(time.monotonic() - context.stats.started_at, 1),
     }
     return (200 if connected else 503), body
@@ -108,10 +111,11 @@ async def serve_health(
     host: str,
     port: int,
     consumes: Sequence[str] = (),
-    lag_interval_s: float = LAG_INTERVAL_S,
+    lag_interval_s: float | None = None,
 ) -> HealthServer:
     """Serve `/healthz` and `/metrics` on `host:port` (0: a free port, `HealthServer.port`),
-    and keep the lag of the service's group on `consumes` (logical topic names) up to date."""
+    and keep the lag of the service's group on `consumes` (logical topic names) up to date
+    every `lag_interval_s` (`shared.consumer_lag.LAG_INTERVAL_S` when not given)."""
     sock = _bind(host, port)
     config = uvicorn.Config(
         health_app(context), log_level="warning", lifespan="off", access_log=False
@@ -131,7 +135,7 @@ async def serve_health(
             context.settings.kafka,
             context.group_id,
             consumes,
-            interval_s=lag_interval_s,
+            interval_s=lag_interval_s or consumer_lag.LAG_INTERVAL_S,
         )
         health.lag.start()
     log.info(
