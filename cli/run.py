@@ -42,7 +42,7 @@ def event_loop_factory() -> Any:
 def run(
     service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
     health_port: Annotated[
-        int | None, typer.Option(help="Serve GET /healthz on this port (127.0.0.1).")
+        int | None, typer.Option(help="Serve GET /healthz and /metrics on this port (127.0.0.1).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
     flows_file: FlowsFile = None,
