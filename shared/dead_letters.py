@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream import BaseMiddleware
@@ -30,6 +31,7 @@ from shared.settings import KafkaSettings, RetrySettings
 __all__ = [
     "DeadLetter",
     "DeadLetters",
+    "LastError",
     "PermanentError",
     "TransientError",
     "backoff_delay",
@@ -95,6 +97,23 @@ class DeadLetter:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class LastError:
+    """A service's latest failure: when (UTC), what it was doing, the error and its kind."""
+
+    at: datetime
+    error: str
+    kind: str  # transient, permanent or unexpected (`shared.failures.Failure`)
+
+    @classmethod
+    def of(cls, what: str, exc: BaseException, failure: Failure) -> LastError:
+        error = f"{what}: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        return cls(at=datetime.now(UTC), error=error, kind=failure.value)
+
+    def as_json(self) -> dict[str, str]:
+        return {"at": self.at.isoformat(), "error": self.error, "kind": self.kind}
+
+
 class DeadLetters:
     """The retry policy of one service, and its broker middleware factory (every subscriber)."""
 
@@ -113,6 +132,8 @@ class DeadLetters:
         self._broker: KafkaBroker | None = None
         self._waiting: dict[int, tuple[float, str]] = {}  # retry loop -> (since, why)
         self._loops = itertools.count()
+        # The latest failure of any attempt (retried or not), for the health endpoint.
+        self.last_error: LastError | None = None
 
     def bind(self, broker: KafkaBroker) -> None:
         self._broker = broker
@@ -143,6 +164,7 @@ class DeadLetters:
                     raise  # FastStream's own ack/nack/reject control flow
                 except Exception as exc:
                     failure = classify(exc)
+                    self.last_error = LastError.of(what, exc, failure)
                     if failure == Failure.permanent or (
                         failure == Failure.unexpected and attempt >= self.retry.max_attempts
                     ):
