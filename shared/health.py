@@ -26,7 +26,8 @@ import uvicorn
 from prometheus_client import REGISTRY, make_asgi_app
 from starlette.responses import JSONResponse
 
-from shared.consumer_lag import LAG_INTERVAL_S, LagMonitor
+from shared import consumer_lag
+from shared.consumer_lag import LagMonitor
 
 if TYPE_CHECKING:
     from shared.service import ServiceContext
@@ -110,10 +111,11 @@ async def serve_health(
     host: str,
     port: int,
     consumes: Sequence[str] = (),
-    lag_interval_s: float = LAG_INTERVAL_S,
+    lag_interval_s: float | None = None,
 ) -> HealthServer:
     """Serve `/healthz` and `/metrics` on `host:port` (0: a free port, `HealthServer.port`),
-    and keep the lag of the service's group on `consumes` (logical topic names) up to date."""
+    and keep the lag of the service's group on `consumes` (logical topic names) up to date
+    every `lag_interval_s` (`shared.consumer_lag.LAG_INTERVAL_S` when not given)."""
     sock = _bind(host, port)
     config = uvicorn.Config(
         health_app(context), log_level="warning", lifespan="off", access_log=False
@@ -133,7 +135,7 @@ async def serve_health(
             context.settings.kafka,
             context.group_id,
             consumes,
-            interval_s=lag_interval_s,
+            interval_s=lag_interval_s or consumer_lag.LAG_INTERVAL_S,
         )
         health.lag.start()
     log.info(
