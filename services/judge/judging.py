@@ -4,6 +4,9 @@ Each repeat shows the responses in a different deterministic order, so position 
 as disagreement instead of hiding in the scores. Within each block of N repeats (N responses)
 the orders are the N rotations of one seeded permutation: every response is shown in every
 position exactly once (for pairwise with two repeats: both orders).
+
+Each judgment is a span in the current trace (the record's), the parent of its LLM calls, with
+a `gen_ai.evaluation.result` event per response and criterion (`services.judge.evaluation`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from services.judge import evaluation
 from services.judge.rubrics.base import Rubric
 from services.judge.structured import structured_call
 from shared.events import Judgment, Rating, Record
@@ -102,6 +106,25 @@ async def _judge_once(
     max_tokens: int,
     params: dict[str, Any],
 ) -> Judgment:
+    """One judgment, in its own span with its evaluation events."""
+    with evaluation.judgment_span(llm.telemetry.tracer, record, rubric.name, repeat) as span:
+        judgment, error_type = await _judgment(
+            record, rubric, llm, order, repeat, max_tokens, params
+        )
+        evaluation.report(span, record, judgment, error_type)
+    return judgment
+
+
+async def _judgment(
+    record: Record,
+    rubric: Rubric,
+    llm: LLM,
+    order: list[int],
+    repeat: int,
+    max_tokens: int,
+    params: dict[str, Any],
+) -> tuple[Judgment, str | None]:
+    """One judgment, and the `error.type` of its failure if it failed."""
     n = len(order)
     base: dict[str, Any] = {
         "rubric": rubric.name,
@@ -110,21 +133,24 @@ async def _judge_once(
         "repeat": repeat,
     }
 
-    def failed(error: str, raw: str | None = None) -> Judgment:
-        return Judgment(status="failed", error=error, raw_output=raw, **base)
+    def failed(
+        error: str, raw: str | None = None, kind: str = evaluation.INVALID_OUTPUT
+    ) -> tuple[Judgment, str]:
+        return Judgment(status="failed", error=error, raw_output=raw, **base), kind
 
     shown = [record.responses[i] for i in order]
     try:
         output_model = rubric.output_model(n)
         messages = rubric.messages(record, shown)
     except ValueError as exc:
-        return failed(f"rubric {rubric.name!r} cannot judge this record: {exc}")
+        message = f"rubric {rubric.name!r} cannot judge this record: {exc}"
+        return failed(message, kind=evaluation.RUBRIC_REFUSED)
     try:
         result = await structured_call(llm, messages, output_model, max_tokens=max_tokens, **params)
     except LLMError as exc:
         if exc.retryable:
             raise
-        return failed(f"judge call failed: {exc}")
+        return failed(f"judge call failed: {exc}", kind=exc.error_type)
     # Named as the endpoint reports it (an endpoint routes a name to whatever model it runs).
     base["judge_model"] = result.model or llm.model
     if result.value is None:
@@ -133,13 +159,14 @@ async def _judge_once(
         fields = _unshuffle(dict(rubric.to_judgment_fields(result.value, n)), order)
     except ValueError as exc:
         return failed(f"cannot read the judge's output: {exc}", result.raw)
-    return Judgment(
+    judgment = Judgment(
         status="ok",
         margin=margin_of(fields["ratings"]),
         raw_output=result.raw,
         **fields,
         **base,
     )
+    return judgment, None
 
 
 async def judge_record(

@@ -10,6 +10,7 @@ from typing import Any
 from services.judge.rubrics.base import Rubric
 from shared.events import CandidateResponse, ChatMessage, Record
 from shared.llm.base import ChatCompletion
+from shared.llm.telemetry import LLMTelemetry
 from shared.plugins import PluginKind, PluginRegistry
 
 Reply = str | Exception
@@ -40,6 +41,7 @@ class ScriptedLLM:
     """Answers each chat request with whatever the script computes from it; no network."""
 
     model = "scripted-judge"
+    telemetry = LLMTelemetry()  # the process's global tracer provider, as an LLM's default
 
     def __init__(self, script: Script, finish_reason: str = "stop") -> None:
         self.script = script
