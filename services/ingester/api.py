@@ -1,15 +1,19 @@
-"""The ingester's HTTP API: records (`/v1/records`), OTLP traces (`/v1/traces`), health.
+"""The ingester's HTTP API: records (`/v1/records`), OTLP traces and logs (`/v1/traces`,
+`/v1/logs`), health.
 
-Bodies are bounded before they are parsed (`bodies`, `bounded_json`, the OTLP span count) and
-each record is checked on its own (`pipeline`): one bad item is a per-item 4xx with its field
-path, never a 500 for the batch. The OpenAPI document (`openapi_doc`) describes both bodies.
+Bodies are bounded before they are parsed (`bodies`, `bounded_json`, the OTLP span and log
+record counts) and each record is checked on its own (`pipeline`): one bad item is a per-item
+4xx with its field path, never a 500 for the batch. OTLP spans and the GenAI log events that
+carry their content are joined by `otlp_ingest`. The OpenAPI document (`openapi_doc`)
+describes every body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -19,19 +23,23 @@ from services.ingester.bodies import decode_content, off_the_loop, read_body
 from services.ingester.bounded_json import BodyError, parse_items
 from services.ingester.idempotency import ReplyCache
 from services.ingester.openapi_doc import (
+    LOGS_RESPONSES,
     RECORDS_RESPONSES,
     TRACES_RESPONSES,
     install_openapi,
+    logs_request_body,
     records_request_body,
     traces_request_body,
 )
-from services.ingester.otlp.genai import SpanConversion, spans_to_records
+from services.ingester.otlp.logs import content_events
 from services.ingester.otlp.wire import (
+    LOGS,
     OTLPFormatError,
     OTLPTooManyItems,
     export_response,
     parse_export_request,
 )
+from services.ingester.otlp_ingest import OTLPIngest, Outcome, prepare_traces
 from services.ingester.pipeline import IngestPipeline, IngestResult, PublishFailed
 from shared.settings import IngestSettings
 
@@ -39,6 +47,7 @@ log = logging.getLogger("loopline.ingester.api")
 
 JSON_TYPES = ("application/json",)
 OTLP_TYPES = ("application/x-protobuf", "application/json")
+T = TypeVar("T")
 
 
 def media_type(request: Request) -> str:
@@ -80,12 +89,23 @@ def require_type(request: Request, allowed: tuple[str, ...]) -> str:
     return kind
 
 
+async def parsed_otlp(body: bytes, parse: Callable[[], T]) -> T:
+    """`parse()` of an OTLP body, its refusals as HTTP answers (413 too many items, 400)."""
+    try:
+        return await off_the_loop(len(body), parse)
+    except OTLPTooManyItems as exc:
+        raise HTTPException(413, str(exc)) from None
+    except OTLPFormatError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
 def create_app(
     pipeline: IngestPipeline,
     settings: IngestSettings,
     broker_ready: Any,
 ) -> FastAPI:
-    """The FastAPI app. `broker_ready` is an async callable answering whether Kafka answers."""
+    """The FastAPI app. `broker_ready` is an async callable answering whether Kafka answers.
+    `app.state.otlp` holds the OTLP span/event join: close it when the service stops."""
     app = FastAPI(
         title="Loopline ingester",
         version="1",
@@ -94,6 +114,8 @@ def create_app(
     install_openapi(app, list(pipeline.steps))
     keys = KeyRing(settings.api_keys)
     replies = ReplyCache(settings.idempotency_window_s, settings.idempotency_max_bytes)
+    otlp = OTLPIngest(pipeline, settings)
+    app.state.otlp = otlp
     if keys.open:
         log.warning("ingester API is open: no LOOPLINE_INGEST__API_KEYS configured")
 
@@ -111,8 +133,15 @@ def create_app(
 
     @app.get("/v1/stats", tags=["health"])
     async def stats() -> dict[str, int]:
-        """Counters since start: received, published, duplicates, unrouted, rejected, ..."""
-        return dict(vars(pipeline.stats))
+        """Counters since start: received, published, duplicates, unrouted, rejected, ...;
+        and what waits in the OTLP span/event join now (entries, bytes)."""
+        return {**vars(pipeline.stats), **otlp.stats}
+
+    async def ingest_otlp(step: Awaitable[Outcome]) -> Outcome:
+        try:
+            return await step
+        except PublishFailed as exc:
+            raise publish_failed(exc) from exc
 
     async def ingest(items: list[Any]) -> Response:
         try:
@@ -185,39 +214,50 @@ def create_app(
         """OTLP/HTTP trace export (protobuf or JSON, optionally gzip or deflate compressed).
 
         Spans of LLM calls (OpenTelemetry GenAI conventions) become records; other spans are
-        ignored and counted. The flow is the span's or resource's `loopline.flow` attribute,
-        else the `X-Loopline-Flow` header, else the default flow. Spans whose records are
-        rejected are reported as a partial success.
+        ignored and counted. A span whose message content is not on it waits for the GenAI
+        log events that carry it (`/v1/logs`). The flow is the span's or resource's
+        `loopline.flow` attribute, else the `X-Loopline-Flow` header, else the default flow.
+        Spans whose records are rejected are reported as a partial success.
         """
         key = keys.authenticate(request)
         kind = require_type(request, OTLP_TYPES)
         body = await read_decoded(request, settings.max_body_bytes)
         flow = request.headers.get("x-loopline-flow") or settings.default_flow
+        prepared = await parsed_otlp(
+            body, lambda: prepare_traces(parse_export_request(body, kind, settings.max_spans), flow)
+        )
+        outcome = await ingest_otlp(otlp.traces(prepared, lambda flows: keys.authorize(key, flows)))
+        answer, answer_type = export_response(kind, outcome.rejected, outcome.reason)
+        return Response(answer, 200, media_type=answer_type)
 
-        def convert() -> SpanConversion:
-            export = parse_export_request(body, kind, settings.max_spans)
-            return spans_to_records(export, flow)
+    @app.post(
+        "/v1/logs",
+        tags=["otlp"],
+        openapi_extra={"requestBody": logs_request_body()},
+        responses=LOGS_RESPONSES,
+    )
+    async def post_logs(request: Request) -> Response:
+        """OTLP/HTTP logs export (protobuf or JSON, optionally gzip or deflate compressed).
 
-        try:
-            converted = await off_the_loop(len(body), convert)
-        except OTLPTooManyItems as exc:
-            raise HTTPException(413, str(exc)) from None
-        except OTLPFormatError as exc:
-            raise HTTPException(400, str(exc)) from None
-        pipeline.stats_otlp(converted.ignored_not_llm, converted.ignored_no_content)
-        rejected, reason = 0, ""
-        if converted.records:
-            keys.authorize(key, {pipeline.flow_of(item) for item in converted.records})
-            try:
-                result = await pipeline.ingest(converted.records)
-            except PublishFailed as exc:
-                raise publish_failed(exc) from exc
-            if result.rejected:
-                rejected = len(result.rejected)
-                first = result.rejected[0].errors[0]
-                reason = f"{rejected} span(s) rejected; the first: {first.path}: {first.message}"
-                log.warning("OTLP: %s", reason)
-        answer, answer_type = export_response(kind, rejected, reason)
+        GenAI log-record events that carry an LLM call's messages
+        (`gen_ai.client.inference.operation.details`, or the older `gen_ai.*.message` and
+        `gen_ai.choice`) are joined to their span (sent to `/v1/traces`) by trace and span id;
+        together they make the span's record. Whichever comes first waits for the other, up
+        to `LOOPLINE_INGEST__OTLP_JOIN_WAIT_S` seconds (30). Other log records are ignored and
+        counted; a content event without trace and span ids is rejected (a partial success
+        naming where it is).
+        """
+        key = keys.authenticate(request)
+        kind = require_type(request, OTLP_TYPES)
+        body = await read_decoded(request, settings.max_body_bytes)
+        conversion = await parsed_otlp(
+            body,
+            lambda: content_events(
+                parse_export_request(body, kind, settings.max_log_records, LOGS)
+            ),
+        )
+        outcome = await ingest_otlp(otlp.logs(conversion, lambda flows: keys.authorize(key, flows)))
+        answer, answer_type = export_response(kind, outcome.rejected, outcome.reason, LOGS)
         return Response(answer, 200, media_type=answer_type)
 
     return app

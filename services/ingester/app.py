@@ -1,8 +1,9 @@
 """ingester: takes records in, validates, redacts, dedupes, samples and routes them.
 
-Inputs: the HTTP API (`/v1/records`, OTLP `/v1/traces`), one JSON record per message on the
-`records.incoming` topic, and `loopline ingest` for files and datasets. Output: the input topic of
-the flow's next stage (`records.ingested` when it generates), or `records.unrouted`.
+Inputs: the HTTP API (`/v1/records`, OTLP `/v1/traces` and `/v1/logs`), one JSON record per
+message on the `records.incoming` topic, and `loopline ingest` for files and datasets. Output:
+the input topic of the flow's next stage (`records.ingested` when it generates), or
+`records.unrouted`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def register(context: ServiceContext) -> None:
         return bool(await context.broker.ping(timeout=2.0))
 
     context.consume(RECORDS_INCOMING, IncomingRecord, from_kafka)
-    context.serve_http(create_app(pipeline, settings, broker_ready), settings.host, settings.port)
+    app = create_app(pipeline, settings, broker_ready)
+    context.on_stop(app.state.otlp.close)  # the OTLP span/log-event join's sweeper
+    context.serve_http(app, settings.host, settings.port)
 
 
 SERVICE = ServiceSpec(

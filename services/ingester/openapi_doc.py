@@ -1,9 +1,9 @@
-"""The ingester's OpenAPI document: the record schema, both request bodies, every answer.
+"""The ingester's OpenAPI document: the record schema, every request body, every answer.
 
-`/v1/records` and `/v1/traces` read their bodies themselves (to bound them before parsing), so
-FastAPI cannot derive their request schemas: they are declared here, and `install_openapi`
-adds the schemas they reference (`Record` and the models it uses, `Error`, `OTLPTraces`) to the
-document's components, with the bearer key scheme.
+`/v1/records`, `/v1/traces` and `/v1/logs` read their bodies themselves (to bound them before
+parsing), so FastAPI cannot derive their request schemas: they are declared here, and
+`install_openapi` adds the schemas they reference (`Record` and the models it uses, `Error`,
+`OTLPTraces`, `OTLPLogs`) to the document's components, with the bearer key scheme.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from fastapi.openapi.utils import get_openapi
 from shared.events import Record
 
 __all__ = [
+    "LOGS_RESPONSES",
     "RECORDS_RESPONSES",
     "TRACES_RESPONSES",
     "install_openapi",
+    "logs_request_body",
     "records_request_body",
     "traces_request_body",
 ]
@@ -44,34 +46,44 @@ def _maybe(kind: str, **more: Any) -> dict[str, Any]:
     return {"type": [kind, "null"], **more}
 
 
-OTLP_TRACES_SCHEMA = {
-    "type": "object",
-    "description": (
-        "An OTLP/JSON ExportTraceServiceRequest (trace and span ids in hex); see "
-        "https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding"
-    ),
-    "properties": {
-        "resourceSpans": _maybe(
-            "array",
-            items={
-                "type": "object",
-                "properties": {
-                    "resource": _maybe("object"),
-                    "scopeSpans": _maybe(
-                        "array",
-                        items={
-                            "type": "object",
-                            "properties": {
-                                "scope": _maybe("object"),
-                                "spans": _maybe("array", items={"type": "object"}),
+def _otlp_schema(what: str, resources: str, scopes: str, items: str) -> dict[str, Any]:
+    """The outer structure of an OTLP/JSON export request; its messages are OTLP's."""
+    return {
+        "type": "object",
+        "description": (
+            f"An OTLP/JSON {what} (trace and span ids in hex); see "
+            "https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding"
+        ),
+        "properties": {
+            resources: _maybe(
+                "array",
+                items={
+                    "type": "object",
+                    "properties": {
+                        "resource": _maybe("object"),
+                        scopes: _maybe(
+                            "array",
+                            items={
+                                "type": "object",
+                                "properties": {
+                                    "scope": _maybe("object"),
+                                    items: _maybe("array", items={"type": "object"}),
+                                },
                             },
-                        },
-                    ),
+                        ),
+                    },
                 },
-            },
-        )
-    },
-}
+            )
+        },
+    }
+
+
+OTLP_TRACES_SCHEMA = _otlp_schema(
+    "ExportTraceServiceRequest", "resourceSpans", "scopeSpans", "spans"
+)
+OTLP_LOGS_SCHEMA = _otlp_schema(
+    "ExportLogsServiceRequest", "resourceLogs", "scopeLogs", "logRecords"
+)
 # A key when keys are configured; open otherwise.
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
@@ -104,16 +116,32 @@ RECORDS_RESPONSES: dict[int | str, dict[str, Any]] = {
         "reused for another body"
     ),
 }
-TRACES_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **COMMON_RESPONSES,
-    200: {
-        "description": "an ExportTraceServiceResponse (a partial success names rejected spans)",
+
+
+def _export_answer(what: str) -> dict[str, Any]:
+    return {
+        "description": what,
         "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"type": "object"}},
         },
-    },
+    }
+
+
+TRACES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    200: _export_answer("an ExportTraceServiceResponse (a partial success names rejected spans)"),
     413: _error("body too large, or more spans than allowed"),
+}
+LOGS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    200: _export_answer(
+        "an ExportLogsServiceResponse (a partial success counts the rejected log records and "
+        "names the first: a GenAI content event without trace and span ids, or one whose "
+        "record was refused)"
+    ),
+    403: _error("invalid key, or a flow of a span these events complete that the key may not"),
+    413: _error("body too large, or more log records than allowed"),
 }
 
 
@@ -134,6 +162,16 @@ def traces_request_body() -> dict[str, Any]:
         "content": {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"$ref": f"{SCHEMAS}OTLPTraces"}},
+        },
+    }
+
+
+def logs_request_body() -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"$ref": f"{SCHEMAS}OTLPLogs"}},
         },
     }
 
@@ -174,10 +212,15 @@ def install_openapi(app: FastAPI, flows: list[str]) -> None:
             )
             components = document.setdefault("components", {})
             components.setdefault("schemas", {}).update(
-                {**record_schemas(flows), "Error": ERROR_SCHEMA, "OTLPTraces": OTLP_TRACES_SCHEMA}
+                {
+                    **record_schemas(flows),
+                    "Error": ERROR_SCHEMA,
+                    "OTLPTraces": OTLP_TRACES_SCHEMA,
+                    "OTLPLogs": OTLP_LOGS_SCHEMA,
+                }
             )
             components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            for path in ("/v1/records", "/v1/traces"):
+            for path in ("/v1/records", "/v1/traces", "/v1/logs"):
                 document["paths"][path]["post"]["security"] = BEARER
             app.openapi_schema = document
         return app.openapi_schema

@@ -76,6 +76,12 @@ class IngestStats:
     redactions: int = 0
     otlp_spans_not_llm: int = 0
     otlp_spans_without_content: int = 0
+    # The join of LLM spans and their GenAI log-record events (OTLP /v1/logs):
+    otlp_spans_held: int = 0  # spans without content held to wait for their events
+    otlp_log_records_ignored: int = 0  # log records that are not GenAI content events
+    otlp_events_rejected: int = 0  # content events without a span context
+    otlp_events_without_span: int = 0  # content events whose span did not come in the wait
+    otlp_join_evicted: int = 0  # entries that stopped waiting early (the join's bounds)
 
 
 class Publisher(Protocol):

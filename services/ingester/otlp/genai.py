@@ -45,6 +45,7 @@ __all__ = [
     "llm_spans",
     "span_record",
     "spans_to_records",
+    "valid_span_context",
 ]
 
 # A span is an LLM call when it carries any of these.
@@ -60,6 +61,14 @@ _FLOW_KEY = "loopline.flow"
 _TAGS_KEY = "loopline.tags"
 
 SpanKey = tuple[str, str]  # (trace id, span id), in hex
+_NO_TRACE, _NO_SPAN = bytes(16), bytes(8)
+
+
+def valid_span_context(trace_id: bytes, span_id: bytes) -> bool:
+    """Ids a span can be found by: 16 and 8 bytes, not all zero (W3C trace context)."""
+    return (
+        len(trace_id) == 16 and trace_id != _NO_TRACE and len(span_id) == 8 and span_id != _NO_SPAN
+    )
 
 
 @dataclass
@@ -75,6 +84,7 @@ class LLMSpan:
     resource_attrs: dict[str, Any]
     flow: str  # its own `loopline.flow`, its resource's, or the request's default flow
     failed: bool  # its status is an error: no answer will come
+    joinable: bool  # its ids are valid, so log-record events can be joined to it
     events: list[ContentEvent] = field(default_factory=list)
     size: int = 0  # bytes on the wire (span and resource), what holding it costs
 
@@ -122,6 +132,7 @@ def llm_spans(request: ExportTraceServiceRequest, default_flow: str) -> tuple[li
                         or text_value(resource_attrs.get(_FLOW_KEY))
                         or default_flow,
                         failed=span.status.code == Status.STATUS_CODE_ERROR,
+                        joinable=valid_span_context(bytes(span.trace_id), bytes(span.span_id)),
                         events=[
                             ContentEvent(event.name, attributes(event.attributes))
                             for event in span.events

@@ -45,6 +45,7 @@ __all__ = [
     "OTLPFormatError",
     "OTLPTooManyItems",
     "Signal",
+    "any_value",
     "as_dicts",
     "attributes",
     "export_response",
@@ -350,13 +351,13 @@ def export_response(
 # OTLP values
 
 
-def _any_value(value: Any) -> Any:
+def any_value(value: Any) -> Any:
     """An OTLP AnyValue as a plain Python value (None when unset)."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
     if kind == "array_value":
-        return [_any_value(item) for item in value.array_value.values]
+        return [any_value(item) for item in value.array_value.values]
     if kind == "kvlist_value":
         return attributes(value.kvlist_value.values)
     return getattr(value, kind)
@@ -364,4 +365,4 @@ def _any_value(value: Any) -> Any:
 
 def attributes(key_values: Iterable[Any]) -> dict[str, Any]:
     """OTLP key-values (span, event or resource attributes) as a plain dict."""
-    return {kv.key: _any_value(kv.value) for kv in key_values}
+    return {kv.key: any_value(kv.value) for kv in key_values}
