@@ -12,6 +12,7 @@ import httpx
 from aiokafka.errors import MessageSizeTooLargeError
 
 from services.ingester.api import create_app
+from services.ingester.otlp_ingest import OTLPIngest
 from services.ingester.pipeline import IngestPipeline
 from shared.events import Record
 from shared.flows import FlowsConfig, parse_flows
@@ -62,6 +63,7 @@ class Ingester:
     client: httpx.AsyncClient
     publisher: RecordingPublisher
     pipeline: IngestPipeline
+    otlp: OTLPIngest
 
     async def post(self, body: Any, **headers: str) -> httpx.Response:
         """POST /v1/records with `body` as JSON (bytes and str are sent as they are)."""
@@ -71,6 +73,15 @@ class Ingester:
             content=content,
             headers={"content-type": "application/json", **headers},
         )
+
+    async def otlp_export(
+        self, path: str, body: bytes, kind: str = "application/x-protobuf", **headers: str
+    ) -> httpx.Response:
+        """POST an OTLP export body (`/v1/traces` or `/v1/logs`)."""
+        return await self.client.post(path, content=body, headers={"content-type": kind, **headers})
+
+    async def stats(self) -> dict[str, int]:
+        return dict((await self.client.get("/v1/stats")).json())
 
 
 async def always_ready() -> bool:
@@ -97,7 +108,8 @@ async def ingester(
     app = create_app(pipeline, settings, always_ready)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingester.test") as client:
-        yield Ingester(client, publisher, pipeline)
+        yield Ingester(client, publisher, pipeline, app.state.otlp)
+    await app.state.otlp.close()
 
 
 def deep_metadata(levels: int) -> str:

@@ -1,5 +1,5 @@
-"""The ingester's OpenAPI document is complete and valid: every reference resolves, both POST
-bodies are declared, and the document passes the OpenAPI 3.1 meta-schema."""
+"""The ingester's OpenAPI document is complete and valid: every reference resolves, every POST
+body is declared, and the document passes the OpenAPI 3.1 meta-schema."""
 
 from __future__ import annotations
 
@@ -71,8 +71,21 @@ def test_traces_body_declares_protobuf_and_json() -> None:
     assert {"200", "400", "413", "415"} <= set(operation["responses"])
 
 
+def test_logs_body_declares_protobuf_and_json() -> None:
+    doc = document()
+    operation = doc["paths"]["/v1/logs"]["post"]
+    content = operation["requestBody"]["content"]
+    assert content["application/x-protobuf"]["schema"] == {"type": "string", "format": "binary"}
+    otlp = resolve(doc, content["application/json"]["schema"]["$ref"])
+    scopes = otlp["properties"]["resourceLogs"]["items"]["properties"]["scopeLogs"]
+    assert "logRecords" in scopes["items"]["properties"]
+    assert {"200", "400", "401", "403", "413", "415", "503"} <= set(operation["responses"])
+    assert operation["security"] == [{"bearer": []}, {}]
+    assert "gen_ai.client.inference.operation.details" in operation["description"]
+
+
 def test_the_document_is_valid_openapi() -> None:
     schema = schemathesis.openapi.from_dict(document())
     schema.validate()
     operations = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
-    assert ("POST", "/v1/records") in operations and ("POST", "/v1/traces") in operations
+    assert {("POST", "/v1/records"), ("POST", "/v1/traces"), ("POST", "/v1/logs")} <= operations
