@@ -26,6 +26,7 @@ TRACEPARENTS = {
     "r1": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     "r2": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 }
+EXPORT_SPAN = "exporter export support"
 FLOWS = {
     "flows": {
         "support": {
@@ -73,11 +74,16 @@ async def test_kept_records_stay_in_their_traces_and_the_export_links_them(
                 with trace.use_span(upstream):  # completed in the record's trace
                     await broker.publish(completed_event(record_id), topic=RECORDS_COMPLETED)
             event = await asyncio.wait_for(announced.get(), timeout=30)
+            # The export's span ends once the announcement is noted in the store.
+            for _ in range(100):
+                if any(s.name == EXPORT_SPAN for s in exporter.get_finished_spans()):
+                    break
+                await asyncio.sleep(0.05)
         assert event.rows == 2
         keep_spans = {}
         for record_id, traceparent in TRACEPARENTS.items():
             [keep] = [s for s in spans_about(exporter, record_id) if s.name == "exporter keep"]
             assert keep.context.trace_id == trace_id_of(traceparent)
             keep_spans[keep.context.span_id] = record_id
-        [export] = [s for s in exporter.get_finished_spans() if s.name == "exporter export support"]
+        [export] = [s for s in exporter.get_finished_spans() if s.name == EXPORT_SPAN]
         assert {link.context.span_id for link in export.links} == set(keep_spans)
