@@ -1,7 +1,8 @@
 """An in-memory Kafka cluster behind aiokafka's consumer, producer and admin client, as the raw
 readers use them (`read_to_end`, the produced index, `loopline dlq`, the demo's stage watcher,
-topic creation): topics of partitions of messages, positions, ends. Enough to see which topics
-code reads, writes and creates; no groups, no network.
+`loopline status` and `trace`, topic creation): topics of partitions of messages, positions,
+ends, and groups' committed offsets as an admin client reads them (`committed`). Enough to see
+which topics code reads, writes and creates; no group membership, no network.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,6 +36,8 @@ class FakeCluster:
     topics: dict[str, list[list[Message]]] = field(default_factory=dict)
     configs: dict[str, dict[str, str]] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)  # in the order they were created
+    # Consumer groups' committed offsets: group -> partition -> the next offset to read.
+    committed: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
 
     def create(self, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
         self.topics.setdefault(name, [[] for _ in range(partitions)])
@@ -47,11 +50,14 @@ class FakeCluster:
         key: bytes | None = None,
         headers: Iterable[tuple[str, bytes]] = (),
         partition: int = 0,
+        timestamp_ms: int | None = None,
     ) -> Message:
         if topic not in self.topics:
             self.create(topic)
         log = self.topics[topic][partition]
         message = Message(topic, partition, len(log), key, value, tuple(headers))
+        if timestamp_ms is not None:
+            message = replace(message, timestamp=timestamp_ms)
         log.append(message)
         return message
 
@@ -164,6 +170,17 @@ class FakeAdmin:
 
     async def close(self) -> None:
         return None
+
+    async def list_consumer_group_offsets(
+        self, group: str, partitions: list[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Any]:
+        """The group's committed offsets (as Kafka: nothing for partitions it never committed)."""
+        committed = self.cluster.committed.get(group, {})
+        return {
+            tp: SimpleNamespace(offset=offset, metadata="")
+            for tp, offset in committed.items()
+            if partitions is None or tp in partitions
+        }
 
     async def list_topics(self) -> list[str]:
         return list(self.cluster.topics)

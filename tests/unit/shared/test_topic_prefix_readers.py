@@ -57,6 +57,7 @@ MODULES = (
     "shared.produced",
     "shared.dead_letter_replay",
     "devstack.stage_watch",
+    "shared.stages",
     "services.exporter.on_demand",
     "services.feedback_collector.state",
 )
