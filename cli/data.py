@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +19,8 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:  # the services load when a command needs them, not for `--help`
     from services.exporter.export import ExportResult
-    from services.ingester.batch_import import ImportSummary
+    from services.ingester.batch_import import ImportSummary, Ingests
+    from services.ingester.sources.mapping import Mapping
 
 
 def ingest(
@@ -81,13 +83,14 @@ async def import_file(
     split: str | None = None,
     batch_size: int = 500,
     extra_map: list[str] | None = None,
+    via: Ingests | None = None,
 ) -> ImportSummary:
-    """Import `path` into `flow` through the ingester's pipeline, with a progress bar.
+    """Import `path` into `flow` through the ingester's pipeline (or `via` the running
+    ingester's HTTP API), with a progress bar.
 
     `extra_map` adds column=field pairs to the preset's (or the detected preset's) mapping.
     """
     from services.ingester.app import SERVICE as INGESTER
-    from services.ingester.batch_import import import_rows
     from services.ingester.pipeline import BrokerPublisher, IngestPipeline
     from services.ingester.sources.mapping import Mapping
     from services.ingester.sources.readers import SourceError, count_rows, detect_format
@@ -99,6 +102,10 @@ async def import_file(
     def mapping_for(columns: list[str]) -> Mapping:
         return Mapping.from_options(preset, [*(map_ or []), *(extra_map or [])], columns)
 
+    if via is not None:
+        return await _import_rows_through(
+            via, path, fmt, flow, total, mapping_for, split, batch_size
+        )
     broker, _ = build_broker(settings, "ingest-cli")
     await ensure_topics(settings.kafka, INGESTER.produces)
     await broker.start()
@@ -110,21 +117,39 @@ async def import_file(
             max_message_bytes=settings.kafka.max_message_bytes,
             max_depth=settings.ingest.max_depth,
         )
-        with progress_bar() as bar:
-            task = bar.add_task(f"ingesting {path.name}", total=total)
-            with exit_on(ValueError, code=2):
-                return await import_rows(
-                    path,
-                    fmt,
-                    flow,
-                    pipeline,
-                    mapping_for,
-                    split,
-                    batch_size,
-                    advance=lambda n: bar.advance(task, n),
-                )
+        return await _import_rows_through(
+            pipeline, path, fmt, flow, total, mapping_for, split, batch_size
+        )
     finally:
         await broker.stop()
+
+
+async def _import_rows_through(
+    pipeline: Ingests,
+    path: Path,
+    fmt: str,
+    flow: str,
+    total: int | None,
+    mapping_for: Callable[[list[str]], Mapping],
+    split: str | None,
+    batch_size: int,
+) -> ImportSummary:
+    """`import_rows` through `pipeline`, with a progress bar."""
+    from services.ingester.batch_import import import_rows
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"ingesting {path.name}", total=total)
+        with exit_on(ValueError, code=2):
+            return await import_rows(
+                path,
+                fmt,
+                flow,
+                pipeline,
+                mapping_for,
+                split,
+                batch_size,
+                advance=lambda n: bar.advance(task, n),
+            )
 
 
 def why_not_accepted(flow: Flow) -> str:

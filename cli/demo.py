@@ -24,6 +24,7 @@ from rich.table import Table
 
 import devstack
 from cli.data import import_file, show_results
+from cli.http_ingest import HttpIngest
 from cli.options import FlowsFile, StateDir, settings_with
 from cli.output import console, exit_on, fail
 from cli.stack import stack_config
@@ -115,8 +116,15 @@ async def run_demo(
         record_ids = {json.loads(row)["demo_record_id"] for row in rows}
     watcher = StageWatcher(settings.kafka, flow_name, flow, record_ids)
     await watcher.start()
+    ingester = HttpIngest.for_flow(settings.ingest, flow_name)
     try:
         assert flow.sample is not None
+        via: HttpIngest | None = ingester
+        if await ingester.ready():
+            console.print(f"sending the sample through the ingester at {ingester.base_url}")
+        else:
+            via = None
+            console.print(f"no ingester at {ingester.base_url}: importing the sample directly")
         summary = await import_file(
             settings,
             flows,
@@ -125,6 +133,7 @@ async def run_demo(
             preset=flow.sample.preset,
             map_=list(flow.sample.map),
             extra_map=["demo_record_id=record_id"],
+            via=via,
         )
         expected = summary.ingested
         console.print(
@@ -154,6 +163,7 @@ async def run_demo(
         await seen_exported(watcher.progress, announced, EXPORT_EVENT_WAIT_S)
         return watcher.progress
     finally:
+        await ingester.aclose()
         await watcher.stop()
 
 

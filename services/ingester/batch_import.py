@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from services.ingester.pipeline import IngestPipeline
+from services.ingester.pipeline import IngestResult
 from services.ingester.sources.mapping import Mapping
 from services.ingester.sources.readers import Row, iter_rows
 
@@ -54,11 +54,18 @@ def check_mapping_columns(mapping: Mapping, first: dict[str, Any]) -> None:
         )
 
 
+class Ingests(Protocol):
+    """What rows are ingested through: the pipeline itself, or the running ingester's HTTP
+    API (`loopline demo` sends its sample there when the ingester runs)."""
+
+    async def ingest(self, items: list[dict[str, Any]]) -> IngestResult: ...
+
+
 async def import_rows(
     path: Path,
     fmt: str,
     flow: str,
-    pipeline: IngestPipeline,
+    pipeline: Ingests,
     mapping_for: Callable[[list[str]], Mapping],
     split: str | None = None,
     batch_size: int = 500,
