@@ -224,6 +224,10 @@ class TelemetrySettings(BaseModel):
     # LLM spans carry the messages sent and received (gen_ai.input.messages / output.messages)
     # only when this is on: they may hold personal data (LOOPLINE_TELEMETRY__CAPTURE_CONTENT).
     capture_content: bool = False
+    # Where people look at traces: a Phoenix's base URL (`loopline trace` links a record's
+    # trace there; LOOPLINE_TELEMETRY__VIEWER_URL). None: the local stack's Phoenix, if any.
+    viewer_url: str | None = None
+    viewer_project: str = "loopline"  # the Phoenix project the services' spans are filed under
 
 
 class Settings(BaseSettings):
