@@ -19,7 +19,15 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.settings import TelemetrySettings
@@ -61,6 +69,23 @@ def context_from_headers(headers: Iterable[tuple[str, bytes | str]] | None) -> C
 def context_from_traceparent(traceparent: str | None) -> Context:
     """The trace context of a W3C `traceparent` value (empty if None or malformed)."""
     return _PROPAGATOR.extract({"traceparent": traceparent} if traceparent else {})
+
+
+def context_of_span(trace_id: str, span_id: str) -> Context:
+    """The context of a span known by its hex ids (an app's span that came in over OTLP), as
+    a remote parent; empty when the ids are not a valid span context."""
+    try:
+        span_context = SpanContext(
+            int(trace_id, 16),
+            int(span_id, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    except ValueError:
+        return Context()
+    if not span_context.is_valid:
+        return Context()
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def current_traceparent() -> str | None:

@@ -42,6 +42,7 @@ from services.ingester.otlp.wire import (
 from services.ingester.otlp_ingest import OTLPIngest, Outcome, prepare_traces
 from services.ingester.pipeline import IngestPipeline, IngestResult, PublishFailed
 from shared.settings import IngestSettings
+from shared.telemetry import context_from_headers
 
 log = logging.getLogger("loopline.ingester.api")
 
@@ -143,9 +144,11 @@ def create_app(
         except PublishFailed as exc:
             raise publish_failed(exc) from exc
 
-    async def ingest(items: list[Any]) -> Response:
+    async def ingest(items: list[Any], request: Request) -> Response:
+        # Each record joins the caller's trace when it sent `traceparent`, else starts its own.
+        caller = context_from_headers(request.headers.items())
         try:
-            result = await pipeline.ingest(items)
+            result = await pipeline.ingest(items, parents=lambda index: caller)
         except PublishFailed as exc:
             raise publish_failed(exc) from exc
         content = result.model_dump_json().encode()
@@ -181,7 +184,7 @@ def create_app(
         keys.authorize(key, {pipeline.flow_of(item) for item in items})
         idempotency_key = request.headers.get("idempotency-key")
         if not idempotency_key:
-            return await ingest(items)
+            return await ingest(items, request)
         scoped = f"{key.name if key else ''}:{idempotency_key}"
         fingerprint = hashlib.sha256(body).hexdigest()
         async with replies.claim(scoped):
@@ -199,7 +202,7 @@ def create_app(
                     media_type="application/json",
                     headers={"Idempotent-Replay": "true"},
                 )
-            response = await ingest(items)
+            response = await ingest(items, request)
             if response.status_code == 200:
                 replies.add(scoped, fingerprint, response.status_code, bytes(response.body))
             return response

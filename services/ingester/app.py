@@ -37,6 +37,7 @@ def register(context: ServiceContext) -> None:
         settings.default_flow,
         max_message_bytes=context.settings.kafka.max_message_bytes,
         max_depth=settings.max_depth,
+        tracer=context.tracer,
     )
 
     async def from_kafka(message: IncomingRecord, ctx: ServiceContext) -> None:

@@ -32,6 +32,7 @@ from services.ingester.otlp.join import JoinStore, Pending
 from services.ingester.otlp.logs import LogConversion
 from services.ingester.pipeline import IngestPipeline, IngestResult, PublishFailed
 from shared.settings import IngestSettings
+from shared.telemetry import context_of_span
 
 __all__ = ["OTLPIngest", "Outcome", "PreparedTraces", "prepare_traces"]
 
@@ -152,7 +153,9 @@ class OTLPIngest:
         result = None
         if batch.records:
             try:
-                result = await self.pipeline.ingest(batch.records)
+                # Each record joins the app's trace, a child of the span it was made from.
+                parents = [context_of_span(*key) for key in batch.keys]
+                result = await self.pipeline.ingest(batch.records, parents=parents.__getitem__)
             except PublishFailed:
                 self.store.put_back(_less(batch.taken, brought))
                 raise

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from faststream.kafka import KafkaBroker
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel, ValidationError
 
 from services.ingester.bounded_json import Unreadable
@@ -30,6 +33,7 @@ from shared.failures import TransientError
 from shared.flows import Flow, FlowsConfig, PluginRef, next_topic
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import IngestSettings, KafkaSettings
+from shared.telemetry import record_span, tracer_of
 
 log = logging.getLogger("loopline.ingester")
 
@@ -84,10 +88,18 @@ class IngestStats:
     otlp_join_evicted: int = 0  # entries that stopped waiting early (the join's bounds)
 
 
+# One message to publish: topic (its logical name), key, value, and the trace context it is
+# published in (its record's ingest span).
+Message = tuple[str, str, bytes, Context]
+# The trace a batch's record `index` joins: a context (an empty one starts a trace of its own),
+# or None for the current one.
+Parents = Callable[[int], Context | None]
+
+
 class Publisher(Protocol):
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
-        """Publish (topic, key, value) messages, topics by their logical names; return once the
-        broker acknowledged them all."""
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        """Publish the messages, each in its trace context; return once the broker
+        acknowledged them all."""
         ...
 
 
@@ -99,12 +111,18 @@ class BrokerPublisher:
         self.broker = broker
         self.kafka = kafka
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+    async def publish_many(self, messages: Sequence[Message]) -> None:
         topic = self.kafka.topic
-        pending = [
-            await self.broker.publish(value, topic=topic(name), key=key.encode(), no_confirm=True)
-            for name, key, value in messages
-        ]
+        pending = []
+        for name, key, value, context in messages:
+            token = otel_context.attach(context)  # the message carries its record's trace
+            try:
+                sent = await self.broker.publish(
+                    value, topic=topic(name), key=key.encode(), no_confirm=True
+                )
+            finally:
+                otel_context.detach(token)
+            pending.append(sent)
         # FastStream's test broker delivers at once and has nothing left to wait for.
         await asyncio.gather(*(sent for sent in pending if inspect.isawaitable(sent)))
 
@@ -148,7 +166,8 @@ class FlowSteps:
 @dataclass
 class _Batch:
     result: IngestResult = field(default_factory=IngestResult)
-    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    parents: Parents | None = None
     remember: list[tuple[FlowSteps, list[str], str]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     # Near-duplicate detectors that remembered a record of this batch, to forget it if the batch
@@ -166,8 +185,10 @@ class IngestPipeline:
         *,
         max_message_bytes: int = KafkaSettings().max_message_bytes,
         max_depth: int = IngestSettings().max_depth,
+        tracer: Tracer | None = None,
     ) -> None:
         registry = registry or PluginRegistry()
+        self.tracer = tracer if tracer is not None else tracer_of(None)
         self.steps = {name: FlowSteps.build(flow, registry) for name, flow in flows.flows.items()}
         self.publisher = publisher
         self.default_flow = default_flow
@@ -189,12 +210,14 @@ class IngestPipeline:
         flow = item.get("flow") if isinstance(item, dict) else None
         return flow if isinstance(flow, str) and flow else self.default_flow
 
-    async def ingest(self, items: Sequence[Any]) -> IngestResult:
-        """Ingest a batch; returns once every accepted record is on the broker.
+    async def ingest(self, items: Sequence[Any], parents: Parents | None = None) -> IngestResult:
+        """Ingest a batch; returns once every accepted record is on the broker. Each record's
+        trace starts with an `ingester ingest` span, a child of `parents(index)` (the caller's
+        trace, or the app's span a record was made from; the current context without them).
 
         Raises `PublishFailed` when the broker did not take them (nothing is remembered then).
         """
-        batch = _Batch()
+        batch = _Batch(parents=parents)
         for index, item in enumerate(items):
             self._one(index, item, batch)
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -327,6 +350,12 @@ class IngestPipeline:
             batch.result.unrouted.append(record_id)
             self.stats.unrouted += 1
         batch.keys.update(keys)
-        batch.messages.append((topic, record_id, value))
+        parent = batch.parents(index) if batch.parents is not None else None
+        with record_span(
+            self.tracer, "ingester ingest", record_id, parent=parent, flow=record.flow
+        ) as span:
+            span.set_attribute("loopline.route", topic)
+            context = otel_context.get_current()
+        batch.messages.append((topic, record_id, value, context))
         batch.remember.append((steps, keys, record_id))
         batch.result.accepted.append(record_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.ingester.batch_import import import_rows
-from services.ingester.pipeline import IngestPipeline
+from services.ingester.pipeline import IngestPipeline, Message
 from services.ingester.sources.mapping import Mapping
 from services.ingester.sources.readers import detect_format
 from shared.events import Record
@@ -34,8 +34,8 @@ class Collected:
     def __init__(self) -> None:
         self.messages: list[tuple[str, str, bytes]] = []
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
-        self.messages.extend(messages)
+    async def publish_many(self, messages: Sequence[Message]) -> None:
+        self.messages.extend(message[:3] for message in messages)  # the trace context aside
 
 
 @pytest.fixture(scope="module")

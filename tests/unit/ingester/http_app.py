@@ -13,7 +13,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from services.ingester.api import create_app
 from services.ingester.otlp_ingest import OTLPIngest
-from services.ingester.pipeline import IngestPipeline
+from services.ingester.pipeline import IngestPipeline, Message
 from shared.events import Record
 from shared.flows import FlowsConfig, parse_flows
 from shared.settings import IngestSettings, KafkaSettings
@@ -40,12 +40,12 @@ class RecordingPublisher:
     calls: int = 0
     fail_next: bool = False
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+    async def publish_many(self, messages: Sequence[Message]) -> None:
         self.calls += 1
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker down")
-        for topic, key, value in messages:
+        for topic, key, value, _ in messages:
             if len(value) + len(key) > self.max_message_bytes:
                 raise MessageSizeTooLargeError(f"the message is {len(value)} bytes")
             self.sent.append((topic, key, value))

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from services.ingester.dedup import SeenWindow, content_fingerprint
-from services.ingester.pipeline import IngestPipeline, PublishFailed
+from services.ingester.pipeline import IngestPipeline, Message, PublishFailed
 from services.ingester.routers.rules import RulesRouter, sample_point
 from shared.events import RECORDS_GENERATED, RECORDS_INGESTED, RECORDS_UNROUTED, Record
 from shared.flows import next_topic, parse_flows
@@ -17,11 +17,11 @@ class ScriptedPublisher:
         self.sent: list[tuple[str, str, bytes]] = []
         self.fail_next = False
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+    async def publish_many(self, messages: Sequence[Message]) -> None:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker down")
-        self.sent.extend(messages)
+        self.sent.extend(message[:3] for message in messages)  # the trace context aside
 
 
 FLOWS = parse_flows(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.ingester.idempotency import ReplyCache
+from services.ingester.pipeline import Message
 from shared.settings import IngestSettings
 from tests.unit.ingester.http_app import RecordingPublisher, ingester
 
@@ -20,11 +21,11 @@ class GatedPublisher(RecordingPublisher):
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     entered: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def publish_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+    async def publish_many(self, messages: Sequence[Message]) -> None:
         self.calls += 1
         self.entered.set()
         await self.gate.wait()
-        self.sent.extend(messages)
+        self.sent.extend(message[:3] for message in messages)  # the trace context aside
 
 
 async def test_concurrent_requests_with_one_key_ingest_once() -> None:
