@@ -127,7 +127,7 @@ class OTLPIngest:
             result = await self._ingest(batch)
         finally:
             self._schedule()
-        return self._outcome(result, [1] * len(batch.records), [], "span")
+        return self._outcome(result, batch, [1] * len(batch.records), [], "span")
 
     async def logs(self, conversion: LogConversion, authorize: Authorize) -> Outcome:
         authorize(self.store.span_flows(conversion.by_span))
@@ -145,7 +145,7 @@ class OTLPIngest:
         finally:
             self._schedule()
         sizes = [len(conversion.by_span[key].events) for key in batch.keys]
-        return self._outcome(result, sizes, conversion.rejected, "log record")
+        return self._outcome(result, batch, sizes, conversion.rejected, "log record")
 
     async def _ingest(
         self, batch: _Batch, brought: LogConversion | None = None
@@ -164,14 +164,22 @@ class OTLPIngest:
 
     @staticmethod
     def _outcome(
-        result: IngestResult | None, sizes: Sequence[int], refused: list[str], item: str
+        result: IngestResult | None,
+        batch: _Batch,
+        sizes: Sequence[int],
+        refused: list[str],
+        item: str,
     ) -> Outcome:
+        """`sizes`: per record of the batch, how many of the request's items it came from."""
         reasons = list(refused)
         rejected = len(refused)
         for rejection in result.rejected if result else []:
             rejected += sizes[rejection.index]
+            trace_id, span_id = batch.keys[rejection.index]
             first = rejection.errors[0]
-            reasons.append(f"the record of a span: {first.path}: {first.message}")
+            reasons.append(
+                f"the record of span {span_id} (trace {trace_id}): {first.path}: {first.message}"
+            )
         if not rejected:
             return Outcome()
         reason = f"{rejected} {item}(s) rejected; the first: {reasons[0]}"
@@ -202,7 +210,7 @@ class OTLPIngest:
         except PublishFailed as exc:
             log.warning("OTLP: %d joined span(s) wait again: %s", len(batch.records), exc)
             return
-        self._outcome(result, [1] * len(batch.records), [], "span")
+        self._outcome(result, batch, [1] * len(batch.records), [], "span")
 
     def _schedule(self) -> None:
         """Make sure a sweeper runs while anything waits (on the running loop)."""

@@ -149,7 +149,7 @@ async def test_a_refused_record_is_a_rejected_log_record() -> None:
         response = await ing.otlp_export(LOGS, call.logs.SerializeToString())
     partial = logs_answer(response.content).partial_success
     assert partial.rejected_log_records == 1, response.content
-    assert "the record of a span" in partial.error_message
+    assert f"the record of span {call.span_id} (trace {call.trace_id})" in partial.error_message
     assert ing.publisher.records() == []
 
 
