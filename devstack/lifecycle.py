@@ -8,13 +8,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.components import (
-    INSTALLED_BY,
-    Component,
-    log_path,
-    process_env,
-    stack_components,
-)
+from devstack.component import Component, log_path, process_env
+from devstack.components import INSTALLED_BY, stack_components
 from devstack.config import StackConfig
 from devstack.errors import ComponentStatus, failure
 from devstack.installer import install

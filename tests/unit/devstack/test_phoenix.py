@@ -16,13 +16,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from devstack import StackConfig, StackPorts
 from devstack import phoenix_server as launcher
-from devstack.components import (
-    INSTALLED_BY,
-    PHOENIX_SCRIPT,
-    Component,
-    process_env,
-    stack_components,
-)
+from devstack.component import Component, process_env
+from devstack.components import INSTALLED_BY, PHOENIX_SCRIPT, stack_components
 from devstack.errors import ComponentStatus
 from devstack.installer import PHOENIX_REQUIREMENTS, InstallPaths, _Installer, install
 from devstack.lifecycle import _with_dependencies
