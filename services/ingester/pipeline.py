@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from services.ingester.routers.base import Router
 from shared.events import RECORDS_UNROUTED, Record
 from shared.failures import TransientError
 from shared.flows import Flow, FlowsConfig, PluginRef, next_topic
+from shared.metrics import record_passed
 from shared.plugins import PluginKind, PluginRegistry
 from shared.settings import IngestSettings, KafkaSettings
 from shared.telemetry import record_span, tracer_of
@@ -168,6 +170,7 @@ class _Batch:
     result: IngestResult = field(default_factory=IngestResult)
     messages: list[Message] = field(default_factory=list)
     parents: Parents | None = None
+    ingested: Counter[str] = field(default_factory=Counter)  # flow -> records routed in it
     remember: list[tuple[FlowSteps, list[str], str]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     # Near-duplicate detectors that remembered a record of this batch, to forget it if the batch
@@ -240,6 +243,8 @@ class IngestPipeline:
                 for key in keys:
                     steps.seen.add(key, record_id)
         self.stats.published += len(batch.messages)
+        for flow, count in batch.ingested.items():
+            record_passed("ingester", flow, "ingested", count)
         return batch.result
 
     @staticmethod
@@ -349,6 +354,8 @@ class IngestPipeline:
         if not decision.routed:
             batch.result.unrouted.append(record_id)
             self.stats.unrouted += 1
+        else:
+            batch.ingested[record.flow] += 1
         batch.keys.update(keys)
         parent = batch.parents(index) if batch.parents is not None else None
         with record_span(
