@@ -10,6 +10,7 @@ for this package only (a fresh consumer group), so the other integration tests n
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -17,6 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -34,8 +36,9 @@ from services.generator.app import SERVICE as GENERATOR
 from services.ingester.app import SERVICE as INGESTER
 from services.judge.app import SERVICE as JUDGE
 from shared.flows import Flow, FlowsConfig, PluginRef, load_flows
-from shared.settings import ExportSettings, IngestSettings, Settings
+from shared.settings import ExportSettings, IngestSettings, Settings, TelemetrySettings
 from tests.integration.e2e.reading import exported_rows
+from tests.integration.e2e.traces import PROJECT
 from tests.support.service_helpers import running_service, with_argilla_and_collector
 
 REPO = Path(__file__).resolve().parents[3]
@@ -46,6 +49,7 @@ GENERATE_TOKENS = 64  # per generation (the shipped flows allow 256-512)
 JUDGE_TOKENS = 480
 DEMO_TIMEOUT_S = 420.0  # run_demo gives up after this long
 PEOPLE_STAGES = ("in Argilla", "answered", "completed")
+RESOURCE_ENV = "OTEL_RESOURCE_ATTRIBUTES"
 
 
 # Code needs room to finish a function, or no response could pass its tests.
@@ -151,6 +155,12 @@ class Loop:
         return exported_rows(run.exports[fmt], self.folder / "hf", config)
 
     @property
+    def phoenix_url(self) -> str:
+        endpoint = self.settings.telemetry.otlp_endpoint
+        assert endpoint is not None
+        return endpoint
+
+    @property
     def export_dir(self) -> Path:
         assert self.settings.export.dir is not None
         return self.settings.export.dir
@@ -174,6 +184,8 @@ async def loop(
             ),
             "ingest": IngestSettings(port=free_port()),
             "stack_dir": folder,
+            # Traces to the stack's Phoenix, where `traces.record_trace` reads them.
+            "telemetry": TelemetrySettings(otlp_endpoint=local_stack.phoenix_url),
         }
     )
     flows = fast_flows(load_flows(REPO / "flows"))
@@ -182,6 +194,8 @@ async def loop(
     async with loop.owner() as owner:
         await ensure_split_annotators(owner, flows.flows, run_settings.argilla.workspace)
     async with AsyncExitStack() as services:
-        for spec in SERVICES:
-            await services.enter_async_context(running_service(spec, run_settings, flows))
+        # Each service's tracer provider reads its resource (the Phoenix project) as it starts.
+        with mock.patch.dict(os.environ, {RESOURCE_ENV: f"openinference.project.name={PROJECT}"}):
+            for spec in SERVICES:
+                await services.enter_async_context(running_service(spec, run_settings, flows))
         yield loop

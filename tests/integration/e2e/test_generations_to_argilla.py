@@ -14,6 +14,7 @@ from tests.integration.e2e.reading import (
     completed_records,
     judged_records,
 )
+from tests.integration.e2e.traces import SERVICES, record_trace, services_in
 
 FLOW = "generations-to-argilla"
 
@@ -51,3 +52,13 @@ async def test_judged_generations_reach_argilla_with_suggestions_and_dpo(loop: L
         best = min(range(2), key=lambda i: (-ratings[i], order.index(f"response_{i + 1}")))
         texts = [r.text for r in judged[record_id].responses]
         assert (row["chosen"], row["rejected"]) == (texts[best], texts[1 - best])
+
+    # One trace per record, in the trace viewer: from the ingester (the demo sends its sample
+    # through the ingester's HTTP API) through every service to the exporter.
+    for record_id in run.record_ids:
+        trace_ids, spans = await record_trace(
+            loop.phoenix_url, record_id, lambda found: services_in(found) == set(SERVICES)
+        )
+        assert len(trace_ids) == 1, (record_id, trace_ids)
+        assert services_in(spans) == set(SERVICES), sorted({s["name"] for s in spans})
+        assert any(s["name"].startswith("chat ") for s in spans)  # the LLM calls, GenAI spans
