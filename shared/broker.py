@@ -22,6 +22,7 @@ from opentelemetry.trace import TracerProvider
 from shared.dead_letters import DeadLetters
 from shared.metrics import broker_middlewares
 from shared.settings import KafkaSettings, Settings
+from shared.telemetry import NoTracing
 
 log = logging.getLogger("loopline.broker")
 
@@ -97,7 +98,10 @@ def build_broker(
     tracer_provider: TracerProvider | None = None,
 ) -> tuple[KafkaBroker, DeadLetters]:
     """A broker with telemetry (outermost), metrics, then retries and dead letters around each
-    handler."""
+    handler. With telemetry off (`settings.telemetry.enabled`) its tracer is a no-op one
+    whatever `tracer_provider` is (trace context still passes from message to message) and it
+    has no metrics middlewares."""
+    enabled = settings.telemetry.enabled
     dead_letters = DeadLetters(service=service, retry=settings.retry, kafka=settings.kafka)
     broker = KafkaBroker(
         settings.kafka.bootstrap_servers,
@@ -113,8 +117,9 @@ def build_broker(
         logger=logging.getLogger(f"loopline.{service}.broker"),
         log_level=logging.DEBUG,
         middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
-            *broker_middlewares(service),  # Prometheus: around the retries, as one handling
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider if enabled else NoTracing()),
+            # Prometheus: around the retries, as one handling
+            *(broker_middlewares(service) if enabled else ()),
             dead_letters,
         ],
     )

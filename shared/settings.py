@@ -219,6 +219,12 @@ class ExportSettings(BaseModel):
 class TelemetrySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    # Off (LOOPLINE_TELEMETRY__ENABLED=false): no span is made or exported (OpenTelemetry's
+    # no-op tracer provider; a message's trace context from upstream still passes on unchanged,
+    # a record that brings none gets no trace), and the brokers have no metrics middlewares, so
+    # /metrics lacks faststream_* (messages in and out, sizes, handler durations),
+    # loopline_batch_size and loopline_dead_letters_total; the other loopline_* metrics stay.
+    enabled: bool = True
     service_name_prefix: str = "loopline"
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318 ; None disables export
     # LLM spans carry the messages sent and received (gen_ai.input.messages / output.messages)

@@ -39,8 +39,23 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _FIELDS = frozenset(_PROPAGATOR.fields)  # traceparent, tracestate
 
 
-def build_tracer_provider(service: str, settings: TelemetrySettings) -> TracerProvider:
-    """A tracer provider named after the service; exports over OTLP/HTTP when configured."""
+class NoTracing(trace.NoOpTracerProvider):
+    """The tracer provider of a process with telemetry off: OpenTelemetry's no-op one. Its
+    tracers record nothing; a span started under a context that holds a span is that span, so
+    the trace context a message carried is passed on unchanged (and none is made up)."""
+
+    def shutdown(self) -> None:
+        """Nothing to flush."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def build_tracer_provider(service: str, settings: TelemetrySettings) -> TracerProvider | NoTracing:
+    """A tracer provider named after the service; exports over OTLP/HTTP when configured.
+    `NoTracing` when telemetry is off."""
+    if not settings.enabled:
+        return NoTracing()
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"{settings.service_name_prefix}-{service}"})
     )
