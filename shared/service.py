@@ -73,6 +73,7 @@ class ServiceContext:
     stats: ServiceStats = field(default_factory=ServiceStats)
     http_servers: list[HttpServer] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    drainers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     unknown_flows: dict[str, float] = field(default_factory=dict)  # flow -> first seen
     # What this stage already passed on, for `consume_concurrently(once_per_record=True)`:
     # run_service reads the stage's output topics back; None (in-memory tests) keeps nothing.
@@ -83,6 +84,11 @@ class ServiceContext:
     @property
     def tracer(self) -> Tracer:
         return tracer_of(self.tracer_provider)
+
+    def before_broker_stop(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` at a stop once the HTTP servers took their last request, while the
+        broker still runs (say, publishing what a service still holds)."""
+        self.drainers.append(step)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` (say, closing an HTTP client pool) once the broker has drained."""
@@ -393,6 +399,8 @@ async def run_service(
             await bounded(
                 task, f"stopping the HTTP server on port {server.config.port}", timeout + 5
             )
+        for step in context.drainers:
+            await bounded(step(), f"draining ({getattr(step, '__qualname__', step)})", timeout)
         # The broker drains in-flight messages for up to `timeout` (its graceful timeout);
         # what is unfinished then is not committed: it will be redelivered.
         await bounded(broker.stop(), "stopping the broker", timeout + 5)

@@ -51,6 +51,7 @@ def register(context: ServiceContext) -> None:
 
     context.consume(RECORDS_INCOMING, IncomingRecord, from_kafka)
     app = create_app(pipeline, settings, broker_ready)
+    context.before_broker_stop(app.state.otlp.settle_all)  # what waits in the join is made
     context.on_stop(app.state.otlp.close)  # the OTLP span/log-event join's sweeper
     context.serve_http(app, settings.host, settings.port)
 

@@ -189,12 +189,12 @@ class OTLPIngest:
     # ----------------------------------------------------------------------------------------
     # What waited long enough
 
-    async def settle_due(self) -> None:
-        """Settle what stopped waiting: records of spans with content (what came), counts of
-        the rest."""
+    async def settle_due(self, everything: bool = False) -> None:
+        """Settle what stopped waiting (`everything`: all that waits, as at a stop): records
+        of spans with content (what came), counts of the rest."""
         batch = _Batch()
         events_alone = 0
-        for entry in self.store.due():
+        for entry in self.store.due(everything):
             if entry.span is None:
                 events_alone += len(entry.events)
             else:
@@ -229,6 +229,15 @@ class OTLPIngest:
             except Exception:
                 log.exception("OTLP: settling the span/event join failed")
 
+    async def settle_all(self) -> None:
+        """At a stop, while the broker still runs: settle everything that waits now, as if its
+        wait were over (a span with part of its content still becomes a record), so no span
+        the app was told was taken is dropped."""
+        waiting = len(self.store)
+        if waiting:
+            log.info("OTLP: settling %d waiting span(s) or event group(s) before the stop", waiting)
+            await self.settle_due(everything=True)
+
     async def close(self) -> None:
         """Stop the sweeper; say what was still waiting (the broker is gone by now)."""
         if self._sweeper is not None and not self._sweeper.done():
@@ -237,8 +246,8 @@ class OTLPIngest:
                 await self._sweeper
         if len(self.store):
             log.warning(
-                "OTLP: %d span(s) or event groups were still waiting for each other at stop; "
-                "their records are not made",
+                "OTLP: %d span(s) or event groups were still waiting for each other at stop "
+                "(their publish failed while settling them); their records are not made",
                 len(self.store),
             )
 

@@ -137,9 +137,10 @@ class JoinStore:
             self.bytes += entry.size
         self._bound()
 
-    def due(self) -> list[Pending]:
-        """Take out the entries whose wait is over, and those evicted early."""
-        now = self.clock()
+    def due(self, everything: bool = False) -> list[Pending]:
+        """Take out the entries whose wait is over, and those evicted early (`everything`:
+        every entry, as at a stop)."""
+        now = float("inf") if everything else self.clock()
         out, self._early = self._early, []
         while self._pending:
             key, entry = next(iter(self._pending.items()))

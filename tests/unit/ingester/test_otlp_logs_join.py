@@ -189,3 +189,17 @@ async def test_events_completing_a_span_of_another_flow_need_a_key_for_it() -> N
         assert allowed.status_code == 200
         [record] = ing.publisher.records()
     assert record.flow == "default"
+
+
+async def test_what_waits_in_the_join_is_settled_at_a_stop() -> None:
+    call = await recorded("LEGACY_EVENTS")
+    [scope] = call.logs.resource_logs[0].scope_logs
+    del scope.log_records[2]  # the answer's event has not come yet when the ingester stops
+    async with ingester(IngestSettings(otlp_join_wait_s=3600)) as ing:
+        await ing.otlp_export(LOGS, call.logs.SerializeToString())
+        await ing.otlp_export(TRACES, call.traces.SerializeToString())
+        assert ing.publisher.records() == []  # it would wait an hour
+        await ing.otlp.settle_all()  # the service's stop, before the broker's
+        [record] = ing.publisher.records()
+        assert (await ing.stats())["otlp_join_waiting"] == 0
+    assert [m.content for m in record.messages or []] == ["Be brief.", "What is Kafka?"]

@@ -107,3 +107,38 @@ async def test_a_drain_that_times_out_still_stops_the_broker_closers_and_traces(
     # Every closer ran, in order, though one failed and one never finished.
     assert s.closed == ["failing", "endless", "close"]
     assert [span.name for span in s.spans.get_finished_spans()] == ["request received"]
+
+
+async def test_what_a_service_still_holds_is_published_before_the_broker_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = StuckService(monkeypatch)
+    published: list[bytes] = []
+    stops: list[int] = []  # how often the broker was stopped when the drain ran
+
+    @s.broker.subscriber("x")
+    async def read(body: bytes) -> None:
+        published.append(body)
+
+    registered = s.spec.register
+
+    def register(context: ServiceContext) -> None:
+        async def drain() -> None:
+            stops.append(stopping.await_count)
+            await context.broker.publish(b"held until the stop", topic="x")
+
+        context.before_broker_stop(drain)
+        registered(context)
+
+    spec = ServiceSpec(name="stuck", consumes=(), produces=("x",), register=register)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    async with TestKafkaBroker(s.broker) as broker:
+        stopping: Any = broker.stop  # FastStream's test double of the real stop
+        task = asyncio.create_task(
+            run_service(spec, s.settings, stop=stop, flows=FLOWS, ready=ready)
+        )
+        await asyncio.wait_for(ready.wait(), 30)
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    assert stops == [0]
+    assert published == [b"held until the stop"]
