@@ -6,14 +6,16 @@
 * `plugins`, `check-flows` (cli/flows.py): what is installed, and whether a flow file is usable;
 * `annotate`, `annotators add|list` (cli/annotate.py): bot annotators, people's accounts;
 * `demo` (cli/demo.py): a shipped flow's sample through the running local stack, watched live;
-* `dlq list|show|replay` (cli/dlq.py): the dead-letter topics, and replaying what they hold.
+* `dlq list|show|replay` (cli/dlq.py): the dead-letter topics, and replaying what they hold;
+* `status`, `trace RECORD_ID` (cli/status.py, cli/trace.py): where records are, which stage is
+  behind, and one record's path and trace.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import annotate, data, demo, dlq, flows, run, stack
+from cli import annotate, data, demo, dlq, flows, run, stack, status, trace
 
 app = typer.Typer(
     help="Loopline: stream LLM traffic into curated training and evaluation data.",
@@ -31,3 +33,5 @@ app.command()(demo.demo)
 app.command("annotate")(annotate.annotate_command)
 app.add_typer(annotate.annotators_app, name="annotators")
 app.add_typer(dlq.dlq_app, name="dlq")
+app.command()(status.status)
+app.command()(trace.trace)

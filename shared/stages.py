@@ -366,7 +366,11 @@ class TopicFollower:
         consumer = AIOKafkaConsumer(
             **admin_client_options(self.kafka), group_id=None, enable_auto_commit=False
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
         self._consumer = consumer
 
     async def stop(self) -> None:
