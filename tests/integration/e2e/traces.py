@@ -11,15 +11,10 @@ from typing import Any
 
 import httpx
 
+from devstack.services import SERVICE_NAMES
+
 PROJECT = "loopline-e2e"  # the e2e services' `openinference.project.name`
-SERVICES = (
-    "ingester",
-    "generator",
-    "judge",
-    "argilla-publisher",
-    "feedback-collector",
-    "exporter",
-)
+SERVICES = SERVICE_NAMES
 Span = dict[str, Any]
 
 

@@ -10,7 +10,6 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.broker import build_broker
@@ -19,6 +18,7 @@ from shared.flows import parse_flows
 from shared.service import ServiceContext
 from shared.settings import Settings
 from shared.telemetry import RECORD_ID, context_from_headers, context_from_traceparent
+from tests.support.spans import kept_spans
 
 TRACES = {
     "r1": "0af7651916cd43dd8448eb211c80319c",
@@ -36,11 +36,8 @@ def upstream(record_id: str) -> trace.Span:
 
 @pytest.fixture
 def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider, exporter
-    provider.shutdown()
+    with kept_spans() as kept:
+        yield kept
 
 
 def context(provider: TracerProvider) -> ServiceContext:
