@@ -34,7 +34,8 @@ window measured); stages: one per service {service, group (null: reads no topic)
 lag (null: no partition), partitions [{topic, partition, committed (null: never), end,
 lag}], consumed_per_s, produced_per_s (into its topics), health (null: no health URL) {url,
 service, reachable, error, status, processed, in_flight, waiting_on, last_error {at, error,
-kind}, uptime_s}}; dead_letters: one per dead-letter topic {topic, messages, latest {at,
+kind}, uptime_s}}; health: every health URL's answer as above (one whose service is not known
+is only here); dead_letters: one per dead-letter topic {topic, messages, latest {at,
 error, error_type, service, record_id}}; records {since, stuck_after_s, messages_read,
 messages_counted, error (the flow file's), flows [{flow, stages {ingested, generated,
 judged, in_argilla, answered, completed: null when the flow skips it, else {reached, at,
@@ -292,7 +293,11 @@ def flows_table(records: dict[str, Any]) -> Table:
 def render(report: dict[str, Any]) -> list[Any]:
     """The report as printable blocks: the stages, the dead letters, the records per flow."""
     records = report["records"]
-    blocks: list[Any] = [stages_table(report), dead_letters_table(report)]
+    blocks: list[Any] = [stages_table(report)]
+    for answer in report["health"]:
+        if answer["service"] is None:
+            blocks.append(f"[red]health {answer['url']} unreachable:[/red] {answer['error']}")
+    blocks.append(dead_letters_table(report))
     if records["error"]:
         blocks.append(f"[red]flow file:[/red] {records['error']}")
     if records["flows"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,12 +30,13 @@ from shared.stages import (
     SERVICE_INPUTS,
     STAGE_NAMES,
     FlowProgress,
+    Message,
     StageCounter,
     TopicFollower,
     counted_topics,
     stage_key,
 )
-from shared.topic_reader import partitions_of, read_to_end
+from shared.topic_reader import partitions_of
 
 HEALTH_TIMEOUT_S = 2.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
@@ -101,7 +102,8 @@ class Snapshot:
     at: float  # time.monotonic()
     committed: dict[str, dict[TopicPartition, int | None]]  # group -> partition -> offset
     firsts: Offsets
-    ends: Offsets
+    ends: Offsets  # after the last message (`last_messages`), not only as the broker says
+    lasts: dict[TopicPartition, Message]  # each non-empty partition's last message
 
 
 class StatusReader:
@@ -170,6 +172,10 @@ class StatusReader:
         partitions = await partitions_of(consumer, named)
         firsts = await consumer.beginning_offsets(partitions) if partitions else {}
         ends = await consumer.end_offsets(partitions) if partitions else {}
+        lasts = await last_messages(consumer, firsts, ends)
+        ends = {
+            tp: max(end, lasts[tp].offset + 1 if tp in lasts else end) for tp, end in ends.items()
+        }
         committed: dict[str, dict[TopicPartition, int | None]] = {}
         for service, topics in SERVICE_INPUTS.items():
             own = [tp for tp in partitions if self.kafka.logical_topic(tp.topic) in topics]
@@ -180,7 +186,7 @@ class StatusReader:
                 tp: (found[tp].offset if tp in found and found[tp].offset >= 0 else None)
                 for tp in own
             }
-        return Snapshot(time.monotonic(), committed, dict(firsts), dict(ends))
+        return Snapshot(time.monotonic(), committed, dict(firsts), ends, lasts)
 
     async def _count_records(self) -> int:
         return await self.follower.catch_up(self.counter.seen)
@@ -195,11 +201,8 @@ class StatusReader:
         """One status report (waits `window_s` at least, to measure throughput)."""
         letters_topics = await self._dead_letter_topics()
         before = await self.snapshot(letters_topics)
-        _, counted, health, latest = await asyncio.gather(
-            asyncio.sleep(self.window_s),
-            self._count_records(),
-            self._health(),
-            latest_dead_letters(self.settings, letters_topics),
+        _, counted, health = await asyncio.gather(
+            asyncio.sleep(self.window_s), self._count_records(), self._health()
         )
         after = await self.snapshot(letters_topics)
         return {
@@ -211,7 +214,8 @@ class StatusReader:
             },
             "window_s": round(after.at - before.at, 2),
             "stages": self._stages(before, after, health),
-            "dead_letters": self._dead_letters(after, letters_topics, latest),
+            "health": health,
+            "dead_letters": self._dead_letters(after, letters_topics),
             "records": self._records(counted),
         }
 
@@ -260,18 +264,13 @@ class StatusReader:
             rows.append(row)
         return rows
 
-    def _dead_letters(
-        self,
-        after: Snapshot,
-        topics: Sequence[str],
-        latest: dict[str, StoredDeadLetter],
-    ) -> list[dict[str, Any]]:
+    def _dead_letters(self, after: Snapshot, topics: Sequence[str]) -> list[dict[str, Any]]:
         shown = []
         for topic in topics:
             count = sum(
                 max(0, after.ends[tp] - after.firsts[tp]) for tp in after.ends if tp.topic == topic
             )
-            last = latest.get(topic)
+            last = latest_dead_letter(m for tp, m in after.lasts.items() if tp.topic == topic)
             shown.append(
                 {
                     "topic": topic,
@@ -336,22 +335,34 @@ def flow_report(progress: FlowProgress, now: float, stuck_after_s: float) -> dic
     }
 
 
-async def latest_dead_letters(
-    settings: Settings, topics: Sequence[str]
-) -> dict[str, StoredDeadLetter]:
-    """The newest dead letter of each of `topics` (named on the cluster): the last message of
-    each partition, the latest of those."""
-    kafka = settings.kafka
-    if not topics:
-        return {}
-    latest: dict[str, StoredDeadLetter] = {}
-    logical = [kafka.logical_topic(t) for t in topics]
-    async for batch in read_to_end(kafka, logical, lambda tp, first, end: max(first, end - 1)):
-        for message in batch:
-            stored = StoredDeadLetter.from_message(message)
-            if stored is None:
-                continue
-            known = latest.get(message.topic)
-            if known is None or stored.at >= known.at:
-                latest[message.topic] = stored
-    return latest
+def latest_dead_letter(messages: Iterable[Message]) -> StoredDeadLetter | None:
+    """The newest of `messages` that is a Loopline dead letter."""
+    letters = [d for d in map(StoredDeadLetter.from_message, messages) if d is not None]
+    return max(letters, key=lambda d: d.at, default=None)
+
+
+async def last_messages(
+    consumer: AIOKafkaConsumer, firsts: Offsets, ends: Offsets, timeout_s: float = 10.0
+) -> dict[TopicPartition, Message]:
+    """The last message of each non-empty partition, read from the end the broker reports.
+    Some brokers report an end below the last batch (Tansu: the start of a multi-record batch
+    plus one), so reading goes on until a fetch past that end brings nothing more; the last
+    message read is the partition's last. Within `timeout_s`: what was read by then."""
+    todo = [tp for tp, end in ends.items() if end > firsts.get(tp, 0)]
+    lasts: dict[TopicPartition, Message] = {}
+    if not todo:
+        return lasts
+    consumer.assign(todo)
+    for tp in todo:
+        consumer.seek(tp, ends[tp] - 1)
+    remaining = set(todo)
+    deadline = time.monotonic() + timeout_s
+    while remaining and time.monotonic() < deadline:
+        batch = await consumer.getmany(*remaining, timeout_ms=200)
+        for tp, messages in batch.items():
+            if messages:
+                lasts[tp] = messages[-1]
+        for tp in list(remaining):
+            if not batch.get(tp) and await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+    return lasts

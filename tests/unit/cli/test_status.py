@@ -27,7 +27,7 @@ from shared.dead_letters import H_ATTEMPTS, H_ERROR, H_ERROR_TYPE, H_SERVICE, H_
 from shared.events import PublishedRecord, Record
 from shared.flows import parse_flows
 from shared.settings import KafkaSettings, Settings
-from tests.unit.shared.fake_kafka import FakeCluster
+from tests.unit.shared.fake_kafka import FakeCluster, FakeConsumer
 
 FLOWS = parse_flows(
     {
@@ -217,6 +217,7 @@ async def test_dead_letters_health_and_records_per_flow(
     generator = stage(report, "generator")["health"]
     assert generator["reachable"] is False and "refused" in generator["error"]
     assert stage(report, "exporter")["health"] is None
+    assert [h["reachable"] for h in report["health"]] == [True, False]
 
     records = report["records"]
     support = next(f for f in records["flows"] if f["flow"] == "support")
@@ -263,6 +264,12 @@ async def test_the_text_names_lag_errors_and_stuck_records(
     assert "waiting on: calling the LLM" in text
     assert "last error" in text and "ConnectError: refused" in text
     assert "unreachable" in text
+    # A URL whose service is not known and does not answer is named on its own.
+    report = await report_of(reader(health=[HealthTarget("http://127.0.0.1:9003/healthz")]))
+    console = Console(record=True, width=250)
+    for block in render(report):
+        console.print(block)
+    assert "health http://127.0.0.1:9003/healthz unreachable" in console.export_text()
     assert "ValidationError: bad" in text
     assert "1 waiting on people" in text
     assert "gone (1)" in text
@@ -283,7 +290,15 @@ def test_status_json_on_the_command_line(
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert set(document) == {"at", "kafka", "window_s", "stages", "dead_letters", "records"}
+    assert set(document) == {
+        "at",
+        "kafka",
+        "window_s",
+        "stages",
+        "health",
+        "dead_letters",
+        "records",
+    }
     assert [row["service"] for row in document["stages"]] == [
         "ingester",
         "generator",
@@ -332,3 +347,35 @@ def test_the_local_stacks_services_are_asked_by_default(
     assert targets[2].url == "http://127.0.0.1:7103/healthz"  # ports.services + 1 + index
     monkeypatch.setenv("LOOPLINE_KAFKA__BOOTSTRAP_SERVERS", "kafka-1.internal:9093")
     assert status_module.default_health(Settings(), None) == []
+
+
+async def test_ends_below_the_last_batch_are_read_past(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tansu reports a partition's end as the start of its last batch plus one: two dead
+    letters written in one batch look like one, and three new records in one batch like one."""
+    health_transport(monkeypatch)
+    for i in range(3):
+        cluster.append("a.records.generated", record(f"b{i}"), partition=1)
+    honest = FakeConsumer.end_offsets
+
+    # What the broker reports below the true end, per partition.
+    short = {
+        TopicPartition("a.records.generated.dlq", 0): 1,
+        TopicPartition("a.records.generated", 1): 2,
+    }
+
+    async def low(self: FakeConsumer, partitions: list[TopicPartition]) -> dict[Any, int]:
+        ends = await honest(self, partitions)
+        return {tp: end - short.get(tp, 0) for tp, end in ends.items()}
+
+    monkeypatch.setattr(FakeConsumer, "end_offsets", low)
+    report = await report_of(reader())
+    [letters] = report["dead_letters"]
+    assert letters["messages"] == 2
+    assert letters["latest"]["record_id"] == "d2"
+    judge = stage(report, "judge")
+    assert [(p["partition"], p["end"], p["lag"]) for p in judge["partitions"]] == [
+        (0, 4, 2),
+        (1, 5, 5),
+    ]
