@@ -300,8 +300,12 @@ def render(report: dict[str, Any]) -> list[Any]:
     blocks.append(dead_letters_table(report))
     if records["error"]:
         blocks.append(f"[red]flow file:[/red] {records['error']}")
-    if records["flows"]:
-        blocks.append(flows_table(records))
+    seen = [f for f in records["flows"] if any(s and s["reached"] for s in f["stages"].values())]
+    if seen:
+        blocks.append(flows_table({**records, "flows": seen}))
+    if len(seen) < len(records["flows"]):
+        idle = [f["flow"] for f in records["flows"] if f not in seen]
+        blocks.append(f"no records since --since: {', '.join(idle)}")
     if records["unknown_flows"]:
         other = ", ".join(f"{n} ({c})" for n, c in records["unknown_flows"].items())
         blocks.append(f"records of flows not in the flow file: {other}")

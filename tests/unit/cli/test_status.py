@@ -273,6 +273,16 @@ async def test_the_text_names_lag_errors_and_stuck_records(
     assert "ValidationError: bad" in text
     assert "1 waiting on people" in text
     assert "gone (1)" in text
+    assert "records per flow" in text and "no records since --since" not in text
+    people = report["records"]["flows"][1]
+    assert people["flow"] == "people"
+    for counted in people["stages"].values():
+        if counted is not None:
+            counted["reached"] = 0
+    console = Console(record=True, width=250)
+    for block in render(report):
+        console.print(block)
+    assert "no records since --since: people" in console.export_text()
     assert "since" in text and "--since" in text
 
 
