@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
 from devstack.config import OBJECT_STORE_PORTS, StackConfig, StackPorts
+
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+BLOCK_PORTS_FROM = 20000  # port blocks are picked from here up to the ephemeral range
 
 
 def free_port() -> int:
@@ -25,12 +29,28 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (Linux's range; its default
+    elsewhere)."""
+    try:
+        low, high = map(int, Path(EPHEMERAL_RANGE).read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port_block(count: int, taken: set[int]) -> int:
-    """The first of `count` consecutive loopback ports that are all free and not in `taken`."""
+    """The first of `count` consecutive loopback ports that are all free and not in `taken`,
+    below the ephemeral range: a server that opens its ports seconds after the check (the
+    object store's parts do) must not find one taken meanwhile by an outgoing connection."""
+    ephemeral = _ephemeral_ports()
+    low, high = BLOCK_PORTS_FROM, ephemeral.start
+    if high - low < 10 * count:  # a system whose ephemeral range leaves nothing below it
+        low, high = ephemeral.stop, 65536
     while True:
-        first = free_port()
+        first = random.randrange(low, high - count)
         block = range(first, first + count)
-        if first + count <= 65536 and not taken & set(block) and all(map(_bindable, block)):
+        if not taken & set(block) and all(map(_bindable, block)):
             taken.update(block)
             return first
 

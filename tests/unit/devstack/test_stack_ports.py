@@ -9,7 +9,7 @@ from pathlib import Path
 from devstack import StackConfig
 from devstack.components import stack_components
 from devstack.config import OBJECT_STORE_PORTS
-from devstack.testing import config_for_tests, free_port_block
+from devstack.testing import _ephemeral_ports, config_for_tests, free_port_block
 
 
 def ports_of(config: StackConfig) -> Counter[int]:
@@ -47,3 +47,12 @@ def test_a_port_block_avoids_taken_ports() -> None:
     second = free_port_block(4, taken)
     assert taken == set(range(first, first + 4)) | set(range(second, second + 4))
     assert len(taken) == 8
+
+
+def test_a_port_block_is_picked_outside_the_ephemeral_range() -> None:
+    # Ports the kernel gives outgoing connections could be taken between the check and the
+    # moment the object store opens them (CI: its filer's gRPC port was).
+    ephemeral = _ephemeral_ports()
+    for _ in range(20):
+        first = free_port_block(OBJECT_STORE_PORTS, set())
+        assert not set(range(first, first + OBJECT_STORE_PORTS)) & set(ephemeral)
