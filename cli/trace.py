@@ -28,6 +28,8 @@ from cli.status import BROKER_TIMEOUT_S, broker_error, quiet_kafka_client
 from cli.status_report import parse_since
 from shared.dead_letters import H_ATTEMPTS, H_ERROR, H_SERVICE
 from shared.events import (
+    ALL_TOPICS,
+    DATASETS_EXPORTED,
     DLQ_SUFFIX,
     FEEDBACK_RESPONSES,
     RECORDS_COMPLETED,
@@ -45,16 +47,8 @@ from shared.settings import Settings
 from shared.stages import Message, TopicFollower
 from shared.telemetry import context_from_headers
 
-TRACED_TOPICS = (
-    RECORDS_INCOMING,
-    RECORDS_INGESTED,
-    RECORDS_UNROUTED,
-    RECORDS_GENERATED,
-    RECORDS_JUDGED,
-    RECORDS_PUBLISHED,
-    FEEDBACK_RESPONSES,
-    RECORDS_COMPLETED,
-)
+# Every topic a record's own messages are on, in stage order (exports are per version).
+TRACED_TOPICS = tuple(topic for topic in ALL_TOPICS if topic != DATASETS_EXPORTED)
 STAGE_OF = {
     RECORDS_INCOMING: "received",
     RECORDS_INGESTED: "ingested",
