@@ -39,6 +39,19 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _FIELDS = frozenset(_PROPAGATOR.fields)  # traceparent, tracestate
 
 
+class _HashedOnce(Resource):
+    """A resource that computes its hash once. The OTLP exporter groups every span it sends by
+    its resource, and `Resource.__hash__` serialises the attributes to JSON each time (~5 us a
+    span, a fifth of encoding one); a resource's attributes never change."""
+
+    _hash: int | None = None
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = super().__hash__()
+        return self._hash
+
+
 class NoTracing(trace.NoOpTracerProvider):
     """The tracer provider of a process with telemetry off: OpenTelemetry's no-op one. Its
     tracers record nothing; a span started under a context that holds a span is that span, so
@@ -56,9 +69,8 @@ def build_tracer_provider(service: str, settings: TelemetrySettings) -> TracerPr
     `NoTracing` when telemetry is off."""
     if not settings.enabled:
         return NoTracing()
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": f"{settings.service_name_prefix}-{service}"})
-    )
+    resource = Resource.create({"service.name": f"{settings.service_name_prefix}-{service}"})
+    provider = TracerProvider(resource=_HashedOnce(resource.attributes, resource.schema_url))
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
