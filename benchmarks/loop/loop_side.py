@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from argilla_jobs import drain
 from bots import BotClock, Marks, TimedTransport, bots
 from cpu import CpuMeter, CpuUse
+from telemetry_modes import SinkStats
 
 from devstack.stage_watch import StageWatcher
 from devstack.testing import free_port
@@ -46,6 +47,7 @@ from shared.settings import (
     KafkaSettings,
     LLMSettings,
     Settings,
+    TelemetrySettings,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +82,9 @@ class LoopResult:
     bots: str = ""
     backlog: tuple[int, float] = (0, 0.0)  # Argilla worker jobs left at the end, s to drain
     cpu: CpuUse | None = None  # from the first ingest to the last record's version
+    mode: str = "on"  # telemetry on or off
+    sink: SinkStats | None = None  # what the services exported (on), their stop included
+    log_lines: int = 0  # the services' JSON log lines during the run
 
     @property
     def rate(self) -> float:
@@ -120,9 +125,12 @@ class Endpoints:
     redis: tuple[str, int]  # Argilla's job queues (the stack's Redis stand-in)
 
 
-def loop_settings(endpoints: Endpoints, export_dir: Path, reconcile_s: float) -> Settings:
+def loop_settings(
+    endpoints: Endpoints, export_dir: Path, reconcile_s: float, telemetry: TelemetrySettings
+) -> Settings:
     port = endpoints.feedback_port
     return Settings(
+        telemetry=telemetry,
         stack_dir=export_dir.parent,
         llm=LLMSettings(base_url=endpoints.llm_url, model="scripted-judge"),
         kafka=KafkaSettings(
@@ -281,13 +289,18 @@ async def stage_times(watcher: StageWatcher, wanted: int, t0: float, into: Stage
 
 
 async def run_loop(
-    endpoints: Endpoints, workdir: Path, run: str, options: LoopOptions, meter: CpuMeter
+    endpoints: Endpoints,
+    workdir: Path,
+    run: str,
+    options: LoopOptions,
+    meter: CpuMeter,
+    telemetry: TelemetrySettings,
 ) -> LoopResult:
     """One run of the whole loop on `options.records` new records (flow `loop-<run>`)."""
     flow_name = f"loop-{run}"
     flows = loop_flow(flow_name, options)
     flow = flows.flows[flow_name]
-    settings = loop_settings(endpoints, workdir / run / "exports", options.reconcile_s)
+    settings = loop_settings(endpoints, workdir / run / "exports", options.reconcile_s, telemetry)
     async with six_services(settings, flows):
         stages = StageWatcher(settings.kafka, flow_name, flow)
         await stages.start()

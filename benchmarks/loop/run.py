@@ -17,26 +17,35 @@ judge's JSON schema). Then, in one run on the same Argilla:
      SDK's `dataset.records.log(...)`, the same bots through the same REST path, then
      `dataset.records` read back and a `datasets.Dataset` of DPO rows built from them.
 
-Loopline runs `--loop-runs` times, the anchor `--anchor-runs` times, alternating; medians are
-shown, and per run: when each stage held its first, half and all records, the bots' Argilla
-call times, the CPU seconds of each server and of other people's processes (the machine is
-shared), and the webhook deliveries Argilla's worker still had queued. Before each run the
+Loopline runs `--loop-runs` times with telemetry on and as often with it off (`--telemetry
+both`, the default; alternating: off, on; on, off; ...), the anchor `--anchor-runs` times, in
+between; medians are shown, and telemetry's on / off ratio of records/s, of the time until
+every record was judged (the part of the loop that is Loopline's alone), and of this process's
+CPU seconds (the six services, the bots and the scripted LLM). On is production's telemetry:
+spans exported over OTLP/HTTP to a minimal receiver in its own process
+(`benchmarks/ingest/otlp_sink.py`), the brokers' metrics middlewares, JSON logs at INFO (into a
+file per run); off is `LOOPLINE_TELEMETRY__ENABLED=false` with the same logs. Per run: when
+each stage held its first, half and all records, the bots' Argilla call times, the CPU seconds
+of each server and of other people's processes (the machine is shared), the spans exported,
+and the webhook deliveries Argilla's worker still had queued. Before each run the
 worker's queue is drained (untimed), and the collector's webhook is deleted after each
 Loopline run. Every process started is stopped by pid.
 
     python benchmarks/loop/run.py [--records 500] [--loop-runs 1] [--anchor-runs 3]
+                                  [--telemetry both|on|off]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import dataclasses
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import argilla as rg
@@ -45,6 +54,7 @@ from argilla_jobs import drain
 from cpu import CpuMeter
 from loop_side import Endpoints, LoopOptions, LoopResult, judged_records, run_loop
 from responder import respond
+from telemetry_modes import LogFile, OtlpSink, SinkStats, compare, modes, settings_for
 
 import devstack as stack
 from devstack.scripted_llm import ScriptedLLM
@@ -54,6 +64,26 @@ from shared.settings import ArgillaSettings, FeedbackSettings, KafkaSettings
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("kafka", "search", "argilla", "argilla-worker")
 SETTLE_S = 2.0  # between runs, after Argilla's worker has no job left
+
+
+def judged_all(r: LoopResult) -> float | None:
+    """Seconds after the first ingest until every record was judged."""
+    judged = r.stages.get("judged")
+    return judged[2] if judged is not None else None
+
+
+def process_cpu_ms(r: LoopResult) -> float | None:
+    """This process's CPU milliseconds per record (the services, bots, scripted LLM)."""
+    return r.cpu.parts["this process"] * 1000 / r.records if r.cpu is not None else None
+
+
+FIGURES: dict[str, Callable[[LoopResult], float | None]] = {
+    "records/s (ingest .. dpo version)": lambda r: r.rate,
+    "total s": lambda r: r.seconds,
+    "p50 s": lambda r: r.p50,
+    "s until every record was judged": judged_all,
+    "this process's CPU ms per record": process_cpu_ms,
+}
 
 
 def load() -> str:
@@ -77,7 +107,7 @@ def drop_webhooks(argilla: ArgillaSettings, port: int) -> int:
 
 
 async def bench(
-    config: stack.StackConfig, args: argparse.Namespace, workdir: Path, tag: str
+    config: stack.StackConfig, args: argparse.Namespace, workdir: Path, tag: str, logs: LogFile
 ) -> tuple[list[LoopResult], list[AnchorResult], list[str]]:
     options = LoopOptions(
         records=args.records,
@@ -98,40 +128,57 @@ async def bench(
     loops: list[LoopResult] = []
     anchors: list[AnchorResult] = []
     notes: list[str] = []
-    async with ScriptedLLM(responder=respond) as llm:
-        endpoints = Endpoints(
-            kafka=config.kafka_bootstrap,
-            argilla=argilla,
-            llm_url=llm.base_url,
-            feedback_port=free_port(),
-            group_prefix=f"bench-loop-{tag}",
-            redis=(config.host, config.ports.redis),
-        )
-        judged = None
-        for k in range(max(args.loop_runs, args.anchor_runs)):
-            if k < args.loop_runs:
-                await drain(*endpoints.redis)
-                run = f"{tag}-{k + 1}"
-                before = load()
-                print(f"  loopline run {k + 1}/{args.loop_runs} ...", flush=True)
-                loops.append(await run_loop(endpoints, workdir, run, options, meter))
-                notes.append(f"loopline run {k + 1}: load average {before} -> {load()}")
-                await asyncio.to_thread(drop_webhooks, argilla, endpoints.feedback_port)
-                if judged is None:
-                    kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
-                    judged = await judged_records(kafka, f"loop-{run}", args.records)
-                await asyncio.sleep(SETTLE_S)
-            if k < args.anchor_runs:
-                if judged is None:
-                    raise SystemExit("the anchor needs one loopline run first (its records)")
-                await drain(*endpoints.redis)
-                before = load()
-                print(f"  anchor run {k + 1}/{args.anchor_runs} ...", flush=True)
-                run = f"{tag}-{k + 1}"
-                anchors.append(await run_anchor(argilla, judged, run, args.bot_rate, meter))
-                notes.append(f"anchor run {k + 1}: load average {before} -> {load()}")
-                await asyncio.sleep(SETTLE_S)
-        notes.append(f"scripted LLM: {len(llm.requests)} requests answered")
+    loop_modes = modes(args.telemetry, args.loop_runs)
+    with OtlpSink() as sink:
+        async with ScriptedLLM(responder=respond) as llm:
+            endpoints = Endpoints(
+                kafka=config.kafka_bootstrap,
+                argilla=argilla,
+                llm_url=llm.base_url,
+                feedback_port=free_port(),
+                group_prefix=f"bench-loop-{tag}",
+                redis=(config.host, config.ports.redis),
+            )
+            judged = None
+            for k in range(max(len(loop_modes), args.anchor_runs)):
+                if k < len(loop_modes):
+                    mode = loop_modes[k]
+                    await drain(*endpoints.redis)
+                    run = f"{tag}-{k + 1}"
+                    before = load()
+                    print(
+                        f"  loopline run {k + 1}/{len(loop_modes)} (telemetry {mode}) ...",
+                        flush=True,
+                    )
+                    log_file = workdir / f"services-{run}-{mode}.log"
+                    logs.into(log_file)
+                    exported = await asyncio.to_thread(sink.stats)
+                    result = await run_loop(
+                        endpoints, workdir, run, options, meter, settings_for(mode, sink)
+                    )
+                    exported = await asyncio.to_thread(sink.stats) - exported
+                    loops.append(
+                        dataclasses.replace(
+                            result, mode=mode, sink=exported, log_lines=logs.lines(log_file)
+                        )
+                    )
+                    notes.append(f"loopline run {k + 1}: load average {before} -> {load()}")
+                    await asyncio.to_thread(drop_webhooks, argilla, endpoints.feedback_port)
+                    if judged is None:
+                        kafka = KafkaSettings(bootstrap_servers=endpoints.kafka)
+                        judged = await judged_records(kafka, f"loop-{run}", args.records)
+                    await asyncio.sleep(SETTLE_S)
+                if k < args.anchor_runs:
+                    if judged is None:
+                        raise SystemExit("the anchor needs one loopline run first (its records)")
+                    await drain(*endpoints.redis)
+                    before = load()
+                    print(f"  anchor run {k + 1}/{args.anchor_runs} ...", flush=True)
+                    run = f"{tag}-{k + 1}"
+                    anchors.append(await run_anchor(argilla, judged, run, args.bot_rate, meter))
+                    notes.append(f"anchor run {k + 1}: load average {before} -> {load()}")
+                    await asyncio.sleep(SETTLE_S)
+            notes.append(f"scripted LLM: {len(llm.requests)} requests answered")
     return loops, anchors, notes
 
 
@@ -149,21 +196,33 @@ def report(
         f"{'anchor: SDK log, bots, read back, Dataset':<44}{len(anchors):>5}{a_total:>9.1f}"
         f"{args.records / a_total:>11.1f}{'-':>8}{'-':>8}"
     )
-    l_total = statistics.median([r.seconds for r in loops])
-    p50 = statistics.median([r.p50 for r in loops])
-    p99 = statistics.median([r.percentile(99) for r in loops])
-    print(
-        f"{'loopline: ingest .. dpo version (6 services)':<44}{len(loops):>5}{l_total:>9.1f}"
-        f"{args.records / l_total:>11.1f}{p50:>8.1f}{p99:>8.1f}"
-    )
-    print(f"loopline / anchor records/s: {a_total / l_total:.2f}x")
+    totals: dict[str, float] = {}
+    for mode in ("on", "off"):
+        mine = [r for r in loops if r.mode == mode]
+        if not mine:
+            continue
+        totals[mode] = l_total = statistics.median([r.seconds for r in mine])
+        p50 = statistics.median([r.p50 for r in mine])
+        p99 = statistics.median([r.percentile(99) for r in mine])
+        print(
+            f"{f'loopline: ingest .. dpo, telemetry {mode}':<44}{len(mine):>5}"
+            f"{l_total:>9.1f}{args.records / l_total:>11.1f}{p50:>8.1f}{p99:>8.1f}"
+        )
+    l_total = totals.get("on", totals.get("off", float("nan")))
+    print(f"loopline / anchor records/s: {a_total / l_total:.2f}x (telemetry on, when it ran)")
+    if len(totals) == 2:
+        print()
+        print("telemetry on / off:")
+        for line in compare(loops, FIGURES):
+            print(f"  {line}")
     print()
     for k, r in enumerate(loops, 1):
         stages = ", ".join(
             f"{name} {a:.1f}/{b:.1f}/{c:.1f}" for name, (a, b, c) in r.stages.items()
         )
         print(
-            f"loopline run {k}: {r.seconds:.1f} s, {r.rate:.1f} records/s, p50 {r.p50:.1f} s, "
+            f"loopline run {k} (telemetry {r.mode}): {r.seconds:.1f} s, {r.rate:.1f} records/s, "
+            f"p50 {r.p50:.1f} s, "
             f"p90 {r.percentile(90):.1f} s, p99 {r.percentile(99):.1f} s, max "
             f"{max(r.latencies):.1f} s; {len(r.versions)} dpo versions "
             f"(last {r.versions[-1].rows} rows)"
@@ -178,6 +237,12 @@ def report(
             f"  stages reached by the first/half/all records (s after the first ingest): {stages}"
         )
         print(f"  bots: {r.bots}")
+        exported = r.sink or SinkStats()
+        print(
+            f"  telemetry {r.mode}: {exported.spans / r.records:.1f} spans per record exported "
+            f"({exported.requests} OTLP requests, {exported.bytes / 1024:,.0f} KB); "
+            f"{r.log_lines} JSON log lines"
+        )
         jobs, drained = r.backlog
         print(f"  Argilla worker jobs left at the end: {jobs} (delivered in {drained:.0f} s more)")
         if r.cpu is not None:
@@ -195,7 +260,13 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=500)
-    parser.add_argument("--loop-runs", type=int, default=1)
+    parser.add_argument("--loop-runs", type=int, default=1, help="per telemetry mode")
+    parser.add_argument(
+        "--telemetry",
+        choices=("both", "on", "off"),
+        default="both",
+        help="the services' telemetry: on and off in alternate runs (both), or one of them",
+    )
     parser.add_argument("--anchor-runs", type=int, default=3)
     parser.add_argument("--every-records", type=int, default=20, help="export trigger")
     parser.add_argument("--every-s", type=float, default=1.0, help="export trigger")
@@ -218,19 +289,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.loop_runs < 1 or args.anchor_runs < 0 or args.records < 1:
         parser.error("--records and --loop-runs must be at least 1, --anchor-runs at least 0")
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Its reconciliation passes say how many completions the webhooks had missed.
-    logging.getLogger("loopline.feedback_collector").setLevel(logging.INFO)
     tag = uuid.uuid4().hex[:6]
     started = time.monotonic()
     print(f"load average (1/5 min) at start: {load()}")
     with tempfile.TemporaryDirectory(prefix="loopline-loop-bench-") as tmp:
         config = config_for_tests(Path(tmp) / "stack", REPO / ".loopline" / "install")
+        # The services' JSON lines into a file per run; on the console warnings and the
+        # collector's reconciliation passes (how many completions the webhooks had missed).
+        logs = LogFile([config.argilla_api_key.get_secret_value()])
         try:
             stack.up(config, components=SERVERS)  # no LLM server: the scripted one
-            loops, anchors, notes = asyncio.run(bench(config, args, Path(tmp), tag))
+            loops, anchors, notes = asyncio.run(bench(config, args, Path(tmp), tag, logs))
         finally:
             stack.down(config)
     report(args, loops, anchors, notes)
