@@ -68,13 +68,14 @@ def exit_on(error: type[Exception], code: int) -> Iterator[None]:
         raise fail(str(message), code) from None
 
 
-def configure_logging(level: str, settings: Settings | None = None) -> None:
+def configure_logging(level: str, settings: Settings | None = None, force: bool = False) -> None:
     """Log to stderr at `level`, in the settings' format, their secrets masked (the
-    environment's settings when none are given)."""
+    environment's settings when none are given); `force`: even if logging is configured
+    already (`shared.logs.configure_logging`)."""
     if settings is None:
         try:
             settings = Settings()
         except ValidationError:  # the command reports it; log as text meanwhile
-            setup_logging(level)
+            setup_logging(level, force=force)
             return
-    setup_logging(level, settings.log_format, secret_values(settings))
+    setup_logging(level, settings.log_format, secret_values(settings), force=force)

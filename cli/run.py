@@ -56,7 +56,7 @@ def run(
     """
     spec = load_service(service)
     settings = settings_with(health_port=health_port, flows_file=flows_file, stack_dir=state_dir)
-    configure_logging(log_level, settings)
+    configure_logging(log_level, settings, force=True)  # the process's entry point
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

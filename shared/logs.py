@@ -21,6 +21,7 @@ from shared.telemetry import FLOW, RECORD_ID
 
 LogFormat = Literal["text", "json"]
 MASK = "**********"
+_OURS = "loopline_handler"  # marks the handler `configure_logging` installed
 _CONTEXT = ("record_id", "flow", "trace_id", "span_id")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(about)s"
 _JSON_FIELDS = ("asctime", "levelname", "name", "message")
@@ -98,17 +99,41 @@ def formatter(log_format: LogFormat) -> logging.Formatter:
     return logging.Formatter(_TEXT)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the `sys.stderr` of the moment (a test runner may swap it), as logging's
+    last-resort handler does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        del value
+
+
 def configure_logging(
-    level: str, log_format: LogFormat = "text", secrets: Iterable[str] = ()
-) -> logging.Handler:
+    level: str,
+    log_format: LogFormat = "text",
+    secrets: Iterable[str] = (),
+    force: bool = False,
+) -> logging.Handler | None:
     """Log to stderr at `level` in `log_format`, every line with its record's context and
-    with `secrets` masked; the handler set up (replacing the root logger's handlers)."""
-    handler = logging.StreamHandler(sys.stderr)
+    with `secrets` masked; the handler set up. Like `logging.basicConfig`, it leaves logging
+    alone when something else configured it already (a test runner, an app that embeds a
+    command; None then), unless `force` (a process's own entry point, `loopline run`)."""
+    root = logging.getLogger()
+    if not force and any(not getattr(handler, _OURS, False) for handler in root.handlers):
+        return None
+    handler = _Stderr()
+    setattr(handler, _OURS, True)
     handler.setFormatter(formatter(log_format))
     handler.addFilter(RecordContext())
     handler.addFilter(SecretMask(secrets))
-    root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in list(root.handlers):  # ours from an earlier call, or any when forced
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())

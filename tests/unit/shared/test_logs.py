@@ -41,7 +41,7 @@ def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 
 def test_json_lines_name_the_record_they_are_about(capsys: pytest.CaptureFixture[str]) -> None:
     with kept_spans() as (provider, _):
-        configure_logging("INFO", "json")
+        configure_logging("INFO", "json", force=True)
         log.info("before any record")
         with record_span(tracer_of(provider), "judge", "rec-42", flow="default") as span:
             log.info("judged %s", "rec-42")
@@ -60,7 +60,7 @@ def test_json_lines_name_the_record_they_are_about(capsys: pytest.CaptureFixture
 
 def test_text_lines_name_the_record_too(capsys: pytest.CaptureFixture[str]) -> None:
     with kept_spans() as (provider, _):
-        configure_logging("INFO", "text")
+        configure_logging("INFO", "text", force=True)
         with record_span(tracer_of(provider), "judge", "rec-7", flow="default") as span:
             log.warning("slow endpoint")
             trace_id = format(span.get_span_context().trace_id, "032x")
@@ -77,7 +77,7 @@ def test_no_line_carries_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
     )
     secrets = secret_values(settings)
     assert set(secrets) >= {"argilla-key-0123", "sasl-pass-4567", "whsec-89ab", "hf_tokencdef"}
-    configure_logging("DEBUG", "json", secrets)
+    configure_logging("DEBUG", "json", secrets, force=True)
     log.debug("settings: %r", settings)  # SecretStr prints masked already
     log.info("calling with key %s", "argilla-key-0123")
     log.info("connecting with sasl-pass-4567 and hf_tokencdef")
@@ -89,3 +89,12 @@ def test_no_line_carries_a_secret(capsys: pytest.CaptureFixture[str]) -> None:
     for secret in secrets:
         assert secret not in out
     assert out.count(MASK) >= 4
+
+
+def test_logging_someone_else_configured_is_left_alone() -> None:
+    root = logging.getLogger()
+    theirs = logging.NullHandler()
+    root.addHandler(theirs)
+    before = list(root.handlers)
+    assert configure_logging("DEBUG", "json") is None
+    assert root.handlers == before
