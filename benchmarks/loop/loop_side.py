@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from argilla_jobs import drain
 from bots import BotClock, Marks, TimedTransport, bots
 from cpu import CpuMeter, CpuUse
-from telemetry_modes import SinkStats
+from telemetry_modes import SinkStats, exporter_cpu_s
 
 from devstack.stage_watch import StageWatcher
 from devstack.testing import free_port
@@ -85,6 +85,7 @@ class LoopResult:
     mode: str = "on"  # telemetry on or off
     sink: SinkStats | None = None  # what the services exported (on), their stop included
     log_lines: int = 0  # the services' JSON log lines during the run
+    exporter_cpu_s: float = 0.0  # of `cpu`'s, the span exporters' threads'
 
     @property
     def rate(self) -> float:
@@ -325,7 +326,7 @@ async def run_loop(
         reached: Stages = {}
         url = f"http://127.0.0.1:{settings.ingest.port}"
         t0 = answers.t0 = time.monotonic()
-        cpu_before = meter.snapshot(t0)
+        cpu_before, exporters_before = meter.snapshot(t0), exporter_cpu_s()
         sampler = asyncio.create_task(stage_times(stages, options.records, t0, reached))
         sent = await ingest(url, flow_name, run, options)
         deadline = time.monotonic() + options.timeout_s
@@ -336,6 +337,7 @@ async def run_loop(
                 report_task.result()  # the bots failed: raise why
             await asyncio.sleep(0.1)
         cpu = meter.use(cpu_before, meter.snapshot(time.monotonic()))
+        exporters = exporter_cpu_s() - exporters_before
         answered = answers.marks.times
         bot_stage = {"bots answered": answered} if answered is not None else {}
         for task in (sampler, report_task):
@@ -365,6 +367,7 @@ async def run_loop(
         bots=f"{answers.report.line() if answers.report else ''}; Argilla calls: {timed.line()}",
         backlog=backlog,
         cpu=cpu,
+        exporter_cpu_s=exporters,
     )
 
 

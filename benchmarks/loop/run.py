@@ -83,6 +83,7 @@ FIGURES: dict[str, Callable[[LoopResult], float | None]] = {
     "p50 s": lambda r: r.p50,
     "s until every record was judged": judged_all,
     "this process's CPU ms per record": process_cpu_ms,
+    "  of which span exporters' threads'": lambda r: r.exporter_cpu_s * 1000 / r.records,
 }
 
 

@@ -9,19 +9,29 @@ to a file per run (the console keeps warnings and the collector's reconciliation
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
-from shared.logs import configure_logging
+from shared.logs import RecordContext, SecretMask, formatter
 from shared.settings import TelemetrySettings
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "ingest"))
 from otlp_sink import OtlpSink, SinkStats
 
-__all__ = ["LogFile", "OtlpSink", "SinkStats", "compare", "modes", "settings_for"]
+__all__ = [
+    "LogFile",
+    "OtlpSink",
+    "SinkStats",
+    "compare",
+    "exporter_cpu_s",
+    "modes",
+    "settings_for",
+]
 
 MODES = {"both": ("off", "on"), "on": ("on",), "off": ("off",)}
 _CONSOLE = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -31,6 +41,23 @@ def modes(telemetry: str, runs: int) -> list[str]:
     """The mode of each Loopline run: `runs` of each, alternating (off, on; on, off; ...)."""
     chosen = MODES[telemetry]
     return [chosen[(k + i) % len(chosen)] for k in range(runs) for i in range(len(chosen))]
+
+
+def exporter_cpu_s() -> float:
+    """The CPU seconds so far of this process's span exporters: the OpenTelemetry SDK's batch
+    processors' threads (one per service) that encode spans and send them."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for thread in threading.enumerate():
+        if not thread.name.startswith("OtelBatch") or thread.native_id is None:
+            continue
+        try:
+            parts = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:  # it ended
+            continue
+        fields = parts.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def settings_for(mode: str, sink: OtlpSink) -> TelemetrySettings:
@@ -47,24 +74,30 @@ class _Console(logging.Filter):
 
 
 class LogFile:
-    """The process's logs as a service writes them (JSON lines at INFO, `shared.logs`), into
-    one file per run; warnings and the collector's lines on the console as well."""
+    """The process's logs as a service writes them (JSON lines at INFO with the record's
+    context and secrets masked: `shared.logs`' formatter and filters), into one file per run;
+    warnings and the collector's lines on the console as well."""
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
-        handler = configure_logging("INFO", "json", secrets)
-        assert isinstance(handler, logging.StreamHandler)
-        self.handler: logging.StreamHandler[IO[str]] = handler
-        self._file: IO[str] | None = None
+        self._file: IO[str] = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        self.handler = logging.StreamHandler(self._file)
+        self.handler.setFormatter(formatter("json"))
+        self.handler.addFilter(RecordContext())
+        self.handler.addFilter(SecretMask(secrets))
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter(_CONSOLE))
         console.addFilter(_Console())
-        logging.getLogger().addHandler(console)
+        root = logging.getLogger()
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(self.handler)
+        root.addHandler(console)
+        root.setLevel(logging.INFO)
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)  # as `loopline run` has it
 
     def into(self, path: Path) -> None:
         """Write the JSON lines into `path` from now on."""
-        previous = self._file
-        self._file = path.open("a", encoding="utf-8")
-        self.handler.setStream(self._file)
+        previous = self.handler.setStream(path.open("a", encoding="utf-8"))
         if previous is not None:
             previous.close()
 
