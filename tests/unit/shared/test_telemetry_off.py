@@ -42,7 +42,7 @@ def faststream_samples(service: str) -> float:
 
 
 async def one_record(
-    enabled: bool, service: str, monkeypatch: pytest.MonkeyPatch
+    enabled: bool, service: str, monkeypatch: pytest.MonkeyPatch, parent: str = PARENT
 ) -> tuple[InMemorySpanExporter, float, list[str]]:
     """A record (published in an upstream span's context) through a stage that passes it on:
     the spans the exporter got, the faststream_* samples it added, and the trace ids the
@@ -75,12 +75,13 @@ async def one_record(
     @ctx.broker.subscriber(RECORDS_GENERATED)
     async def out(message: KafkaMessage) -> None:
         span = trace.get_current_span(context_from_headers(message.headers.items()))
-        carried.append(format(span.get_span_context().trace_id, "032x"))
+        context = span.get_span_context()
+        carried.append(f"{context.trace_id:032x}-{int(context.trace_flags):02x}")
 
     before = faststream_samples(service)
     async with TestKafkaBroker(ctx.broker) as test_broker:
         body = Record(record_id="r1", flow="f", instruction="q").to_bytes()
-        upstream = trace.get_current_span(context_from_traceparent(PARENT))
+        upstream = trace.get_current_span(context_from_traceparent(parent))
         with trace.use_span(upstream):
             await test_broker.publish(body, topic=RECORDS_INGESTED, key="r1")
     provider.shutdown()
@@ -94,7 +95,7 @@ async def test_off_records_no_span_and_moves_no_faststream_metric(
     exporter, moved, carried = await one_record(False, "unit-telemetry-off", monkeypatch)
     assert exporter.get_finished_spans() == ()
     assert moved == 0
-    assert carried == [TRACE_ID]  # the upstream trace context still passes on
+    assert carried == [f"{TRACE_ID}-01"]  # the upstream trace context still passes on
 
 
 async def test_on_records_spans_and_moves_faststream_metrics(
@@ -104,7 +105,30 @@ async def test_on_records_spans_and_moves_faststream_metrics(
     names = {span.name for span in exporter.get_finished_spans()}
     assert any("process" in name for name in names), names
     assert moved > 0
-    assert carried == [TRACE_ID]
+    assert carried == [f"{TRACE_ID}-01"]
+
+
+async def test_a_record_sampled_out_upstream_gets_no_span_and_stays_unsampled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sampling at the ingester (OTEL_TRACES_SAMPLER=parentbased_traceidratio) is enough: a
+    later stage follows the sampled flag its message carries, so a record left out costs no
+    span anywhere and the next stage leaves it out too."""
+    unsampled = f"00-{TRACE_ID}-00f067aa0ba902b7-00"
+    exporter, _, carried = await one_record(True, "unit-sampled-out", monkeypatch, unsampled)
+    assert exporter.get_finished_spans() == ()
+    assert carried == [f"{TRACE_ID}-00"]
+
+
+def test_the_sampler_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    provider = build_tracer_provider("ingester", TelemetrySettings())
+    assert isinstance(provider, TracerProvider)
+    assert "TraceIdRatioBased{0.1}" in provider.sampler.get_description()
+    tracer = provider.get_tracer("t")
+    recorded = sum(tracer.start_span("s").is_recording() for _ in range(2000))
+    assert 100 < recorded < 300  # about one in ten
 
 
 def test_off_is_the_no_op_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
