@@ -10,9 +10,9 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -52,8 +52,28 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class NewerSchemaError(Exception):
+    """An event written by a newer Loopline than this service (a higher `schema_version`) that
+    this service cannot read. Not the record's fault: the service waits for its upgrade
+    (a transient failure) instead of dead-lettering the record."""
+
+
+def _schema_version_of(body: bytes | str) -> int | None:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    version = found.get("schema_version") if isinstance(found, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 class Event(BaseModel):
-    """Base of every event: strict about unknown fields, versioned, JSON on the wire."""
+    """Base of every event: strict about unknown fields, versioned, JSON on the wire.
+
+    `schema_version` rules (docs/operations.md, "Upgrades"): adding an optional field or a new
+    event needs no bump, but readers must be upgraded before writers (unknown fields are
+    refused); anything an older reader would misread bumps it. A reader meeting a newer version
+    it cannot read waits (`NewerSchemaError`, transient) rather than dead-lettering."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +81,26 @@ class Event(BaseModel):
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_event(model: type[ModelT], body: bytes | str) -> ModelT:
+    """The `model` in a consumed message's `body` (JSON). A body that does not validate
+    raises `ValidationError` (the record is bad), unless it claims a newer `schema_version`
+    than this code's: then `NewerSchemaError` (this service is due for an upgrade)."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        version = _schema_version_of(body)
+        if version is not None and version > SCHEMA_VERSION:
+            raise NewerSchemaError(
+                f"a {model.__name__} of schema_version {version}, written by a newer "
+                f"Loopline; this service reads schema_version {SCHEMA_VERSION}: waiting "
+                "for its upgrade (docs/operations.md, Upgrades)"
+            ) from exc
+        raise
 
 
 class Role(StrEnum):

@@ -25,6 +25,7 @@ import httpx
 from aiokafka import errors as kafka_errors
 from pydantic import ValidationError
 
+from shared.events import NewerSchemaError
 from shared.llm.base import LLMError
 
 
@@ -56,8 +57,8 @@ def _transient_status(status: int) -> bool:
 
 def classify(exc: BaseException) -> Failure:
     """Whether `exc` is transient, permanent (the record is bad) or unexpected."""
-    if isinstance(exc, TransientError):
-        return Failure.transient
+    if isinstance(exc, TransientError | NewerSchemaError):
+        return Failure.transient  # NewerSchemaError: this service is due for an upgrade
     if isinstance(
         exc, PermanentError | ValidationError | json.JSONDecodeError | UnicodeDecodeError
     ):

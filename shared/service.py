@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from shared.broker import build_broker, ensure_topics
 from shared.dead_letters import DeadLetters
-from shared.events import Record, dead_letter_topic, utc_now
+from shared.events import Record, dead_letter_topic, read_event, utc_now
 from shared.failures import PermanentError, TransientError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
 from shared.health import HealthServer, serve_health
@@ -160,7 +160,7 @@ class ServiceContext:
         kafka = self.settings.kafka
 
         async def on_message(message: KafkaMessage) -> None:
-            event = event_type.model_validate_json(message.body)
+            event = read_event(event_type, message.body)
             record_id = getattr(event, "record_id", None) or _key_of(message.raw_message)
             self.stats.in_flight += 1
             try:
@@ -204,7 +204,7 @@ class ServiceContext:
 
         async def one(record: Any) -> None:
             async def handle_one() -> None:
-                event = event_type.model_validate_json(record.value or b"")
+                event = read_event(event_type, record.value or b"")
                 if once_per_record and await self._passed_on_before(event):
                     return
                 await handle(event, self)

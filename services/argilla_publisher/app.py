@@ -35,7 +35,7 @@ from services.argilla_publisher.publishing import Item, Publisher
 from services.argilla_publisher.routing import ReviewTally, decide, mark
 from services.argilla_publisher.targets import Publication, prepare, split_index
 from shared.argilla_metadata import TRACE_METADATA_KEY
-from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record
+from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record, read_event
 from shared.failures import is_transient
 from shared.plugins import PluginKind, PluginRegistry
 from shared.service import ServiceContext, ServiceSpec
@@ -77,7 +77,7 @@ def register(context: ServiceContext) -> None:
         tally = ReviewTally()
         for consumed in message.raw_message:
             try:
-                record = Record.model_validate_json(consumed.value or b"")
+                record = read_event(Record, consumed.value or b"")
                 publication = publications.get(record.flow)
                 if publication is None:
                     context.flow(record.flow)  # unknown flow: PermanentError, dead-lettered

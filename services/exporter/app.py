@@ -38,7 +38,7 @@ from services.exporter.export import (
 from services.exporter.hub import push_until_done
 from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED
-from shared.failures import TransientError
+from shared.failures import TransientError, is_transient
 from shared.flows import Flow, PluginRef
 from shared.metrics import record_passed
 from shared.service import ServiceContext, ServiceSpec
@@ -94,6 +94,8 @@ class Exporter:
                     self.settings.kafka,
                 )
             except Exception as exc:  # parsing and rules only: the message itself is bad
+                if is_transient(exc):  # a newer schema: wait for this exporter's upgrade
+                    raise
                 await self._dead_letter(consumed, exc)
                 continue
             if kept is not None:

@@ -38,6 +38,7 @@ from shared.events import (
     CompletedRecord,
     DatasetExported,
     Record,
+    read_event,
 )
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginRegistry
@@ -102,10 +103,10 @@ def accept(
     keeps it as it is, as the store's offsets do."""
     name = kafka.logical_topic(topic) if kafka is not None else topic
     if name == RECORDS_COMPLETED:
-        completed = CompletedRecord.model_validate_json(value)
+        completed = read_event(CompletedRecord, value)
         record, kind, moment = completed.record, HUMAN, completed.completed_at
     elif name == RECORDS_JUDGED:
-        record = Record.model_validate_json(value)
+        record = read_event(Record, value)
         kind, moment = AUTO, record.updated_at
     else:
         raise ValueError(f"the exporter does not read {topic!r}")
