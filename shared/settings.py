@@ -6,9 +6,10 @@ Secrets are `SecretStr`: they print as `**********` and never reach a log line.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -200,12 +201,20 @@ class ExportSettings(BaseModel):
     """The exporter: where versions and its record store live, and how it writes them.
 
     `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/v<N>/`, and the store of
-    accepted records per flow at `<dir>/<flow>/records.sqlite`.
+    accepted records per flow at `<dir>/<flow>/records.sqlite`. `dir` may also be an fsspec URL
+    (`s3://bucket/prefix`, LOOPLINE_EXPORT__DIR): versions go there, and the stores, SQLite
+    files that need a local disk, to `store_dir` (default `<stack_dir>/exports`). Credentials
+    and endpoint come the filesystem's usual ways (for S3: AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) or from `storage_options`, a JSON object of
+    the filesystem's options (LOOPLINE_EXPORT__STORAGE_OPTIONS='{"key": ..., "secret": ...,
+    "endpoint_url": ...}'), kept secret as a whole.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    dir: Path | None = None
+    dir: Path | str | None = None  # a local directory, or an fsspec URL (a str)
+    store_dir: Path | None = None  # the record stores: default `dir` when local
+    storage_options: SecretStr | None = None  # JSON object, for a URL `dir`
     hf_token: SecretStr | None = None  # for flows with `export.push_to_hub`
     batch_rows: int = Field(default=2000, ge=1)  # rows held in memory before they go to disk
     shard_rows: int = Field(default=100_000, ge=1)  # rows per Parquet / Arrow file
@@ -214,6 +223,41 @@ class ExportSettings(BaseModel):
     # (below that, starting them costs more than they save).
     workers: int = Field(default=2, ge=1)
     parallel_from: int = Field(default=20_000, ge=0)
+
+    @field_validator("dir")
+    @classmethod
+    def _local_or_url(cls, value: Path | str | None) -> Path | str | None:
+        """A URL stays text (`Path` would fold its `//`); a local path, `file://` too, is a
+        Path."""
+        if not isinstance(value, str):
+            return value
+        if value.startswith("file://"):
+            return Path(value.removeprefix("file://"))
+        return value if "://" in value else Path(value)
+
+    def location(self, stack_dir: Path) -> Path | str:
+        """Where versions go: a local directory or an fsspec URL."""
+        return self.dir if self.dir is not None else stack_dir / "exports"
+
+    def stores(self, stack_dir: Path) -> Path:
+        """The local directory of the record stores (`<here>/<flow>/records.sqlite`)."""
+        if self.store_dir is not None:
+            return self.store_dir
+        where = self.location(stack_dir)
+        return where if isinstance(where, Path) else stack_dir / "exports"
+
+    def options(self) -> dict[str, Any]:
+        """`storage_options` as a dict (secrets included: for the filesystem only). Checked
+        here, not when the settings load: a validation error would show the value."""
+        if self.storage_options is None:
+            return {}
+        try:
+            parsed = json.loads(self.storage_options.get_secret_value())
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError("LOOPLINE_EXPORT__STORAGE_OPTIONS is not a JSON object")
+        return parsed
 
 
 class TelemetrySettings(BaseModel):
@@ -270,8 +314,9 @@ class Settings(BaseSettings):
     install_dir: Path = Path(".loopline/install")
 
     @property
-    def export_dir(self) -> Path:
-        return self.export.dir if self.export.dir is not None else self.stack_dir / "exports"
+    def export_dir(self) -> Path | str:
+        """Where versions go (`ExportSettings.location`)."""
+        return self.export.location(self.stack_dir)
 
 
 def secret_values(settings: BaseModel) -> list[str]:

@@ -68,6 +68,9 @@ class Exporter:
         self.flows: dict[str, Flow] = {
             name: flow for name, flow in context.flows.flows.items() if flow.export.formats
         }
+        self.settings.export.options()  # a malformed LOOPLINE_EXPORT__STORAGE_OPTIONS: no start
+        stores = self.settings.export.stores(self.settings.stack_dir)
+        log.info("versions go to %s, record stores to %s", self.settings.export_dir, stores)
         # Writes from the event loop's worker threads, one at a time per store.
         self._stores = {name: ExportStore(store_path(self.settings, name)) for name in self.flows}
         self._locks = {name: threading.Lock() for name in self.flows}

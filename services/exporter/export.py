@@ -11,7 +11,6 @@ its latest version's, no version is made.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,15 +22,9 @@ from services.exporter.formats.base import Format, Row
 from services.exporter.record_pass import load_formats, run_pass, workers_for
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
+from services.exporter.storage import Location, join, versions_locked, versions_of
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
-from services.exporter.versions import (
-    MANIFEST,
-    VersionWriter,
-    latest_manifest,
-    rows_table,
-    versions,
-    versions_locked,
-)
+from services.exporter.versions import VersionWriter, rows_table
 from shared.events import (
     RECORDS_COMPLETED,
     RECORDS_JUDGED,
@@ -134,11 +127,13 @@ def accept(
 
 
 def store_path(settings: Settings, flow: str) -> Path:
-    return settings.export_dir / flow / "records.sqlite"
+    """The flow's record store: always on local disk (`ExportSettings.stores`)."""
+    return settings.export.stores(settings.stack_dir) / flow / "records.sqlite"
 
 
-def format_dir(settings: Settings, flow: str, format_name: str) -> Path:
-    return settings.export_dir / flow / format_name
+def format_dir(settings: Settings, flow: str, format_name: str) -> Location:
+    """Where the format's versions go: a local directory, or a URL (`storage`)."""
+    return join(settings.export_dir, flow, format_name)
 
 
 @dataclass(frozen=True)
@@ -146,7 +141,7 @@ class ExportResult:
     flow: str
     format: str
     version: int  # the new version, the latest one when nothing changed, 0 with no rows
-    path: Path
+    path: Location  # the version's directory or URL (the format's with no rows)
     rows: dict[str, int]
     created: bool  # False: no rows, or the data equals the latest version's: no version made
 
@@ -169,19 +164,19 @@ def unannounced(
     settings: Settings, flow_name: str, refs: Sequence[PluginRef], store: ExportStore
 ) -> list[ExportResult]:
     """The versions of the flow's formats made but not announced yet, oldest first. A format
-    new to the store starts from what is on disk (`ExportStore.start_announcing`)."""
+    new to the store starts from what is there (`ExportStore.start_announcing`)."""
     found: list[ExportResult] = []
     for ref in refs:
-        where = format_dir(settings, flow_name, ref.plugin)
-        on_disk = versions(where)
+        storage = versions_of(settings, flow_name, ref.plugin)
         done = store.announced(ref.plugin)
+        there = storage.numbers()
         if done is None:
-            store.start_announcing(ref.plugin, on_disk[-1] if on_disk else 0)
+            store.start_announcing(ref.plugin, there[-1] if there else 0)
             continue
-        for number in (n for n in on_disk if n > done):
-            path = where / f"v{number}"
-            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        for number in (n for n in there if n > done):
+            manifest = storage.read_manifest(number)
             rows = {split: int(n) for split, n in manifest["rows"].items()}
+            path = storage.location(number)
             found.append(ExportResult(flow_name, ref.plugin, number, path, rows, True))
     return found
 
@@ -208,14 +203,16 @@ def export_versions(
     """Write a new version of each format in `refs` (if its data changed), in one pass over
     the store: each record is aggregated once and fed to every format."""
     formats = load_formats(refs, registry or PluginRegistry())
-    for ref in refs:  # what is on disk before this export was announced (see `unannounced`)
-        on_disk = versions(format_dir(settings, flow_name, ref.plugin))
-        store.start_announcing(ref.plugin, on_disk[-1] if on_disk else 0)
+    storages = [versions_of(settings, flow_name, ref.plugin) for ref in refs]
+    for ref, storage in zip(refs, storages, strict=True):
+        # What is there before this export was announced (see `unannounced`).
+        there = storage.numbers()
+        store.start_announcing(ref.plugin, there[-1] if there else 0)
     jobs: list[_Pending] = []
     try:
-        for ref, fmt in zip(refs, formats, strict=True):
+        for ref, fmt, storage in zip(refs, formats, storages, strict=True):
             writer = VersionWriter(
-                format_dir(settings, flow_name, ref.plugin),
+                storage,
                 {split: fmt.features(split) for split in fmt.splits},
                 batch_rows=settings.export.batch_rows,
                 shard_rows=settings.export.shard_rows,
@@ -270,20 +267,20 @@ def _finish(
             job.writer.add(split, rows_table(made, job.fmt.features(split)))
         closed.append((job, job.writer.counts(), job.writer.close_data()))
     results: dict[str, ExportResult] = {}
-    with versions_locked([job.writer.format_dir for job in jobs]):
+    with versions_locked([job.writer.storage for job in jobs]):
         changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
         for job, rows, checksums in closed:
-            name, writer = job.ref.plugin, job.writer
-            previous = latest_manifest(writer.format_dir)
+            name, storage = job.ref.plugin, job.writer.storage
+            previous = storage.latest_manifest()
             if not any(rows.values()):  # nothing to train on, nothing `load_dataset` can read
-                writer.abort()
+                job.writer.abort()
                 log.warning("%s/%s: no rows, no version written", flow_name, name)
-                results[name] = ExportResult(flow_name, name, 0, writer.format_dir, rows, False)
+                results[name] = ExportResult(flow_name, name, 0, storage.location(), rows, False)
             elif previous is not None and previous.get("checksums") == checksums:
-                writer.abort()
+                job.writer.abort()
                 number = int(previous["version"])
                 log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
-                latest = writer.format_dir / f"v{number}"
+                latest = storage.location(number)
                 results[name] = ExportResult(flow_name, name, number, latest, rows, False)
             else:
                 changed.append((job, rows, checksums))

@@ -22,6 +22,7 @@ try:  # the HTTP client huggingface_hub uses: httpx2 from its 2.x line, httpx be
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     from httpx import HTTPError  # type: ignore[assignment]
 
+from services.exporter.storage import reader_options
 from services.exporter.versions import DEFAULT_CONFIG, config_splits
 from shared.dead_letters import DeadLetters
 from shared.failures import PermanentError, TransientError
@@ -49,7 +50,8 @@ def push_version(settings: Settings, hub: HubTarget, result: ExportResult) -> bo
         return False
     message = f"Loopline {name}"
     try:
-        on_disk = DatasetDict.load_from_disk(str(result.path))
+        options = reader_options(settings, result.path)
+        on_disk = DatasetDict.load_from_disk(str(result.path), storage_options=options)
         with_rows = [split for split, n in result.rows.items() if n]
         for config, splits in config_splits(with_rows).items():
             DatasetDict(

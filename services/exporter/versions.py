@@ -1,6 +1,7 @@
-"""Numbered dataset versions on disk, written atomically and reproducibly.
+"""Numbered dataset versions, written atomically and reproducibly.
 
-A version is a directory `<export dir>/<flow>/<format>/v<N>/` holding:
+A version is a directory `<export dir>/<flow>/<format>/v<N>/` (a prefix of a URL export
+directory: `storage`) holding:
 
 * `data/<split>-00000-of-00002.parquet`, ...: Parquet shards of every split with rows
   (`load_dataset("parquet", data_dir=...)`); a split without rows has none, since `datasets`
@@ -16,25 +17,21 @@ A version is a directory `<export dir>/<flow>/<format>/v<N>/` holding:
 * `report.html` and `plots/`: the curation report.
 
 Rows come as Arrow tables and go to disk in batches through one Parquet and one Arrow writer
-per shard, so memory does not depend on the number of rows. Everything is written in a hidden
-temporary directory beside the versions and renamed into place at the end, under a lock that
-is held from the check that the data differs from the latest version's to the choice of the
-number, so a crash never leaves a half-written version visible and two exports at once never
-make the same data twice; leftovers of crashed writers are removed by the next export. Nothing
-in a version depends on the clock: the same rows give the same bytes.
+per shard, so memory does not depend on the number of rows. Everything is written in a local
+staging directory and published at the end (`storage`: renamed into place in a local export
+directory, uploaded with its manifest last to a URL), under a lock that is held from the check
+that the data differs from the latest version's to the choice of the number, so a crash never
+leaves a half-written version visible and two exports at once never make the same data twice;
+leftovers of crashed writers are removed by the next export. Nothing in a version depends on
+the clock: the same rows give the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
-import logging
 import os
-import re
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +40,8 @@ import pyarrow.parquet as pq
 import yaml
 from datasets import DatasetInfo, Features
 
-from shared.pids import pid_running
+from services.exporter.storage import LocalVersions, Location, VersionStorage, json_bytes
 
-log = logging.getLogger("loopline.exporter")
-
-VERSION_DIR = re.compile(r"^v(\d+)$")
-TMP_PREFIX = ".tmp-"
-MANIFEST = "manifest.json"
 CARD = "README.md"
 # Split names `datasets` knows: they make up one configuration; any other split is a table.
 SPLIT_NAMES = ("train", "validation", "test")
@@ -57,60 +49,8 @@ DEFAULT_CONFIG = "default"
 
 
 def versions(format_dir: Path) -> list[int]:
-    """The version numbers present, ascending."""
-    if not format_dir.is_dir():
-        return []
-    found = (VERSION_DIR.match(p.name) for p in format_dir.iterdir() if p.is_dir())
-    return sorted(int(m.group(1)) for m in found if m)
-
-
-def latest_manifest(format_dir: Path) -> dict[str, Any] | None:
-    numbers = versions(format_dir)
-    if not numbers:
-        return None
-    manifest: dict[str, Any] = json.loads(
-        (format_dir / f"v{numbers[-1]}" / MANIFEST).read_text(encoding="utf-8")
-    )
-    return manifest
-
-
-@contextlib.contextmanager
-def _locked(format_dir: Path) -> Iterator[None]:
-    with open(format_dir / ".lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def versions_locked(format_dirs: Sequence[Path]) -> Iterator[None]:
-    """Hold the version lock of each format directory (across processes), taken in one order
-    so that two holders never wait for each other. While it is held, no version of these
-    formats appears: what `latest_manifest` says stays true until `commit_held`."""
-    with contextlib.ExitStack() as stack:
-        for format_dir in sorted(set(format_dirs)):
-            format_dir.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(_locked(format_dir))
-        yield
-
-
-def remove_leftovers(format_dir: Path) -> list[Path]:
-    """Delete the temporary directories of writers that died (crashed exports)."""
-    removed: list[Path] = []
-    if not format_dir.is_dir():
-        return removed
-    for path in format_dir.iterdir():
-        if not path.name.startswith(TMP_PREFIX):
-            continue
-        pid_text = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and pid_running(int(pid_text)) and int(pid_text) != os.getpid():
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-        log.warning("removed the leftovers of an interrupted export: %s", path.name)
-    return removed
+    """The version numbers in a local format directory, ascending."""
+    return LocalVersions(format_dir).numbers()
 
 
 class _SplitWriter:
@@ -213,20 +153,17 @@ class _SplitWriter:
 
 
 class VersionWriter:
-    """Writes one new version of a flow's format; `commit` makes it visible, atomically."""
+    """Writes one new version of a flow's format; `commit_held` makes it visible, atomically."""
 
     def __init__(
         self,
-        format_dir: Path,
+        storage: VersionStorage,
         splits: Mapping[str, Features],
         batch_rows: int = 2000,
         shard_rows: int = 100_000,
     ) -> None:
-        format_dir.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(format_dir)
-        self.format_dir = format_dir
-        self.tmp = format_dir / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
-        self.tmp.mkdir()
+        self.storage = storage
+        self.tmp = storage.stage()
         self.features = dict(splits)
         self._splits = {
             name: _SplitWriter(self.tmp, name, features, batch_rows, shard_rows)
@@ -259,36 +196,27 @@ class VersionWriter:
                 "_output_all_columns": False,
                 "_split": name,
             }
-            _write_json(split_dir / "state.json", state)
-        _write_json(self.tmp / "dataset_dict.json", {"splits": list(self._splits)})
-        title = f"{self.format_dir.parent.name} / {self.format_dir.name}"
+            (split_dir / "state.json").write_bytes(json_bytes(state))
+        (self.tmp / "dataset_dict.json").write_bytes(json_bytes({"splits": list(self._splits)}))
         files = {name: writer.parquet_names for name, writer in self._splits.items()}
-        (self.tmp / CARD).write_text(dataset_card(title, files), encoding="utf-8")
+        (self.tmp / CARD).write_text(dataset_card(self.storage.name, files), encoding="utf-8")
         return {name: sha for w in self._splits.values() for name, sha in w.checksums.items()}
 
     @property
     def path(self) -> Path:
-        """Where the version is being written (for the manifest and the report)."""
+        """Where the version is being written, on local disk (for the report)."""
         return self.tmp
 
-    def commit_held(self, manifest: dict[str, Any]) -> tuple[int, Path]:
-        """Write the manifest, then rename the directory to the next free `v<N>`; the caller
-        holds the format's version lock (`versions_locked`), under which it decided to."""
-        _fsync_tree(self.tmp)
-        number = (versions(self.format_dir) or [0])[-1] + 1
-        manifest = {**manifest, "version": number}
-        _write_json(self.tmp / MANIFEST, manifest)
-        _fsync_file(self.tmp / MANIFEST)
-        final = self.format_dir / f"v{number}"
-        os.rename(self.tmp, final)
-        _fsync_dir(self.format_dir)
-        return number, final
+    def commit_held(self, manifest: dict[str, Any]) -> tuple[int, Location]:
+        """Publish the version as the next `v<N>`, its manifest last; the caller holds the
+        format's version lock (`storage.versions_locked`), under which it decided to."""
+        return self.storage.publish(self.tmp, manifest)
 
     def abort(self) -> None:
         for writer in self._splits.values():
             with contextlib.suppress(Exception):
                 writer.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.storage.discard(self.tmp)
 
 
 def config_splits(splits: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -359,33 +287,9 @@ def rows_table(rows: list[dict[str, Any]], features: Features) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=features.arrow_schema)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            _fsync_file(Path(dirpath) / name)
-        _fsync_dir(Path(dirpath))

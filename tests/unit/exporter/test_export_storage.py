@@ -1,0 +1,232 @@
+"""Exports to a URL (fsspec; here its in-memory filesystem, `memory://`): the same versions as
+in a local directory, byte for byte, published by their manifest and a `latest` pointer. An
+upload that fails midway leaves the previous version what readers find, and the next export
+completes cleanly. The record store stays on local disk."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+from datasets import DatasetDict, load_dataset, load_from_disk
+from faststream.kafka import TestKafkaBroker
+from fsspec.implementations.memory import MemoryFileSystem
+
+from services.exporter.app import register
+from services.exporter.export import store_path, unannounced
+from services.exporter.storage import LATEST, RemoteVersions, versions_of
+from services.exporter.store import ExportStore
+from shared.events import RECORDS_COMPLETED
+from shared.settings import ExportSettings, Settings
+from tests.unit.exporter.service_helpers import (
+    Outputs,
+    close,
+    completed_event,
+    exporter_context,
+    record_ids,
+)
+from tests.unit.exporter.test_export_versions import (
+    EXPECTED,
+    export_all,
+    files_of,
+    fill,
+    flows_config,
+)
+
+MEMORY = MemoryFileSystem()
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    """A fresh export URL on the in-memory filesystem, removed afterwards."""
+    root = f"/exports-{uuid.uuid4().hex[:8]}"
+    yield f"memory://{root}"
+    if MEMORY.exists(root):
+        MEMORY.rm(root, recursive=True)
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+
+def remote(tmp_path: Path, url: str) -> Settings:
+    return Settings(stack_dir=tmp_path, export=ExportSettings(dir=url))
+
+
+def remote_files(location: str) -> dict[str, bytes]:
+    """Every object under a URL, by its path relative to it."""
+    root = MEMORY._strip_protocol(location).rstrip("/")
+    return {p[len(root) + 1 :]: MEMORY.cat_file(p) for p in sorted(MEMORY.find(root))}
+
+
+def pointer(settings: Settings, format_name: str) -> str:
+    storage = versions_of(settings, "support", format_name)
+    return MEMORY.cat_file(MEMORY._strip_protocol(f"{storage.location()}/{LATEST}")).decode()
+
+
+def staged(tmp_path: Path) -> list[Path]:
+    return [p for p in (tmp_path / "exports").rglob(".tmp-*")]
+
+
+def test_a_url_gets_the_local_versions_byte_for_byte_and_the_store_stays_local(
+    tmp_path: Path, url: str
+) -> None:
+    flows = flows_config()
+    local = Settings(stack_dir=tmp_path / "local")
+    fill(local, flows)
+    export_all(local, flows)
+    settings = remote(tmp_path / "remote", url)
+    fill(settings, flows)
+    results = export_all(settings, flows)
+
+    assert store_path(settings, "support") == tmp_path / "remote/exports/support/records.sqlite"
+    assert store_path(settings, "support").is_file()
+    for name in EXPECTED:
+        result = results[name]
+        assert result.created and result.version == 1
+        assert result.path == f"{url}/support/{name}/v1"
+        assert result.event().location == result.path
+        assert remote_files(str(result.path)) == files_of(
+            tmp_path / "local/exports/support" / name / "v1"
+        )
+        assert pointer(settings, name) == "v1\n"
+        assert versions_of(settings, "support", name).numbers() == [1]
+    # Nothing but versions, their pointers and no lock left behind; no staging left on disk.
+    objects = remote_files(url)
+    assert not [p for p in objects if p.endswith(".lock") or p.endswith("records.sqlite")]
+    assert not staged(tmp_path / "remote")
+    # Loaded back the two documented ways, with the filesystem's options.
+    version = str(results["sft"].path)
+    on_disk = load_from_disk(version, storage_options={})
+    assert isinstance(on_disk, DatasetDict)
+    assert on_disk["train"].num_rows + on_disk["test"].num_rows == 41
+    parquet = load_dataset(
+        "parquet",
+        data_files={split: f"{version}/data/{split}-*.parquet" for split in ("train", "test")},
+        storage_options={},
+    )
+    assert parquet["train"].to_list() == on_disk["train"].to_list()
+
+
+def test_unchanged_data_makes_no_version_and_new_data_moves_the_pointer(
+    tmp_path: Path, url: str
+) -> None:
+    settings = remote(tmp_path, url)
+    flows = flows_config(formats=[{"plugin": "sft"}])
+    fill(settings, flows, n=10)
+    [v1] = export_all(settings, flows).values()
+    [again] = export_all(settings, flows).values()
+    assert (again.created, again.version, again.path) == (False, 1, v1.path)
+    fill(settings, flows, n=20)
+    [v2] = export_all(settings, flows).values()
+    assert (v2.created, v2.version) == (True, 2) and pointer(settings, "sft") == "v2\n"
+    storage = versions_of(settings, "support", "sft")
+    assert storage.numbers() == [1, 2]
+    assert storage.read_manifest(2)["rows"] == v2.rows
+    # A crash between a manifest and its pointer: the next export sets the pointer right.
+    MEMORY.pipe_file(MEMORY._strip_protocol(f"{storage.location()}/{LATEST}"), b"v1\n")
+    [same] = export_all(settings, flows).values()
+    assert not same.created and pointer(settings, "sft") == "v2\n"
+
+
+def test_an_upload_failing_midway_leaves_the_previous_version_and_the_next_run_completes(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = remote(tmp_path, url)
+    flows = flows_config(formats=[{"plugin": "sft"}])
+    fill(settings, flows, n=10)
+    [v1] = export_all(settings, flows).values()
+    before = remote_files(str(v1.path))
+    fill(settings, flows, n=40)  # more records: the next export differs
+
+    real_put = MemoryFileSystem.put_file
+    uploaded: list[str] = []
+
+    def put_file(self: MemoryFileSystem, lpath: str, rpath: str, *args: Any, **kw: Any) -> Any:
+        if len(uploaded) == 5:
+            raise ConnectionResetError("connection reset by peer")
+        uploaded.append(rpath)
+        return real_put(self, lpath, rpath, *args, **kw)
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", put_file)
+    with pytest.raises(ConnectionResetError):
+        export_all(settings, flows)
+    monkeypatch.undo()
+
+    storage = versions_of(settings, "support", "sft")
+    half = remote_files(f"{storage.location()}/v2")
+    assert len(half) == 5 and "manifest.json" not in half  # half-written, not published
+    # What a reader finds: v1, whole, by the pointer and by the manifests.
+    assert storage.numbers() == [1] and pointer(settings, "sft") == "v1\n"
+    assert remote_files(str(v1.path)) == before
+    latest = f"{storage.location()}/{pointer(settings, 'sft').strip()}"
+    loaded = load_from_disk(latest, storage_options={})
+    assert loaded["train"].num_rows + loaded["test"].num_rows == 11
+    assert not staged(tmp_path)  # the failed export removed its staging directory
+
+    # Other data than the failed attempt's: none of its files may stay in the new version.
+    fill(settings, flows, n=60)
+    [v2] = export_all(settings, flows).values()
+    assert (v2.created, v2.version) == (True, 2) and pointer(settings, "sft") == "v2\n"
+    assert storage.numbers() == [1, 2]
+    local = Settings(stack_dir=tmp_path / "local")
+    for n in (10, 40, 60):
+        fill(local, flows, n=n)
+    [expected] = export_all(local, flows).values()
+    got, want = remote_files(str(v2.path)), files_of(Path(expected.path))
+    assert json.loads(got.pop("manifest.json")) == {
+        **json.loads(want.pop("manifest.json")),
+        "version": 2,
+    }
+    assert got == want
+    assert remote_files(str(v1.path)) == before
+    assert not staged(tmp_path)
+
+
+async def test_the_service_announces_a_url_and_pushes_from_it(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 12
+    ctx = exporter_context(
+        url,  # type: ignore[arg-type]
+        every_records=n,
+        hub={"repo_id": "my-org/support-sft"},
+        store_dir=tmp_path / "stores",
+        hf_token="hf_secret",
+    )
+    pushed: list[int] = []
+
+    def fake_push(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
+        pushed.append(sum(d.num_rows for d in self.values()))
+
+    monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
+    out = Outputs(ctx.broker)
+    register(ctx)
+    published = [completed_event(i) for i in range(n)]
+    async with TestKafkaBroker(ctx.broker) as broker:
+        await broker.publish_batch(*(body for _, body in published), topic=RECORDS_COMPLETED)
+        event = await out.next_announcement()
+        await close(ctx)
+    assert event.location == f"{url}/support/sft/v1" and (event.version, event.rows) == (1, n)
+    assert record_ids(event.location) == sorted(rid for rid, _ in published)  # type: ignore[arg-type]
+    assert pushed == [n]
+    assert (tmp_path / "stores/support/records.sqlite").is_file()
+    with ExportStore(tmp_path / "stores/support/records.sqlite") as store:
+        assert store.announced("sft") == 1
+        refs = ctx.flows.flows["support"].export.formats
+        assert unannounced(ctx.settings, "support", refs, store) == []
+
+
+def test_a_remote_storage_gets_the_settings_options(tmp_path: Path, url: str) -> None:
+    settings = Settings(
+        stack_dir=tmp_path,
+        export=ExportSettings(dir=url, storage_options='{"note": "kept"}'),
+    )
+    storage = versions_of(settings, "support", "sft")
+    assert isinstance(storage, RemoteVersions)
+    assert storage.fs.storage_options == {"use_listings_cache": False, "note": "kept"}
+    assert storage.staging == tmp_path / "exports/support/.staging/sft"
