@@ -8,14 +8,15 @@
 * `demo` (cli/demo.py): a shipped flow's sample through the running local stack, watched live;
 * `dlq list|show|replay` (cli/dlq.py): the dead-letter topics, and replaying what they hold;
 * `status`, `trace RECORD_ID` (cli/status.py, cli/trace.py): where records are, which stage is
-  behind, and one record's path and trace.
+  behind, and one record's path and trace;
+* `asyncapi write|check|install-viewer` (cli/asyncapi.py): the topics' AsyncAPI document.
 """
 
 from __future__ import annotations
 
 import typer
 
-from cli import annotate, data, demo, dlq, flows, run, stack, status, trace
+from cli import annotate, asyncapi, data, demo, dlq, flows, run, stack, status, trace
 
 app = typer.Typer(
     help="Loopline: stream LLM traffic into curated training and evaluation data.",
@@ -35,3 +36,4 @@ app.add_typer(annotate.annotators_app, name="annotators")
 app.add_typer(dlq.dlq_app, name="dlq")
 app.command()(status.status)
 app.command()(trace.trace)
+app.add_typer(asyncapi.asyncapi_app, name="asyncapi")

@@ -22,9 +22,11 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import TypeVar
 
+from devstack.asyncapi_viewer import ViewerInstallError, install_viewer
 from devstack.config import ModelSize, StackConfig, model_name
 from devstack.errors import failure
 from devstack.process import file_lock
+from shared import asyncapi_viewer
 
 Progress = Callable[[str], None]
 T = TypeVar("T")
@@ -127,6 +129,10 @@ class InstallPaths:
 
     def model(self, size: ModelSize) -> Path:
         return self.root / "models" / f"{model_name(size)}.gguf"
+
+    @property
+    def asyncapi_viewer(self) -> Path:
+        return self.root / asyncapi_viewer.FOLDER
 
 
 def _marker(target: Path) -> Path:
@@ -318,7 +324,8 @@ def install(
     """Install what the stack's servers need; skips every piece that is already installed.
 
     `components` limits the install to the parts some servers need ("kafka", "argilla", "llm",
-    "phoenix").
+    "phoenix"). The viewer of the ingester's AsyncAPI page comes with any of them (every stack
+    runs the ingester; a few MB, once).
     """
     wanted = set(components) if components is not None else set(INSTALL_STEPS)
     installer = _Installer(config, progress)
@@ -337,3 +344,7 @@ def install(
                 installer.model(size)
         if "phoenix" in wanted:
             installer.venv("phoenix", paths.phoenix_venv, PHOENIX_REQUIREMENTS)
+        try:
+            install_viewer(paths.asyncapi_viewer, progress)
+        except ViewerInstallError as exc:
+            raise failure("asyncapi-viewer", str(exc), installer.log_path) from exc

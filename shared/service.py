@@ -29,7 +29,7 @@ from shared.message_size import fit
 from shared.metrics import record_passed
 from shared.plugins import PluginRegistry
 from shared.produced import PassedOn, ProducedIndex
-from shared.settings import Settings
+from shared.settings import KafkaSettings, Settings
 from shared.telemetry import (
     build_tracer_provider,
     context_from_headers,
@@ -143,7 +143,7 @@ class ServiceContext:
 
     @property
     def group_id(self) -> str:
-        return f"{self.settings.kafka.group_prefix}-{self.name}"
+        return consumer_group(self.settings.kafka, self.name)
 
     def consume(
         self,
@@ -258,6 +258,11 @@ class ServiceContext:
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms or kafka.max_poll_interval_ms,
         )(handle)
+
+
+def consumer_group(kafka: KafkaSettings, service: str) -> str:
+    """The consumer group of a service's subscribers: `<group_prefix>-<service>`."""
+    return f"{kafka.group_prefix}-{service}"
 
 
 def _key_of(consumed: Any) -> str:

@@ -175,6 +175,10 @@ class IngestSettings(BaseModel):
     idempotency_window_s: float = Field(default=24 * 3600, gt=0)
     # The answers remembered for Idempotency-Key replays, in bytes (the oldest forgotten first).
     idempotency_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # The topics' AsyncAPI document served at /asyncapi.yaml, .json and /asyncapi (the page),
+    # and the folder of that page's viewer (`shared.asyncapi_viewer`; none: under install_dir).
+    asyncapi_file: Path = Path("docs/asyncapi.yaml")
+    asyncapi_viewer_dir: Path | None = None
 
 
 class FeedbackSettings(BaseModel):

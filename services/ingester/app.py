@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import RootModel
 
 from services.ingester.api import create_app
+from services.ingester.asyncapi_page import AsyncAPIFiles, serve_asyncapi
 from services.ingester.pipeline import BrokerPublisher, IngestPipeline
 from shared.dead_letters import PermanentError
 from shared.events import (
@@ -51,6 +52,7 @@ def register(context: ServiceContext) -> None:
 
     context.consume(RECORDS_INCOMING, IncomingRecord, from_kafka)
     app = create_app(pipeline, settings, broker_ready)
+    serve_asyncapi(app, AsyncAPIFiles.of(context.settings))  # the topics' contract, rendered
     context.before_broker_stop(app.state.otlp.settle_all)  # what waits in the join is made
     context.on_stop(app.state.otlp.close)  # the OTLP span/log-event join's sweeper
     context.serve_http(app, settings.host, settings.port)

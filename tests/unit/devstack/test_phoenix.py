@@ -98,6 +98,7 @@ def test_phoenix_is_installed_only_when_a_started_part_needs_it(
     monkeypatch.setattr(_Installer, "venv", fake_venv)
     monkeypatch.setattr(_Installer, "binary", lambda *args: None)
     monkeypatch.setattr(_Installer, "model", lambda *args: None)
+    monkeypatch.setattr("devstack.installer.install_viewer", lambda *args: False)
     components = stack_components(config)
     assert INSTALLED_BY["phoenix"] == "phoenix"
     needed = {INSTALLED_BY[c.name] for c in _with_dependencies(components, ["kafka", "argilla"])}
