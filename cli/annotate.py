@@ -192,4 +192,4 @@ def list_command(flow: FlowName, flows_file: FlowsFile = None) -> None:
 
 
 def _owner(settings: Settings) -> ArgillaREST:
-    return ArgillaREST(settings.argilla.api_url, settings.argilla.api_key.get_secret_value())
+    return ArgillaREST(settings.argilla.api_url, settings.argilla.api_key_value())

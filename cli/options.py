@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 
+from devstack.config import LOCAL_ARGILLA_API_KEY
+from shared.deployment_checks import is_loopback_url
 from shared.settings import Settings
 
 StateDir = Annotated[
@@ -36,7 +39,18 @@ FlowsFile = Annotated[
 
 
 def settings_with(**flags: Any) -> Settings:
-    """The process settings from the environment, with every flag that was given on top."""
+    """The process settings from the environment, with every flag that was given on top
+    (and the local stack's Argilla key where that is the Argilla meant: `with_local_key`)."""
     settings = Settings()
     given = {name: value for name, value in flags.items() if value is not None}
-    return settings.model_copy(update=given) if given else settings
+    return with_local_key(settings.model_copy(update=given) if given else settings)
+
+
+def with_local_key(settings: Settings) -> Settings:
+    """With no LOOPLINE_ARGILLA__API_KEY and an Argilla on loopback (the local stack's, which
+    binds nothing else), the local stack's key; any other Argilla gets no key from here."""
+    argilla = settings.argilla
+    if argilla.api_key is not None or not is_loopback_url(argilla.api_url):
+        return settings
+    local = argilla.model_copy(update={"api_key": SecretStr(LOCAL_ARGILLA_API_KEY)})
+    return settings.model_copy(update={"argilla": local})

@@ -10,6 +10,7 @@ import typer
 
 from cli.options import FlowsFile, StateDir, settings_with
 from cli.output import configure_logging, exit_on
+from shared.deployment_checks import DeploymentError, check_service
 from shared.flows import FlowFileError
 from shared.service import ServiceSpec, load_checked_flows, run_service
 
@@ -57,6 +58,8 @@ def run(
     spec = load_service(service)
     settings = settings_with(health_port=health_port, flows_file=flows_file, stack_dir=state_dir)
     configure_logging(log_level, settings, force=True)  # the process's entry point
+    with exit_on(DeploymentError, code=2):
+        check_service(service, settings)  # no missing or well-known key, no open ingester
     with exit_on(FlowFileError, code=2):
         flows = load_checked_flows(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

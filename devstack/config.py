@@ -13,6 +13,10 @@ DEFAULT_INSTALL_DIR = Path(".loopline/install")
 # The Phoenix project the services' spans are filed under (resource attribute
 # `openinference.project.name`).
 PHOENIX_PROJECT = "loopline"
+# The local stack's Argilla owner key: well known, so accepted only on loopback
+# (shared.deployment_checks); the `loopline` command uses it for an Argilla on loopback when
+# LOOPLINE_ARGILLA__API_KEY is not set (cli.options).
+LOCAL_ARGILLA_API_KEY = "loopline.owner.apikey"
 MODEL_SIZES: tuple[ModelSize, ...] = ("1.5b", "0.5b")
 
 
@@ -94,7 +98,7 @@ class StackConfig(BaseModel):
     ports: StackPorts = Field(default_factory=StackPorts)
     argilla_username: str = "owner"
     argilla_password: SecretStr = SecretStr("loopline-owner")
-    argilla_api_key: SecretStr = SecretStr("loopline.owner.apikey")
+    argilla_api_key: SecretStr = SecretStr(LOCAL_ARGILLA_API_KEY)
     argilla_workspace: str = "admin"
     llm_parallel: int = 4
     llm_context: int = 8192

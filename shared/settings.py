@@ -102,12 +102,32 @@ class RetrySettings(BaseModel):
     backoff_multiplier: float = Field(default=2.0, ge=1)
 
 
+class MissingSettingError(ValueError):
+    """A setting the code path needs was not given; the message names its variable."""
+
+
 class ArgillaSettings(BaseModel):
+    """The Argilla the publisher and the collector talk to.
+
+    `api_key` has no default: a service that needs it refuses to start without it, and
+    outside this machine also with a well-known key (`shared.deployment_checks`). The
+    `loopline` command fills in the local stack's key for an Argilla on loopback when none is
+    set (`cli.options`).
+    """
+
     model_config = ConfigDict(frozen=True)
 
     api_url: str = "http://127.0.0.1:6900"
-    api_key: SecretStr = SecretStr("loopline.owner.apikey")
+    api_key: SecretStr | None = None
     workspace: str = "admin"
+
+    def api_key_value(self) -> str:
+        """The key itself, for a client; `MissingSettingError` when none is set."""
+        if self.api_key is None:
+            raise MissingSettingError(
+                f"no Argilla API key for {self.api_url}: set LOOPLINE_ARGILLA__API_KEY"
+            )
+        return self.api_key.get_secret_value()
 
 
 class LLMSettings(BaseModel):
@@ -149,7 +169,8 @@ class IngestSettings(BaseModel):
 
     Keys come as JSON, e.g. `LOOPLINE_INGEST__API_KEYS='[{"name": "support-bot",
     "key": "...", "flows": ["support"]}]'`. With no keys configured the API is open (and says so
-    in its log at startup).
+    in its log at startup); `loopline run ingester` refuses that on a non-loopback host unless
+    `allow_open` (LOOPLINE_INGEST__ALLOW_OPEN=true) says it is meant.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -157,6 +178,7 @@ class IngestSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8100, ge=0, le=65535)
     api_keys: list[ApiKey] = Field(default_factory=list)
+    allow_open: bool = False  # no keys on a non-loopback host: an open API, on purpose
     max_batch: int = Field(default=1000, ge=1)  # records per request
     max_spans: int = Field(default=8192, ge=1)  # spans per OTLP export request
     max_log_records: int = Field(default=8192, ge=1)  # log records per OTLP logs export request

@@ -90,7 +90,7 @@ async def run_anchor(
         {"flows": {flow_name: {"publish": {"plugin": "preference", "dataset": name}}}}, "anchor"
     ).flows[flow_name]
     await bots(argilla, flow_name, flow, idle_timeout_s=0)  # accounts only: no dataset yet
-    client = rg.Argilla(api_url=argilla.api_url, api_key=argilla.api_key.get_secret_value())
+    client = rg.Argilla(api_url=argilla.api_url, api_key=argilla.api_key_value())
     template = PreferenceTemplate()
     steps: dict[str, float] = {}
     started = time.monotonic()

@@ -95,7 +95,7 @@ def load() -> str:
 def drop_webhooks(argilla: ArgillaSettings, port: int) -> int:
     """Delete the collector's Argilla webhook once its run is over (the anchor has none; the
     next run's collector registers it again)."""
-    client = rg.Argilla(api_url=argilla.api_url, api_key=argilla.api_key.get_secret_value())
+    client = rg.Argilla(api_url=argilla.api_url, api_key=argilla.api_key_value())
     dropped = 0
     try:
         for hook in client.webhooks.list():

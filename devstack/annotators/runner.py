@@ -282,7 +282,7 @@ async def annotate_flow(
     places = seats(flow_name, flow, argilla.workspace, bots)
     report = RunReport(flow=flow_name, tallies={seat.username: Tally() for seat in places})
     started = time.monotonic()
-    owner = ArgillaREST(argilla.api_url, argilla.api_key.get_secret_value(), transport=transport)
+    owner = ArgillaREST(argilla.api_url, argilla.api_key_value(), transport=transport)
     crew: list[_Bot] = []
     try:
         for seat in places:

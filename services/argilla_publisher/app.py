@@ -48,7 +48,7 @@ log = logging.getLogger("loopline.argilla_publisher")
 def register(context: ServiceContext) -> None:
     settings = context.settings.argilla
     registry = PluginRegistry()
-    api_key = settings.api_key.get_secret_value()
+    api_key = settings.api_key_value()
     client = rg.Argilla(api_url=settings.api_url, api_key=api_key)
     writer = BulkWriter(settings.api_url, api_key, retry=context.dead_letters.with_retries)
     context.on_stop(writer.aclose)

@@ -68,9 +68,7 @@ class FeedbackCollector:
         self.feedback = settings.feedback
         self.argilla = settings.argilla
         self.watched = WatchedDatasets.from_flows(context.flows, settings.argilla.workspace)
-        self.reader = ArgillaReader(
-            settings.argilla.api_url, settings.argilla.api_key.get_secret_value()
-        )
+        self.reader = ArgillaReader(settings.argilla.api_url, settings.argilla.api_key_value())
         self.state = CollectorState(self._send, settings.kafka.topic(STATE_TOPIC))
         self.emitter = Emitter(
             self._send,
@@ -139,7 +137,7 @@ class FeedbackCollector:
         registration = await asyncio.to_thread(
             ensure_webhook,
             self.argilla.api_url,
-            self.argilla.api_key.get_secret_value(),
+            self.argilla.api_key_value(),
             self.feedback.public_url,
         )
         if registration.action != "reused" or not self.secrets:

@@ -99,7 +99,7 @@ def version_ids(version: Path) -> Counter[str]:
 async def argilla_ids(argilla: ArgillaSettings) -> Counter[str]:
     """Argilla records per external id (the record id), over every dataset the owner sees."""
     counted: Counter[str] = Counter()
-    async with ArgillaREST(argilla.api_url, argilla.api_key.get_secret_value()) as owner:
+    async with ArgillaREST(argilla.api_url, argilla.api_key_value()) as owner:
         spaces = await owner.call("GET", "/api/v1/me/workspaces")
         for space in spaces["items"]:
             for dataset in await owner.datasets(str(space["id"])):

@@ -167,7 +167,7 @@ class Loop:
 
     def owner(self) -> ArgillaREST:
         argilla = self.settings.argilla
-        return ArgillaREST(argilla.api_url, argilla.api_key.get_secret_value())
+        return ArgillaREST(argilla.api_url, argilla.api_key_value())
 
 
 @pytest.fixture(scope="package")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from pydantic import SecretStr
 
 from devstack.sample_records import record
 from services.argilla_publisher import app as publisher_app
@@ -40,7 +41,7 @@ from shared.events import (
 )
 from shared.flows import PublishRef, ReviewWhen, parse_flows
 from shared.service import ServiceContext
-from shared.settings import Settings
+from shared.settings import ArgillaSettings, Settings
 from shared.templates import Template
 
 GATED = PublishRef(plugin="preference", when=ReviewWhen(margin_below=2))
@@ -161,7 +162,7 @@ async def test_only_records_for_people_are_published(
     monkeypatch.setattr(publisher_app, "BulkWriter", lambda *_, **__: writer)
     monkeypatch.setattr(publisher_app, "prepare", fake_prepare)
     monkeypatch.setattr(publishing, "payload", fake_payload)
-    settings = Settings()
+    settings = Settings(argilla=ArgillaSettings(api_key=SecretStr("fake-argilla-key")))
     broker, dead_letters = build_broker(settings, "argilla-publisher")
     flows = parse_flows(
         {

@@ -19,6 +19,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from opentelemetry import propagate
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import SecretStr
 
 from services.feedback_collector.app import FeedbackCollector
 from services.feedback_collector.signatures import sign
@@ -345,7 +346,9 @@ class Life:
         settings = settings or Settings()
         settings = settings.model_copy(
             update={
-                "argilla": settings.argilla.model_copy(update={"workspace": WORKSPACE}),
+                "argilla": settings.argilla.model_copy(
+                    update={"workspace": WORKSPACE, "api_key": SecretStr("fake-argilla-key")}
+                ),
                 "feedback": settings.feedback.model_copy(update={"page_size": 2}),
                 "kafka": settings.kafka.model_copy(
                     update={"max_message_bytes": broker.max_message_bytes}
