@@ -1,5 +1,6 @@
 """What a service checks once at startup, before it reaches for anything: no secret it needs
-is missing or publicly known, and the ingester is not open to the network by accident.
+is missing or publicly known, Argilla can reach the collector's webhook URL, and the ingester
+is not open to the network by accident.
 
 The rules:
 - A service that talks to Argilla (`ARGILLA_SERVICES`) needs `LOOPLINE_ARGILLA__API_KEY`. A
