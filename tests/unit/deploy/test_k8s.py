@@ -13,14 +13,19 @@ import pytest
 
 from cli.run import SERVICES
 from services.feedback_collector.webhooks import WEBHOOK_PATH
+from shared.deployment_checks import service_problems
 from shared.flows import load_flows
+from shared.settings import Settings
 from tests.unit.deploy.k8s_render import (
     K8S,
     OPERATOR_SECRET,
     OVERLAYS,
     REPO,
     Doc,
+    container_env,
+    containers,
     documented_secret_keys,
+    environment,
     named,
     of_kind,
     render,
@@ -176,3 +181,44 @@ def test_the_local_secret_comes_from_an_uncommitted_file_with_every_required_key
         [git, "check-ignore", "-q", str(K8S / "overlays" / "local" / "secrets.env")], cwd=REPO
     )
     assert ignored.returncode == 0, "secrets.env must stay out of git"
+
+
+# What an operator puts in the Secret (none of them a well-known value).
+STAND_INS = {
+    "LOOPLINE_ARGILLA__API_KEY": "k8s-test-argilla-key",
+    "LOOPLINE_LLM__API_KEY": "k8s-test-llm-key",
+    "LOOPLINE_INGEST__API_KEYS": '[{"name": "k8s-test", "key": "k8s-test-client-key"}]',
+}
+
+
+def startup_problems(docs: list[Doc], stand_ins: dict[str, str]) -> dict[str, list[str]]:
+    """What each service's startup checks (`loopline run`) say of the environment its pods
+    get, with `stand_ins` for the required Secret keys."""
+    problems = {}
+    for workload in workloads(docs):
+        container = containers(workload)[0]
+        env = container_env(docs, container)
+        for var in container.get("env", []):
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref and not ref.get("optional") and ref["key"] in stand_ins:
+                env[var["name"]] = stand_ins[ref["key"]]
+        with environment(env):
+            problems[service_of(workload)] = service_problems(service_of(workload), Settings())
+    return problems
+
+
+def test_every_service_passes_its_startup_checks_once_the_secret_is_filled_in(
+    docs: list[Doc],
+) -> None:
+    assert startup_problems(docs, STAND_INS) == {service: [] for service in SERVICES}
+
+
+def test_the_local_secret_example_does_not_start_unedited() -> None:
+    refused = startup_problems(render("local"), stand_ins={})
+    assert {service for service, problems in refused.items() if problems} == {
+        "argilla-publisher",
+        "feedback-collector",
+        "ingester",
+    }
+    assert "LOOPLINE_ARGILLA__API_KEY" in refused["feedback-collector"][0]
+    assert "LOOPLINE_INGEST__API_KEYS" in refused["ingester"][0]
