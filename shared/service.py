@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import uvicorn
@@ -348,16 +349,21 @@ async def run_service(
     context.on_stop(passed_on.stop)
     spec.register(context)
 
-    created = await ensure_topics(settings.kafka, spec.topics())
-    if created:
-        log.info("%s: created topics %s", spec.name, ", ".join(created))
-    await broker.start()
-    servers = [await _start_http(server) for server in context.http_servers]
     health: HealthServer | None = None
     if settings.health_port is not None:  # /healthz and /metrics (shared.health)
         health = await serve_health(
             context, settings.health_host, settings.health_port, spec.consumes
         )
+    # Kafka may not answer yet (pods start in any order): wait for it, live but not ready,
+    # `/healthz` saying so, rather than exit into a crash loop.
+    created = await dead_letters.with_retries(
+        partial(ensure_topics, settings.kafka, spec.topics()),
+        f"connecting to Kafka at {settings.kafka.bootstrap_servers}",
+    )
+    if created:
+        log.info("%s: created topics %s", spec.name, ", ".join(created))
+    await broker.start()
+    servers = [await _start_http(server) for server in context.http_servers]
     log.info(
         "%s: running (group %s, consuming %s)",
         spec.name,
