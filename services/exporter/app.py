@@ -2,9 +2,10 @@
 
 Reads `records.completed` (records people answered) and `records.judged` (kept only when the
 flow accepts them without people: see `export.auto_accept`), keeps the newest event per record
-in a store per flow (`<export dir>/<flow>/records.sqlite`), and writes a new version of each of
-the flow's formats after `every_records` changed records or `every_s` seconds after a change
-(and on demand: `loopline export`). Each version is pushed to the Hub when the flow says so
+in a store per flow on local disk (`<store dir>/<flow>/records.sqlite`), and writes a new
+version of each of the flow's formats, to a local directory or a URL (`storage`), after
+`every_records` changed records or `every_s` seconds after a change (and on demand: `loopline
+export`). Each version is pushed to the Hub when the flow says so
 and announced on `datasets.exported`, both retried until done; a version whose announcement a
 stop cut off is announced at the next start. Trouble around the records (a locked store, a full
 or read-only disk, the broker) is waited out, never dead-lettered; a message that is not a

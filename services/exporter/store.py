@@ -1,15 +1,16 @@
 """The exporter's record store: the newest accepted event per record, on disk (SQLite).
 
-One file per flow (`<export dir>/<flow>/records.sqlite`). Each row is one record_id with the
-event that decides it: a `records.completed` event (people answered) always beats an
-auto-accepted `records.judged` one; between events of the same kind the newer one wins (event
-time, then topic position). Upserts are idempotent, so redeliveries and replays from the start
-of the topics leave the same rows. The store also keeps, per topic partition, the last offset
-it has seen (the manifest's "source offsets") and how many records changed since the last
-export of each format (the count trigger), and the newest version of each format announced
-on `datasets.exported` (a version made but not yet announced, say when the process died
-in between, is announced at the next start). Exports read the rows in record_id order, in
-batches, so memory does not grow with the number of records.
+One file per flow (`<store dir>/<flow>/records.sqlite`, on local disk: `ExportSettings.stores`,
+by default the export dir itself). Each row is one record_id with the event that decides it: a
+`records.completed` event (people answered) always beats an auto-accepted `records.judged` one;
+between events of the same kind the newer one wins (event time, then topic position). Upserts
+are idempotent, so redeliveries and replays from the start of the topics leave the same rows.
+The store also keeps, per topic partition, the last offset it has seen (the manifest's "source
+offsets") and how many records changed since the last export of each format (the count
+trigger), and the newest version of each format announced on `datasets.exported` (a version
+made but not yet announced, say when the process died in between, is announced at the next
+start). Exports read the rows in record_id order, in batches, so memory does not grow with the
+number of records.
 """
 
 from __future__ import annotations
