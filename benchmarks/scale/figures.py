@@ -40,9 +40,10 @@ def throughput(count: int, started: float, last: float) -> float:
 class Settling:
     """How the group's throughput went after a replica was added at `added`."""
 
-    before: float  # records/s of the group in the `window_s` before the replica started
-    after: float  # records/s once settled: the middle of what was judged after it started
-    settled_at: float | None  # the first window that reached `after` within the tolerance
+    before: float  # records/s of the group in the `before_s` before the replica started
+    expected: float  # records/s the larger group should reach: `before` x the scale-up
+    peak: float  # the best `window_s` window's rate after `added`
+    settled_at: float | None  # the first window from `added` at `expected` within tolerance
     longest_gap: float  # the longest time between two judged records from `added` on
     gap_at: float  # when that gap began
 
@@ -50,32 +51,33 @@ class Settling:
 def settling(
     stamps: Sequence[float],
     added: float,
+    scale_up: float,
     window_s: float = 2.0,
+    before_s: float = 5.0,
     tolerance: float = 0.1,
     step_s: float = 0.1,
 ) -> Settling:
     """When the group's rate settled after a replica was added at `added`.
 
-    `stamps`: every record's judged time, sorted. The settled rate is the group's rate between
-    the median and the 95th percentile of the records judged after `added` (late enough for the
-    new replica to be working, early enough that no partition has run dry yet). Settled: the
-    start of the first `window_s` window, sliding by `step_s` from `added`, whose rate is at
-    least (1 - `tolerance`) of that; None if none is.
+    `stamps`: every record's judged time, sorted. The group should go from its rate in the
+    `before_s` before `added` to that times `scale_up` ((N + 1) / N for N replicas). Settled:
+    the start of the first `window_s` window, sliding by `step_s` from `added`, whose rate is
+    at least (1 - `tolerance`) of that; None if none is (the group never got there).
     """
-    before = rate(stamps, added - window_s, added)
+    before = rate(stamps, added - before_s, added)
+    expected = before * scale_up
     later = stamps[bisect.bisect_left(stamps, added) :]
-    if len(later) < 10:
-        return Settling(before, math.nan, None, math.nan, added)
-    middle, late = later[len(later) // 2], later[(len(later) * 95) // 100]
-    after = rate(stamps, middle, late)
+    if not later:
+        return Settling(before, expected, math.nan, None, math.nan, added)
     settled_at = None
+    peak = 0.0
     start = added
-    while start + window_s <= late:
-        if rate(stamps, start, start + window_s) >= (1 - tolerance) * after:
+    while start + window_s <= later[-1]:
+        now = rate(stamps, start, start + window_s)
+        peak = max(peak, now)
+        if settled_at is None and now >= (1 - tolerance) * expected:
             settled_at = start
-            break
         start += step_s
-    points = [added, *later]
-    gaps = [(b - a, a) for a, b in itertools.pairwise(points)]
+    gaps = [(b - a, a) for a, b in itertools.pairwise([added, *later])]
     longest, gap_at = max(gaps)
-    return Settling(before, after, settled_at, longest, gap_at)
+    return Settling(before, expected, peak, settled_at, longest, gap_at)

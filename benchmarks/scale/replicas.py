@@ -41,7 +41,8 @@ class GroupSetup:
     heartbeat_interval_ms: int
     flows_file: Path
     llm_url: str
-    work_dir: Path  # logs, and the replicas' state dir
+    work_dir: Path  # the replicas' state dir
+    log_dir: Path  # a log file per replica
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. the judge's concurrency
 
 
@@ -55,7 +56,7 @@ class Replica:
     def __init__(self, setup: GroupSetup, index: int) -> None:
         self.index = index
         self.health_port = free_port()
-        self.log_path = setup.work_dir / f"judge-{setup.topic_prefix}{index}.log"
+        self.log_path = setup.log_dir / f"judge-{setup.topic_prefix}{index}.log"
         self._log: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time() when launched

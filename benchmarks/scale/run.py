@@ -67,6 +67,13 @@ def median(runs: list[ScaleRun], figure: Callable[[ScaleRun], float]) -> float:
 
 
 def report(args: argparse.Namespace, scale: list[ScaleRun], moved: list[ScaleRun]) -> None:
+    if scale:
+        report_scale(args, scale)
+    if moved:
+        report_rebalance(args, moved)
+
+
+def report_scale(args: argparse.Namespace, scale: list[ScaleRun]) -> None:
     in_flight = args.max_in_flight or CLIENT_IN_FLIGHT
     per_replica = in_flight / (args.latency_ms / 1000)
     print()
@@ -121,8 +128,6 @@ def report(args: argparse.Namespace, scale: list[ScaleRun], moved: list[ScaleRun
             f"partitions {sorted(r.partitions.values())}; endpoint max in flight "
             f"{r.max_in_flight}; CPU {r.cpu_s:.1f} s; load {r.load}"
         )
-    if moved:
-        report_rebalance(args, moved)
 
 
 def report_rebalance(args: argparse.Namespace, moved: list[ScaleRun]) -> None:
@@ -132,29 +137,40 @@ def report_rebalance(args: argparse.Namespace, moved: list[ScaleRun]) -> None:
         f"rebalance: {n} replica(s), one more launched once {args.add_at:.0%} of the records "
         f"were judged; medians of {len(moved)} (seconds from its launch)"
     )
+
+    def settled(r: ScaleRun) -> float:
+        if r.settling is None or r.settling.settled_at is None:
+            return math.nan
+        return r.settling.settled_at - r.added
+
+    def figure(name: str) -> Callable[[ScaleRun], float]:
+        return lambda r: getattr(r.settling, name) if r.settling else math.nan
+
     rows: dict[str, Callable[[ScaleRun], float]] = {
         "its first LLM call": lambda r: r.first_call,
         "its first record judged": lambda r: r.first_judged,
-        "the group's throughput settled": lambda r: (
-            r.settling.settled_at - r.added
-            if r.settling and r.settling.settled_at is not None
-            else math.nan
-        ),
-        "the group's longest pause": lambda r: r.settling.longest_gap if r.settling else math.nan,
-        f"records/s before ({n} replicas)": lambda r: r.settling.before if r.settling else math.nan,
-        f"records/s settled ({n + 1} replicas)": lambda r: (
-            r.settling.after if r.settling else math.nan
-        ),
+        f"the group reached {n + 1}/{n} of its rate": settled,
+        "the group's longest pause": figure("longest_gap"),
+        f"records/s before ({n} replicas, 5 s)": figure("before"),
+        f"records/s expected ({n + 1} replicas)": figure("expected"),
+        "records/s best 2 s after": figure("peak"),
     }
-    for name, figure in rows.items():
-        values = ", ".join(f"{figure(r):.1f}" for r in moved)
-        print(f"  {name:<36}{median(moved, figure):>8.1f}   (runs: {values})")
+    for name, pick in rows.items():
+        values = ", ".join(f"{pick(r):.1f}" for r in moved)
+        print(f"  {name:<38}{median(moved, pick):>8.1f}   (runs: {values})")
+    print("  (nan: never)")
     for k, r in enumerate(moved, 1):
         s = r.settling
         pause = f"{s.gap_at - r.added:.1f}" if s else "-"
+        calls = "; ".join(
+            f"{key} {count} calls {first - r.started:.1f}-{last - r.started:.1f} s"
+            for key, (count, first, last) in r.calls.items()
+        )
         print(
-            f"  run {k}: added at {r.added - r.started:.1f} s; longest pause began {pause} s "
-            f"after; LLM calls per replica {dict(sorted(r.calls.items()))}; load {r.load}"
+            f"  run {k}: added at {r.added - r.started:.1f} s, last record at "
+            f"{r.stamps[-1] - r.started:.1f} s; longest pause began {pause} s after the launch; "
+            f"records left per partition at the launch {list(r.left.values())}; {calls}; "
+            f"load {r.load}"
         )
 
 
@@ -172,6 +188,7 @@ async def bench(
             llm=llm,
             flows_file=flows,
             work_dir=work,
+            log_dir=args.logs or work,
             records=args.records,
             partitions=args.partitions,
             session_timeout_ms=args.session_timeout_ms,
@@ -180,10 +197,10 @@ async def bench(
             tag=tag,
         )
         plan = order(args.replicas, args.runs)
-        for k, count in enumerate(plan, 1):
+        for k, count in enumerate(plan if args.only != "rebalance" else [], 1):
             print(f"  run {k}/{len(plan)}: {count} replica(s), load {load()} ...", flush=True)
             scale.append(await one_run(setup, f"s{k}", count))
-        for k in range(args.runs if args.rebalance_from else 0):
+        for k in range(args.runs if args.rebalance_from and args.only != "scale" else 0):
             print(f"  rebalance run {k + 1}/{args.runs}, load {load()} ...", flush=True)
             moved.append(await one_run(setup, f"r{k}", args.rebalance_from, args.add_at))
     return scale, moved
@@ -246,6 +263,10 @@ def main() -> None:
         type=int,
         default=3_000,
         help="the replicas' LOOPLINE_KAFKA__HEARTBEAT_INTERVAL_MS (the default)",
+    )
+    parser.add_argument("--only", choices=("scale", "rebalance"), help="one part only")
+    parser.add_argument(
+        "--logs", type=Path, help="keep the replicas' logs in this folder (default: dropped)"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, s")
     args = parser.parse_args()

@@ -33,6 +33,7 @@ class Bench:
     llm: ScriptedLLM
     flows_file: Path
     work_dir: Path
+    log_dir: Path
     records: int
     partitions: int
     session_timeout_ms: int
@@ -51,6 +52,7 @@ class Bench:
             flows_file=self.flows_file,
             llm_url=self.llm.base_url,
             work_dir=self.work_dir,
+            log_dir=self.log_dir,
         )
 
     def kafka(self, setup: GroupSetup) -> KafkaSettings:
@@ -76,8 +78,10 @@ class ScaleRun:
     added: float = math.nan  # epoch s: the added replica launched
     first_call: float = math.nan  # s after `added`: its first LLM call arrived
     first_judged: float = math.nan  # s after `added`: its /healthz counted a record
-    calls: dict[str, int] = field(default_factory=dict)  # LLM calls per replica key
+    calls: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # per replica
+    # key: LLM calls, the first's and the last's arrival (epoch s)
     ready: list[float] = field(default_factory=list)  # per replica: launch to /healthz, s
+    left: dict[int, int] = field(default_factory=dict)  # per partition: records left at `added`
 
     @property
     def rate(self) -> float:
@@ -186,9 +190,10 @@ async def one_run(bench: Bench, run: str, count: int, add_at: float | None = Non
     finally:
         stop_polling.set()
         await watcher.stop()
-    calls = Counter(
-        r.headers.get("authorization", "").removeprefix("Bearer ") for r in bench.llm.received
-    )
+    calls: dict[str, list[float]] = {}
+    for request in bench.llm.received:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        calls.setdefault(key, []).append(epoch_of(request.arrived_at))
     result = ScaleRun(
         replicas=count,
         records=bench.records,
@@ -199,18 +204,14 @@ async def one_run(bench: Bench, run: str, count: int, add_at: float | None = Non
         cpu_s=cpu_s,
         max_in_flight=bench.llm.max_in_flight,
         load=load(),
-        calls=dict(calls),
+        calls={key: (len(at), min(at), max(at)) for key, at in sorted(calls.items())},
         ready=list(await asyncio.gather(*readies)),
     )
     if added is not None and poll is not None:
         result.added = added.started_at
         result.first_judged = await poll
-        key = api_key(added.index)
-        firsts = [
-            r.arrived_at
-            for r in bench.llm.received
-            if r.headers.get("authorization") == f"Bearer {key}"
-        ]
-        result.first_call = epoch_of(min(firsts)) - added.started_at if firsts else math.nan
-        result.settling = settling(result.stamps, added.started_at)
+        _, first_call, _ = result.calls.get(api_key(added.index), (0, math.nan, math.nan))
+        result.first_call = first_call - added.started_at
+        result.settling = settling(result.stamps, added.started_at, (count + 1) / count)
+        result.left = watcher.left_at(added.started_at, partitions)
     return result

@@ -85,6 +85,7 @@ class JudgedWatcher:
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
         self.judged: dict[str, float] = {}
+        self.partition: dict[str, int] = {}
         self.dead_letters = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -110,8 +111,15 @@ class JudgedWatcher:
                             continue
                         key = (message.key or b"").decode()
                         self.judged.setdefault(key, message.timestamp / 1000)
+                        self.partition.setdefault(key, message.partition)
         finally:
             await consumer.stop()
+
+    def left_at(self, at: float, written: Counter[int]) -> dict[int, int]:
+        """Per partition, how many of the `written` records were not judged yet at `at`
+        (a record is judged on the partition it was read from: same key, same count)."""
+        done = Counter(p for key, p in self.partition.items() if self.judged[key] <= at)
+        return {p: written[p] - done[p] for p in sorted(written)}
 
     def stamps(self) -> list[float]:
         return sorted(self.judged.values())

@@ -42,37 +42,34 @@ def test_settling_finds_the_pause_and_the_doubled_rate() -> None:
     # 10 records/s until 20 s; a replica is added at 20 s; nothing is judged from 23 s to 26 s
     # (the group rebalances), then 20 records/s until 60 s.
     stamps = evenly(0, 23, 10) + evenly(26, 60, 20)
-    result = figures.settling(stamps, added=20.0)
-    assert result.before == pytest.approx(10.0, rel=0.06)
-    assert result.after == pytest.approx(20.0, rel=0.03)
+    result = figures.settling(stamps, added=20.0, scale_up=2.0)
+    assert result.before == pytest.approx(10.0, rel=0.05)
+    assert result.expected == pytest.approx(20.0, rel=0.05)
+    assert result.peak == pytest.approx(20.0, rel=0.05)
     assert result.longest_gap == pytest.approx(3.1, abs=0.05)  # 22.9 -> 26.0
     assert result.gap_at == pytest.approx(22.9, abs=0.01)
-    # The first 2 s window at 90% of 20 records/s starts a little before 26 s: its 2 s then
-    # hold at least 36 records, all of them after the pause.
+    # The first 2 s window at 90% of 20 records/s (36 records) starts a little before 26 s.
     assert result.settled_at is not None
     assert 25.5 <= result.settled_at <= 26.0
 
 
 def test_settling_without_a_change_settles_at_once() -> None:
     stamps = evenly(0, 60, 10)
-    result = figures.settling(stamps, added=20.0)
-    assert result.after == pytest.approx(10.0, rel=0.03)
+    result = figures.settling(stamps, added=20.0, scale_up=1.0)
     assert result.settled_at == pytest.approx(20.0)
     assert result.longest_gap == pytest.approx(0.1, abs=0.01)
 
 
-def test_settling_with_too_few_records_after_the_launch_says_so() -> None:
-    stamps = evenly(0, 20, 10)  # the last 5 records after 19.5 s: no settled rate to measure
-    result = figures.settling(stamps, added=19.5)
+def test_settling_that_never_reaches_the_scaled_rate_says_so() -> None:
+    # A second replica is added but the group only goes from 10 to 15 records/s: never 90% of
+    # the 20 it should reach.
+    stamps = evenly(0, 20, 10) + evenly(20, 60, 15)
+    result = figures.settling(stamps, added=20.0, scale_up=2.0)
     assert result.settled_at is None
-    assert math.isnan(result.after)
+    assert result.peak == pytest.approx(15.0, rel=0.05)
 
 
-def test_settling_that_never_reaches_the_rate_says_so() -> None:
-    # After the launch the group crawls (1 record/s) until a burst at the very end: the middle
-    # of the records judged after the launch lies in the burst, which no 2 s window before
-    # its 95th percentile reaches.
-    stamps = evenly(0, 20, 10) + evenly(20, 40, 1) + evenly(40, 40.5, 200)
-    result = figures.settling(stamps, added=20.0)
-    assert result.after > 100
+def test_settling_with_nothing_judged_after_the_launch() -> None:
+    result = figures.settling(evenly(0, 20, 10), added=30.0, scale_up=2.0)
     assert result.settled_at is None
+    assert math.isnan(result.peak)
