@@ -27,6 +27,7 @@ from devstack.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
+RUNNING = "judge: running ("
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,14 @@ class Replica:
             return 0.0
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def running(self) -> bool:
+        """Whether its log says it runs: topics checked, its consumer in the group with
+        partitions assigned (`shared.service.run_service` logs `judge: running` then)."""
+        try:
+            return RUNNING in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
     async def health(self) -> dict[str, Any] | None:
         """Its `/healthz` body, or None while it does not answer."""

@@ -104,8 +104,8 @@ def report_scale(args: argparse.Namespace, scale: list[ScaleRun]) -> None:
     print(
         "records/s: from the first replica's launch to the last record judged; steady: from the "
         "first record judged to the last; limit: replicas (at most one per partition) x "
-        f"{in_flight} in flight / latency; up s: launch to the last replica's /healthz answering; "
-        "1st s: launch to the first record judged; "
+        f"{in_flight} in flight / latency; up s: launch to the last replica running (in the "
+        "group, partitions assigned); 1st s: launch to the first record judged; "
         "top part.: the busiest partition's share of the records"
     )
     for count in args.replicas:
@@ -147,6 +147,7 @@ def report_rebalance(args: argparse.Namespace, moved: list[ScaleRun]) -> None:
         return lambda r: getattr(r.settling, name) if r.settling else math.nan
 
     rows: dict[str, Callable[[ScaleRun], float]] = {
+        "it runs (in the group, assigned)": lambda r: r.ready[-1] if r.ready else math.nan,
         "its first LLM call": lambda r: r.first_call,
         "its first record judged": lambda r: r.first_judged,
         f"the group reached {n + 1}/{n} of its rate": settled,

@@ -80,7 +80,7 @@ class ScaleRun:
     first_judged: float = math.nan  # s after `added`: its /healthz counted a record
     calls: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # per replica
     # key: LLM calls, the first's and the last's arrival (epoch s)
-    ready: list[float] = field(default_factory=list)  # per replica: launch to /healthz, s
+    ready: list[float] = field(default_factory=list)  # per replica: launch to running, s
     left: dict[int, int] = field(default_factory=dict)  # per partition: records left at `added`
 
     @property
@@ -100,8 +100,8 @@ class ScaleRun:
 
     @property
     def up(self) -> float:
-        """Seconds from the launch until the last of the first replicas answered /healthz
-        (the process started, its topics checked, its consumer started)."""
+        """Seconds from the launch until the last of the first replicas ran (the process
+        started, its topics checked, its consumer in the group with partitions)."""
         return max(self.ready[: self.replicas], default=math.nan)
 
     @property
@@ -129,9 +129,10 @@ async def _wait_started(replicas: list[Replica]) -> None:
 
 
 async def _ready(replica: Replica, stop: asyncio.Event) -> float:
-    """Seconds from the replica's launch until its /healthz answers (polled every 0.1 s)."""
+    """Seconds from the replica's launch until it runs: in the group, partitions assigned
+    (its log polled every 0.1 s)."""
     while not stop.is_set():
-        if await replica.health() is not None:
+        if replica.running():
             return time.time() - replica.started_at
         await asyncio.sleep(0.1)
     return math.nan
