@@ -76,6 +76,14 @@ class SideSetup:
     batch: int
     concurrency: int
     pace: Pace | None = None  # None: every record at once
+    profile: Path | None = None  # run each service under cProfile, its profile written here
+
+
+def profiled(setup: SideSetup, run: str, service: str) -> list[str]:
+    """The interpreter's arguments that run a service under cProfile, when asked."""
+    if setup.profile is None:
+        return []
+    return ["-m", "cProfile", "-o", str(setup.profile / f"{run}-{service}.prof")]
 
 
 def payload(run: str, name: str) -> dict[str, Any]:
@@ -243,7 +251,7 @@ async def run_loopline(
             children.append(
                 Child(
                     name,
-                    [sys.executable, "-m", "cli", "run", name],
+                    [sys.executable, *profiled(setup, run, name), "-m", "cli", "run", name],
                     {**env, **extra},
                     run_dir / f"{name}.log",
                     REPO,

@@ -150,6 +150,7 @@ async def bench(
         batch=args.batch,
         concurrency=args.concurrency,
         pace=Pace(args.rate, args.batch) if args.rate > 0 else None,
+        profile=args.profile,
     )
     kafka_pid = read_pid_file(config.run_dir / "kafka.pid")
     cpu_of: dict[str, Callable[[], float]] = {"this process": cpu_reader(os.getpid())}
@@ -217,6 +218,11 @@ def main() -> None:
         default="local",
         help="local: the services' default without an OTLP endpoint (spans and metrics made, "
         "nothing exported); off: LOOPLINE_TELEMETRY__ENABLED=false",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run each service under cProfile, its profile written into this folder",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per side and run, s")
     args = parser.parse_args()

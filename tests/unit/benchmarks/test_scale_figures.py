@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 
+from shared.settings import KafkaSettings
 from tests.unit.benchmarks.bench_modules import load
 
 figures = load("scale/figures.py")
@@ -73,3 +75,13 @@ def test_settling_with_nothing_judged_after_the_launch() -> None:
     result = figures.settling(evenly(0, 20, 10), added=30.0, scale_up=2.0)
     assert result.settled_at is None
     assert math.isnan(result.peak)
+
+
+def test_records_left_per_partition_at_a_time() -> None:
+    topics = load("scale/topics.py")
+    watcher = topics.JudgedWatcher(KafkaSettings())
+    watcher.judged = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 1.5}
+    watcher.partition = {"a": 0, "b": 0, "c": 1, "d": 1}
+    written = Counter({0: 5, 1: 4, 2: 3})
+    assert watcher.left_at(2.0, written) == {0: 3, 1: 3, 2: 3}
+    assert watcher.left_at(0.5, written) == {0: 5, 1: 4, 2: 3}
