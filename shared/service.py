@@ -75,6 +75,7 @@ class ServiceContext:
     http_servers: list[HttpServer] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     drainers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     unknown_flows: dict[str, float] = field(default_factory=dict)  # flow -> first seen
     # What this stage already passed on, for `consume_concurrently(once_per_record=True)`:
     # run_service reads the stage's output topics back; None (in-memory tests) keeps nothing.
@@ -85,6 +86,13 @@ class ServiceContext:
     @property
     def tracer(self) -> Tracer:
         return tracer_of(self.tracer_provider)
+
+    def before_consuming(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` at start, once the health port is up and Kafka answers, before anything
+        is consumed (say, creating what the handlers write to). A step waits out what is not
+        there yet under `dead_letters.with_retries` (`/healthz` says on what); its error ends
+        the start, as a wrong configuration should."""
+        self.starters.append(step)
 
     def before_broker_stop(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` at a stop once the HTTP servers took their last request, while the
@@ -362,6 +370,9 @@ async def run_service(
     )
     if created:
         log.info("%s: created topics %s", spec.name, ", ".join(created))
+    await broker.connect()  # publishing and /healthz's ping work while the steps run
+    for step in context.starters:
+        await step()
     await broker.start()
     servers = [await _start_http(server) for server in context.http_servers]
     log.info(

@@ -1,5 +1,8 @@
 """argilla-publisher: publishes judged records into Argilla annotation datasets.
 
+At start, once its health port is up, it creates (or finds) every flow's workspaces and
+datasets (`targets.py`) before it consumes anything; an Argilla that does not answer yet is
+waited for, `/healthz` naming its address, and a dataset whose settings drifted ends the start.
 Reads `records.judged` in batches (flushed by size or time), maps each record with its flow's
 template (fields, questions, metadata, judge scores as suggestions), and upserts them in bulk with
 the Argilla record id = `record_id`, so a redelivered event updates instead of duplicating, unless
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from functools import cache, partial
 
 import argilla as rg
 from faststream.kafka.annotations import KafkaMessage
@@ -33,7 +37,7 @@ from opentelemetry import trace
 from services.argilla_publisher.bulk import BulkWriter
 from services.argilla_publisher.publishing import Item, Publisher
 from services.argilla_publisher.routing import ReviewTally, decide, mark
-from services.argilla_publisher.targets import Publication, prepare, split_index
+from services.argilla_publisher.targets import Publication, prepare, sdk_call, split_index
 from shared.argilla_metadata import TRACE_METADATA_KEY
 from shared.events import RECORDS_JUDGED, RECORDS_PUBLISHED, Record, read_event
 from shared.failures import is_transient
@@ -49,25 +53,36 @@ def register(context: ServiceContext) -> None:
     settings = context.settings.argilla
     registry = PluginRegistry()
     api_key = settings.api_key_value()
-    client = rg.Argilla(api_url=settings.api_url, api_key=api_key)
     writer = BulkWriter(settings.api_url, api_key, retry=context.dead_letters.with_retries)
     context.on_stop(writer.aclose)
-    publications: dict[str, Publication] = {}
-    for name, flow in context.flows.flows.items():
-        if flow.publish is None:
-            continue
-        template: Template = registry.build(
-            PluginKind.templates, flow.publish.plugin, flow.publish.options
-        )
-        publications[name] = prepare(client, name, flow.publish, template, settings.workspace)
+    templates: dict[str, Template] = {
+        name: registry.build(PluginKind.templates, flow.publish.plugin, flow.publish.options)
+        for name, flow in context.flows.flows.items()
+        if flow.publish is not None
+    }
 
-    def prepare_again(flow: str) -> Publication:
+    @cache  # made once it succeeds: its constructor already asks Argilla who the key is
+    def client() -> rg.Argilla:
+        # No retries of its own (they take seconds per call): ours back off and say so.
+        return rg.Argilla(api_url=settings.api_url, api_key=api_key, retries=0)
+
+    def prepare_flow(flow: str) -> Publication:
+        """The flow's datasets in Argilla, created if need be (synchronous SDK calls)."""
         ref = context.flows.flows[flow].publish
-        assert ref is not None  # only flows with a publish stage have a publication
-        template = publications[flow].template
-        return prepare(client, flow, ref, template, settings.workspace)
+        assert ref is not None  # only flows with a publish stage have a template
+        return prepare(client(), flow, ref, templates[flow], settings.workspace)
 
-    publisher = Publisher(context, writer, publications, prepare_again)
+    publications: dict[str, Publication] = {}
+
+    async def prepare_all() -> None:
+        for flow in templates:
+            publications[flow] = await context.dead_letters.with_retries(
+                partial(sdk_call, partial(prepare_flow, flow)),
+                f"preparing flow {flow}'s datasets in the Argilla at {settings.api_url}",
+            )
+
+    context.before_consuming(prepare_all)
+    publisher = Publisher(context, writer, publications, prepare_flow)
     refs = [flow.publish for flow in context.flows.flows.values() if flow.publish is not None]
     batch_size = max((ref.batch_size for ref in refs), default=256)
     flush_ms = int(min((ref.flush_interval_s for ref in refs), default=2.0) * 1000)

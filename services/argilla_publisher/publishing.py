@@ -18,14 +18,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from argilla._exceptions import ArgillaAPIError
-
 from services.argilla_publisher.bulk import BulkWriter, DatasetMissingError, payload
-from services.argilla_publisher.targets import Publication, Target
+from services.argilla_publisher.targets import Publication, Target, sdk_call
 from shared.events import RECORDS_PUBLISHED, PublishedRecord, Record
-from shared.failures import PermanentError, TransientError
+from shared.failures import PermanentError
 from shared.metrics import ARGILLA_PUBLISH_SECONDS, record_passed
 from shared.service import ServiceContext
 from shared.telemetry import context_from_headers, record_span
@@ -117,18 +116,10 @@ class Publisher:
         self.recreated.add(flow)
         log.warning("Argilla dataset %s is missing (%s); re-creating it", where, missing)
 
-        async def attempt() -> Publication:
-            try:
-                return await asyncio.to_thread(self.prepare_again, flow)
-            except ArgillaAPIError as exc:
-                status = exc.status_code
-                if status in (401, 403, 408, 429) or status >= 500:
-                    raise TransientError(str(exc)) from exc
-                raise PermanentError(str(exc)) from exc
-
         try:
             self.publications[flow] = await self.context.dead_letters.with_retries(
-                attempt, f"re-creating the Argilla dataset {where}"
+                lambda: sdk_call(partial(self.prepare_again, flow)),
+                f"re-creating the Argilla dataset {where}",
             )
         except Exception as exc:
             return DatasetGoneError(

@@ -1,26 +1,33 @@
 """Where a flow's records land in Argilla: workspaces, datasets and, in split mode, annotators.
 
-Everything is created idempotently from the flow file at start-up. An existing dataset whose
-settings differ from the template's either stops the service with the difference spelled out,
-or (with `on_settings_change: new_version`) the flow publishes to `<name>-v2`, `-v3`, ...
+Everything is created idempotently from the flow file at start-up, before anything is consumed;
+an Argilla that does not answer yet is waited for (`sdk_call`: its trouble is transient). An
+existing dataset whose settings differ from the template's either stops the service with the
+difference spelled out, or (with `on_settings_change: new_version`) the flow publishes to
+`<name>-v2`, `-v3`, ...
 A flow with `publish.when` adds the `review_reason` metadata property to its template's
 settings (`routing.py`), so adding `when` to a flow changes its datasets' settings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import argilla as rg
+from argilla._exceptions import ArgillaAPIError
 
 from services.argilla_publisher.dataset_settings import settings_diff
 from services.argilla_publisher.routing import review_settings
+from shared.failures import PermanentError, TransientError
 from shared.flows import PublishRef, ReviewWhen
 from shared.hashing import stable_fraction
 from shared.templates import Template
 
+T = TypeVar("T")
 log = logging.getLogger("loopline.argilla_publisher")
 MAX_VERSIONS = 50
 SPLIT_SALT = "argilla-publisher split"  # apart from other uses of the record id's hash
@@ -41,6 +48,20 @@ class Target:
     @property
     def name(self) -> str:
         return str(self.dataset.name)
+
+
+async def sdk_call(step: Callable[[], T]) -> T:
+    """`step`, synchronous calls of Argilla's SDK, in a thread, with Argilla's answers told
+    apart for the retry policy (`shared.failures`): unavailable, busy, timing out, or not taking
+    the key yet (5xx, 429, 408, 401, 403) is transient; any other refusal is permanent. Not
+    reaching Argilla at all is httpx's connection error, transient as it is."""
+    try:
+        return await asyncio.to_thread(step)
+    except ArgillaAPIError as exc:
+        status = exc.status_code
+        if status in (401, 403, 408, 429) or status >= 500:
+            raise TransientError(str(exc)) from exc
+        raise PermanentError(str(exc)) from exc
 
 
 def ensure_workspace(client: rg.Argilla, name: str) -> Any:

@@ -129,6 +129,8 @@ async def publisher(
         h.dead.append(DeadLetter.from_headers(message.body, dict(message.headers)))
 
     publisher_app.register(context)
+    for step in context.starters:  # as run_service does before consuming
+        await step()
     async with TestKafkaBroker(broker):
         original = broker.publish
 

@@ -192,6 +192,8 @@ async def test_only_records_for_people_are_published(
     margins = {"g-low": 0.5, "g-edge": 1.99, "g-failed": None, "g-sure": 2.0, "g-wide": 4.0}
     batch = [judged(rid, m) for rid, m in margins.items()] + [judged("o-low", 0.5, "open")]
     publisher_app.register(context)
+    for step in context.starters:  # as run_service does before consuming
+        await step()
     with caplog.at_level(logging.INFO, logger="loopline.argilla_publisher"):
         async with TestKafkaBroker(broker) as test_broker:
             monkeypatch.setattr(broker, "publish", publish)
