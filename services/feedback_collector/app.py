@@ -24,7 +24,9 @@ topic's `.dlq` with the reason (see `emitter.py`). Responses are delivered at le
 responses. Deleted responses are logged, not emitted.
 
 The service consumes no topic. Its background work (webhook registration, reconciliation) starts
-with the service and ends when the service's broker stops.
+with the service and ends when the service's broker stops. Whatever fails there (Argilla not
+answering yet, at start or later) is retried with backoff for as long as it lasts, `/healthz`
+saying what it waits on (`waiting_on`, naming Argilla's address).
 """
 
 from __future__ import annotations
@@ -51,12 +53,13 @@ from services.feedback_collector.webhooks import (
     create_app,
 )
 from shared.events import FEEDBACK_RESPONSES, RECORDS_COMPLETED, dead_letter_topic
+from shared.failures import TransientError
 from shared.service import ServiceContext, ServiceSpec
 
 log = logging.getLogger("loopline.feedback_collector")
 
 BROKER_START_TIMEOUT_S = 300.0
-RETRY_MAX_S = 30.0
+STOP_CHECK_S = 0.25
 
 
 class FeedbackCollector:
@@ -121,17 +124,28 @@ class FeedbackCollector:
         return not self.stopped()
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> bool:
-        delay = 1.0
-        while not self.stopped():
+        """`attempt` until it succeeds, True; False as soon as the service stops. Any failure is
+        retried with backoff under `dead_letters.with_retries`, so `/healthz` says meanwhile
+        what the collector waits on."""
+
+        async def retried_until_it_works() -> None:
             try:
                 await attempt()
-                return True
             except Exception as exc:
-                log.warning("%s failed (%s); retrying in %.0f s", what, exc, delay)
-                if not await self._sleep(delay):
+                raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+
+        task = asyncio.create_task(
+            self.context.dead_letters.with_retries(retried_until_it_works, what)
+        )
+        try:
+            while not task.done():
+                if self.stopped():
                     return False
-                delay = min(delay * 2, RETRY_MAX_S)
-        return False
+                await asyncio.wait({task}, timeout=STOP_CHECK_S)
+            task.result()
+            return True
+        finally:
+            task.cancel()  # a no-op once it is done
 
     async def register_webhook(self) -> None:
         registration = await asyncio.to_thread(
@@ -172,15 +186,18 @@ class FeedbackCollector:
         return True
 
     async def run(self) -> None:
+        argilla = f"the Argilla at {self.argilla.api_url}"
         try:
-            if not await self._retrying("registering the Argilla webhook", self.register_webhook):
+            if not await self._retrying(
+                f"registering a webhook in {argilla}", self.register_webhook
+            ):
                 return
             if not await self._wait_for_broker():
                 return
             if not await self._retrying("reading the collector's state", self.load_state):
                 return
             while not self.stopped():
-                if not await self._retrying("reconciliation", self.reconcile):
+                if not await self._retrying(f"reconciling with {argilla}", self.reconcile):
                     return
                 if not await self._sleep(self.feedback.reconcile_interval_s):
                     return

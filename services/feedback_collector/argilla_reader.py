@@ -166,7 +166,8 @@ def ensure_webhook(
     (made by something else), its deliveries verify too.
     """
     _redact_sdk_secrets()
-    client = rg.Argilla(api_url=api_url, api_key=api_key)
+    # No retries of its own (they take seconds per call): the collector's loop backs off.
+    client = rg.Argilla(api_url=api_url, api_key=api_key, retries=0)
     try:
         existing = [hook for hook in client.webhooks.list() if _same_url(hook.url, url)]
         wanted = set(events)

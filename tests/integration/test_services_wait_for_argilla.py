@@ -5,7 +5,8 @@ Each service is started (as `loopline run` does, in-process, with a health port)
 Argilla address on a free loopback port where nothing listens yet, with the test stack's real
 Kafka. After several seconds it still runs and `/healthz` names the Argilla address it waits on.
 Then a TCP forwarder opens on that port, in front of the test stack's real Argilla, and the
-service proceeds: the publisher creates its dataset and publishes a judged record into it.
+service proceeds: the publisher creates its dataset and publishes a judged record into it; the
+collector registers its webhook.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import pytest
 import devstack as stack
 from devstack.testing import free_port
 from services.argilla_publisher.app import SERVICE as PUBLISHER
+from services.feedback_collector.app import SERVICE as COLLECTOR
 from shared.events import RECORDS_JUDGED, Record
 from shared.flows import FlowsConfig, parse_flows
 from shared.service import ServiceSpec, run_service
-from shared.settings import ArgillaSettings, RetrySettings, Settings
+from shared.settings import ArgillaSettings, FeedbackSettings, RetrySettings, Settings
 from tests.support.service_helpers import produce
 
 RUN = uuid.uuid4().hex[:6]
@@ -202,3 +204,47 @@ async def test_the_publisher_waits_for_argilla_then_publishes(
                 return found is not None and any(r.id == record.record_id for r in found.records)
 
             await eventually(landed, f"record {record.record_id} in {workspace}/{dataset}")
+
+
+async def test_the_collector_waits_for_argilla_then_registers_its_webhook(
+    settings: Settings, local_stack: stack.StackConfig, owner: rg.Argilla
+) -> None:
+    flows = parse_flows(
+        {"flows": {f"wait-col-{RUN}": {"publish": {"plugin": "preference"}}}}, "test"
+    )
+    argilla_port, listener_port = free_port(), free_port()
+    public_url = f"http://127.0.0.1:{listener_port}/argilla/webhooks"
+    run_settings = waiting(settings, argilla_port, local_stack).model_copy(
+        update={
+            "feedback": FeedbackSettings(
+                port=listener_port, public_url=public_url, reconcile_interval_s=600
+            )
+        }
+    )
+
+    def hooks() -> list[Any]:
+        return [h for h in owner.webhooks.list() if h.url == public_url]
+
+    ready = asyncio.Event()
+    try:
+        async with started(COLLECTOR, run_settings, flows, ready) as task:
+            await asyncio.sleep(DOWN_FOR_S)
+            assert not task.done(), task.exception() if task.done() else None
+            health = await healthz(run_settings)
+            assert health.status_code == 200, health.text
+            assert f"http://127.0.0.1:{argilla_port}" in (health.json()["waiting_on"] or "")
+            assert await asyncio.to_thread(hooks) == []
+
+            async with forwarding(argilla_port, local_stack.argilla_url):
+                await eventually(hooks, f"a webhook for {public_url}")
+
+                async def waits_on_nothing() -> bool:
+                    return (await healthz(run_settings)).json()["waiting_on"] is None
+
+                deadline = time.monotonic() + WITHIN_S
+                while not await waits_on_nothing():
+                    assert time.monotonic() < deadline, "still waiting on something"
+                    await asyncio.sleep(0.2)
+    finally:
+        for hook in await asyncio.to_thread(hooks):
+            await asyncio.to_thread(hook.delete)
