@@ -13,7 +13,7 @@ responses, two annotators each, generated on the fly so that no contender holds 
      per format, then `datasets.Dataset.from_list(rows).to_parquet(...)` for each.
 
 Both run at 10,000 and at 100,000 records (`--records` to change the large size), the large
-size `--repeat` times each, alternating, with the median reported (this machine's timings vary
+size `--runs` times each, alternating, with the median reported (this machine's timings vary
 by 10% from run to run). Peak memory is the largest sum of proportional resident memory (PSS:
 a page shared by k processes counts 1/k in each) over the contender's processes, sampled every
 0.25 s from the benchmark's own process, and at least the main process's own peak RSS. Each
@@ -27,58 +27,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-FLOW = "bench"
-FORMATS = ("sft", "dpo")
-
-
-def events(n: int) -> Iterator[bytes]:
-    """n completed-record events, deterministic, one at a time."""
-    from devstack.sample_records import completed, preference, record, response
-
-    for i in range(n):
-        rec = record(
-            instruction=f"Write a function that returns the {i}th prime number, with tests.",
-            responses=(
-                (f"def prime(n):  # answer {i}\n    ..." + " sieve" * 20, "model-a"),
-                (f"Use a loop. ({i})" + " maybe" * 10, "model-b"),
-            ),
-            flow=FLOW,
-        )
-        answers = (
-            response(rec, "ann1", preference(5 - i % 2, 2)),
-            response(rec, "ann2", preference(4, 1 + i % 3, best=1 if i % 7 else 2)),
-        )
-        yield completed(rec, *answers).to_bytes()
-
-
-def flows_config() -> Any:
-    from shared.flows import FlowsConfig
-
-    return FlowsConfig.model_validate(
-        {
-            "flows": {
-                FLOW: {
-                    "publish": {"plugin": "preference"},
-                    "export": {"formats": [{"plugin": f} for f in FORMATS], "every_s": 0},
-                }
-            }
-        }
-    )
+import incremental  # noqa: E402  (after the repository is on the path)
+from events import FLOW, FORMATS, events, flows_config  # noqa: E402
+from memory import PeakMemory  # noqa: E402
 
 
 def run_loopline(n: int, out: Path) -> dict[str, object]:
@@ -138,72 +101,6 @@ def run_anchor(n: int, out: Path) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional resident memory of a process: shared pages split among their sharers."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
-
-
-class PeakMemory:
-    """Peak memory of a process and the processes it starts, sampled from outside (a thread of
-    the benchmark, not of the contender): the largest sum over all of them, and the largest of
-    each."""
-
-    def __init__(self, root: int, every_s: float = 0.25) -> None:
-        self.root = root
-        self.total = 0.0
-        self.each: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, args=(every_s,), daemon=True)
-
-    def _sample(self, every_s: float) -> None:
-        while not self._stop.wait(every_s):
-            now = {pid: pss_mb(pid) for pid in process_tree(self.root)}
-            self.total = max(self.total, sum(now.values()))
-            for pid, mb in now.items():
-                self.each[pid] = max(self.each.get(pid, 0.0), mb)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def figures(self, main_rss_mb: float) -> dict[str, float]:
-        helpers = [mb for pid, mb in self.each.items() if pid != self.root]
-        return {
-            "peak_rss_mb": max(self.total, main_rss_mb),  # all processes
-            "main_rss_mb": main_rss_mb,
-            "helper_mb": max(helpers, default=0.0),  # the largest other process
-            "processes": len(self.each),
-        }
-
-
 def child(contender: str, n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="loopline-export-bench-") as tmp:
         run = run_loopline if contender == "loopline" else run_anchor
@@ -212,18 +109,61 @@ def child(contender: str, n: int) -> None:
     print(json.dumps(result))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--records", type=int, default=100_000, help="the large size")
-    parser.add_argument("--small", type=int, default=10_000, help="the small size")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each at the large size")
-    parser.add_argument("--child", choices=["loopline", "anchor"], help=argparse.SUPPRESS)
+HELP = """\
+Without --incremental: the 100k comparison with the `datasets` anchor (above), at --small
+(default 10,000) and --records (default 100,000), --runs times at the large size.
+
+With --incremental (see incremental.py): at --small (default 100,000) and --records (default
+1,000,000) records each, the store filled, exported once, then --rounds rounds of --changes
+changed records (--new of them new records, the others existing records answered again), each
+followed by a new version: time and bytes written per round next to a full re-export of the
+same data into a fresh directory, and peak memory per phase; --runs repeats the whole
+scenario (medians shown). Scale down for a quick run: --records 100000 --small 10000.
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--incremental", action="store_true", help="versions after small changes")
+    parser.add_argument("--records", type=int, help="the large size (100k; 1M incremental)")
+    parser.add_argument("--small", type=int, help="the small size (10k; 100k incremental)")
+    parser.add_argument(
+        "--runs", "--repeat", type=int, help="runs at the large size (3; 1 incremental)"
+    )
+    parser.add_argument("--rounds", type=int, default=10, help="incremental: rounds of changes")
+    parser.add_argument("--changes", type=int, default=1000, help="incremental: records a round")
+    parser.add_argument("--new", type=int, default=100, help="incremental: new records a round")
+    parser.add_argument(
+        "--child", choices=["loopline", "anchor", "incremental"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if not 0 <= args.new <= args.changes:
+        parser.error("--new must be between 0 and --changes")
+    big, small, runs = (1_000_000, 100_000, 1) if args.incremental else (100_000, 10_000, 3)
+    args.records = args.records if args.records is not None else big
+    args.small = args.small if args.small is not None else small
+    args.runs = args.runs if args.runs is not None else runs
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child == "incremental":
+        incremental.child(args.records, args.rounds, args.changes, args.new)
+        return
     if args.child:
         child(args.child, args.records)
         return
+    if args.incremental:
+        sizes = sorted({args.small, args.records})
+        incremental.main(sizes, args.runs, args.rounds, args.changes, args.new)
+        return
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for n, times in ((args.small, 1), (args.records, args.repeat)):
+    for n, times in ((args.small, 1), (args.records, args.runs)):
         for k in range(times):
             for contender in ("anchor", "loopline"):
                 print(f"  running {contender} with {n:,} records ({k + 1}/{times}) ...", flush=True)
@@ -247,7 +187,7 @@ def main() -> None:
     growth = loopline["peak_rss_mb"] / results["loopline", small]["peak_rss_mb"]
     anchor_growth = anchor["peak_rss_mb"] / results["anchor", small]["peak_rss_mb"]
     print()
-    if args.repeat > 1:
+    if args.runs > 1:
         pairs = zip(runs["loopline", big], runs["anchor", big], strict=True)
         each = ", ".join(f"{a['seconds'] / b['seconds']:.2f}x" for a, b in pairs)
         print(f"loopline / anchor at {big:,}, run by run: {each}")
