@@ -74,19 +74,39 @@ def _export(settings: Any, flow: Any, store: Any, root: Path) -> dict[str, Any]:
         "seconds": seconds,
         "bytes": wrote.bytes,
         "files": wrote.files,
+        "parquet": wrote.parquet,
         "total_bytes": wrote.total_bytes,
         "versions": {r.format: r.version for r in results if r.created},
+        # What the export read (its changed buckets' records), where the exporter says so.
+        "records_read": max((getattr(r, "records_read", -1) for r in results), default=-1),
         "rows": {r.format: sum(r.rows.values()) for r in results},
     }
 
 
-def child(n: int, rounds: int, changes: int, new: int) -> None:
+def _buckets(settings: Any) -> int | None:
+    """The bucket count of the first format's latest version (None: no buckets, before 16)."""
+    from services.exporter.storage import versions_of
+
+    manifest = versions_of(settings, FLOW, FORMATS[0]).latest_manifest()
+    found = manifest.get("buckets") if manifest is not None else None
+    return int(found) if found is not None else None
+
+
+def _settings(root: Path, exports: Path, buckets: int | None) -> Any:
+    from shared.settings import ExportSettings, Settings
+
+    options: dict[str, Any] = {"dir": exports, "store_dir": root / "stores"}
+    if buckets is not None:
+        options["buckets"] = buckets
+    return Settings(stack_dir=root, export=ExportSettings(**options))
+
+
+def child(n: int, rounds: int, changes: int, new: int, buckets: int | None) -> None:
     """The whole scenario at one size; prints phases as it goes, then its figures (JSON)."""
     from services.exporter.export import accept
     from services.exporter.record_pass import warm_up
     from services.exporter.store import ExportStore
     from shared.events import RECORDS_COMPLETED
-    from shared.settings import ExportSettings, Settings
 
     flows = flows_config()
     flow = flows.flows[FLOW]
@@ -94,9 +114,7 @@ def child(n: int, rounds: int, changes: int, new: int) -> None:
     with tempfile.TemporaryDirectory(prefix="loopline-export-incremental-") as tmp:
         root = Path(tmp)
         exports, fresh = root / "exports", root / "full"
-        settings = Settings(
-            stack_dir=root, export=ExportSettings(dir=exports, store_dir=root / "stores")
-        )
+        settings = _settings(root, exports, buckets)
         warm_up()  # the export's worker processes, as `loopline export --from-start` does
         _phase("fill")
         started = time.perf_counter()
@@ -106,6 +124,7 @@ def child(n: int, rounds: int, changes: int, new: int) -> None:
             result["store_mb"] = store.path.stat().st_size / 1e6
             _phase("first")
             result["first"] = _export(settings, flow, store, exports)
+            result["buckets"] = _buckets(settings)
             _phase("rounds")
             offset, done = n, []
             for round_no in range(1, rounds + 1):
@@ -122,22 +141,20 @@ def child(n: int, rounds: int, changes: int, new: int) -> None:
                 done[-1]["changed"] = changed
             result["rounds"] = done
             _phase("full")
-            full_settings = Settings(
-                stack_dir=root, export=ExportSettings(dir=fresh, store_dir=root / "stores")
-            )
-            result["full"] = _export(full_settings, flow, store, fresh)
+            result["full"] = _export(_settings(root, fresh, buckets), flow, store, fresh)
         shutil.rmtree(root, ignore_errors=True)
     result["main_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result), flush=True)
 
 
-def measure(n: int, rounds: int, changes: int, new: int) -> dict[str, Any]:
+def measure(n: int, rounds: int, changes: int, new: int, buckets: int | None) -> dict[str, Any]:
     """Run the child at size `n`, sampling its memory by phase."""
     command = [
         sys.executable,
         str(Path(__file__).with_name("run.py")),
         *("--child", "incremental", "--records", str(n), "--rounds", str(rounds)),
         *("--changes", str(changes), "--new", str(new)),
+        *(("--buckets", str(buckets)) if buckets is not None else ()),
     ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -177,20 +194,26 @@ def report(by_size: dict[int, list[dict[str, Any]]], changes: int, new: int) -> 
             f"{n:,} records ({len(runs)} run(s)); rounds of {changes:,} changed records "
             f"({changes - new:,} answered again, {new:,} new), {len(rounds)} in all"
         )
-        print(f"  fill: {statistics.median(r['fill_s'] for r in runs):.1f} s (not measured)")
-        print(f"  {'export':<34}{'time s':>9}{'MB written':>12}{'files':>7}{'MB in dir':>11}")
-        print(f"  {'first (v1)':<34}{_row(first)}")
+        fill = statistics.median(r["fill_s"] for r in runs)
+        print(f"  fill: {fill:.1f} s (set-up); buckets per format: {runs[0]['buckets']}")
+        print(
+            f"  {'export':<30}{'time s':>8}{'MB written':>12}{'files':>7}{'parquet':>8}"
+            f"{'read':>10}{'MB in dir':>11}"
+        )
+        print(f"  {'first (v1)':<30}{_row(first)}")
         for k, r in enumerate(runs[0]["rounds"], start=1):
             made = max(r["versions"].values(), default=0)
-            print(f"  {f'round {k} (v{made})':<34}{_row(r)}")
+            print(f"  {f'round {k} (v{made})':<30}{_row(r)}")
         middle = {
             "seconds": statistics.median(r["seconds"] for r in rounds),
             "bytes": statistics.median(r["bytes"] for r in rounds),
             "files": statistics.median(r["files"] for r in rounds),
+            "parquet": statistics.median(r["parquet"] for r in rounds),
+            "records_read": statistics.median(r["records_read"] for r in rounds),
             "total_bytes": rounds[-1]["total_bytes"],
         }
-        print(f"  {'round, median':<34}{_row(middle)}")
-        print(f"  {'full re-export (fresh dir)':<34}{_row(full)}")
+        print(f"  {'round, median':<30}{_row(middle)}")
+        print(f"  {'full re-export (fresh dir)':<30}{_row(full)}")
         for what, key in (("time", "seconds"), ("bytes", "bytes")):
             share = middle[key] / full[key] if full[key] else float("nan")
             verdict = "met" if share <= TARGET else "NOT met"
@@ -220,8 +243,10 @@ def report(by_size: dict[int, list[dict[str, Any]]], changes: int, new: int) -> 
 
 
 def _row(r: dict[str, Any]) -> str:
+    read = f"{int(r['records_read']):,}" if r["records_read"] >= 0 else "-"
     return (
-        f"{r['seconds']:>9.2f}{_mb(r['bytes']):>12}{int(r['files']):>7}{_mb(r['total_bytes']):>11}"
+        f"{r['seconds']:>8.2f}{_mb(r['bytes']):>12}{int(r['files']):>7}{int(r['parquet']):>8}"
+        f"{read:>10}{_mb(r['total_bytes']):>11}"
     )
 
 
@@ -233,10 +258,12 @@ def _median(found: Any) -> dict[str, Any]:
     return result
 
 
-def main(sizes: list[int], runs: int, rounds: int, changes: int, new: int) -> None:
+def main(
+    sizes: list[int], runs: int, rounds: int, changes: int, new: int, buckets: int | None
+) -> None:
     by_size: dict[int, list[dict[str, Any]]] = {}
     for k in range(runs):
         for n in sizes:
             print(f"  incremental run {k + 1}/{runs} at {n:,} records ...", flush=True)
-            by_size.setdefault(n, []).append(measure(n, rounds, changes, new))
+            by_size.setdefault(n, []).append(measure(n, rounds, changes, new, buckets))
     report(by_size, changes, new)

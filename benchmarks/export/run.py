@@ -138,6 +138,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--changes", type=int, default=1000, help="incremental: records a round")
     parser.add_argument("--new", type=int, default=100, help="incremental: new records a round")
     parser.add_argument(
+        "--buckets", type=int, help="incremental: the formats' bucket count (default: chosen)"
+    )
+    parser.add_argument(
         "--child", choices=["loopline", "anchor", "incremental"], help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -153,14 +156,14 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.child == "incremental":
-        incremental.child(args.records, args.rounds, args.changes, args.new)
+        incremental.child(args.records, args.rounds, args.changes, args.new, args.buckets)
         return
     if args.child:
         child(args.child, args.records)
         return
     if args.incremental:
         sizes = sorted({args.small, args.records})
-        incremental.main(sizes, args.runs, args.rounds, args.changes, args.new)
+        incremental.main(sizes, args.runs, args.rounds, args.changes, args.new, args.buckets)
         return
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for n, times in ((args.small, 1), (args.records, args.runs)):

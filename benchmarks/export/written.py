@@ -31,13 +31,15 @@ def snapshot(root: Path) -> Snapshot:
 class Written:
     files: int
     bytes: int
+    parquet: int  # of the files, Parquet ones (the data; the others: manifest, card, report)
     total_bytes: int  # everything under the root afterwards
 
 
 def written(before: Snapshot, after: Snapshot) -> Written:
-    changed = [stat for path, stat in after.items() if before.get(path) != stat]
+    changed = {path: stat for path, stat in after.items() if before.get(path) != stat}
     return Written(
         files=len(changed),
-        bytes=sum(size for _, _, size in changed),
+        bytes=sum(size for _, _, size in changed.values()),
+        parquet=sum(1 for path in changed if path.endswith(".parquet")),
         total_bytes=sum(size for _, _, size in after.values()),
     )
