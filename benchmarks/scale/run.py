@@ -33,13 +33,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from runs import Bench, ScaleRun, load, one_run
 from topics import flow_file
@@ -54,6 +56,9 @@ from responder import respond
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_IN_FLIGHT = 8  # OpenAICompatibleLLM's default per-endpoint limit
 TARGETS = {2: 1.8, 4: 3.2}
+
+
+T = TypeVar("T")
 
 
 def order(counts: list[int], runs: int) -> list[int]:
@@ -214,6 +219,32 @@ def replica_counts(text: str) -> list[int]:
     return counts
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (a `timeout`, a kill) ends the run like Ctrl-C: every process it started is
+    stopped on the way out (the default would leave them running)."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
+async def until_sigterm(work: Awaitable[T]) -> T:
+    """`work`, cancelled by SIGTERM (its `finally` blocks stop what it started), which then
+    ends the program."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        stop_on_sigterm()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -271,6 +302,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, s")
     args = parser.parse_args()
+    stop_on_sigterm()
     if args.partitions < 1 or args.records < 10 or args.runs < 1:
         parser.error("--partitions and --runs must be at least 1, --records at least 10")
     started = time.monotonic()
@@ -279,7 +311,9 @@ def main() -> None:
         config = config_for_tests(Path(tmp) / "stack", REPO / ".loopline" / "install")
         try:
             stack.up(config, progress=lambda m: None, components=["kafka"])
-            scale, moved = asyncio.run(bench(args, config.kafka_bootstrap, Path(tmp)))
+            scale, moved = asyncio.run(
+                until_sigterm(bench(args, config.kafka_bootstrap, Path(tmp)))
+            )
         finally:
             stack.down(config)
     report(args, scale, moved)

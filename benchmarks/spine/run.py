@@ -37,14 +37,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from anchor_side import run_anchor
 from children import Child
@@ -57,6 +59,9 @@ from devstack.testing import config_for_tests
 
 REPO = Path(__file__).resolve().parents[2]
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+T = TypeVar("T")
 
 
 def load() -> str:
@@ -192,6 +197,32 @@ def start_llm(work: Path) -> tuple[Child, str]:
     return child, url
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (a `timeout`, a kill) ends the run like Ctrl-C: every process it started is
+    stopped on the way out (the default would leave them running)."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
+async def until_sigterm(work: Awaitable[T]) -> T:
+    """`work`, cancelled by SIGTERM (its `finally` blocks stop what it started), which then
+    ends the program."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        stop_on_sigterm()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -226,6 +257,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per side and run, s")
     args = parser.parse_args()
+    stop_on_sigterm()
     if args.runs < 1 or args.records < 1 or args.warm < 1:
         parser.error("--runs, --records and --warm must be at least 1")
     started = time.monotonic()
@@ -237,7 +269,7 @@ def main() -> None:
         try:
             stack.up(config, progress=lambda m: None, components=["kafka"])
             llm, url = start_llm(work)
-            sides, loads = asyncio.run(bench(args, config, work, llm, url))
+            sides, loads = asyncio.run(until_sigterm(bench(args, config, work, llm, url)))
         finally:
             if llm is not None:
                 asyncio.run(llm.stop())
