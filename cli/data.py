@@ -176,9 +176,10 @@ def export_command(
 
     Catches the flow's record store up with records.completed and records.judged (whether or
     not the exporter service runs), then writes one version per format under
-    LOOPLINE_EXPORT__DIR (default <state dir>/exports): <flow>/<format>/v<N>/ with Parquet and
-    Arrow data, manifest.json and report.html. A format whose data did not change since its
-    latest version gets no new version.
+    LOOPLINE_EXPORT__DIR (default <state dir>/exports): <flow>/<format>/v<N>/ with manifest.json
+    and report.html, the Parquet shards it changed in <flow>/<format>/shards/, and the format's
+    card README.md (load_dataset(<flow>/<format>, "v<N>")). A format whose data did not change
+    since its latest version gets no new version.
     """
     from services.exporter.export import store_path
     from services.exporter.on_demand import announce, catch_up, export_now

@@ -226,14 +226,23 @@ class FeedbackSettings(BaseModel):
 class ExportSettings(BaseModel):
     """The exporter: where versions and its record store live, and how it writes them.
 
-    `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/v<N>/`, and the store of
-    accepted records per flow at `<dir>/<flow>/records.sqlite`. `dir` may also be an fsspec URL
+    `dir` defaults to `<stack_dir>/exports`: `<dir>/<flow>/<format>/` (Parquet shards in
+    `shards/`, a version's manifest and report in `v<N>/`), and the store of accepted records
+    per flow at `<dir>/<flow>/records.sqlite`. `dir` may also be an fsspec URL
     (`s3://bucket/prefix`, LOOPLINE_EXPORT__DIR): versions go there, and the stores, SQLite
     files that need a local disk, to `store_dir` (default `<stack_dir>/exports`). Credentials
     and endpoint come the filesystem's usual ways (for S3: AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, ...) or from `storage_options`, a JSON object of
     the filesystem's options (LOOPLINE_EXPORT__STORAGE_OPTIONS='{"key": ..., "secret": ...,
     "endpoint_url": ...}'), kept secret as a whole.
+
+    A format's rows are sharded by a hash of the record id into `buckets` (a power of two; by
+    default chosen when the format's first version is written, for about 16k records a bucket
+    at `expected_records` or at the store's size then, if larger) and kept for good by that
+    format. Retention: with `keep_versions` and/or `keep_for_s`, a version that is neither one
+    of the newest `keep_versions` nor younger than `keep_for_s` is deleted (the latest never
+    is), and the shards no remaining version uses are deleted `retention_grace_s` later (a
+    reader that holds the deleted version's manifest can still read them meanwhile).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -243,7 +252,12 @@ class ExportSettings(BaseModel):
     storage_options: SecretStr | None = None  # JSON object, for a URL `dir`
     hf_token: SecretStr | None = None  # for flows with `export.push_to_hub`
     batch_rows: int = Field(default=2000, ge=1)  # rows held in memory before they go to disk
-    shard_rows: int = Field(default=100_000, ge=1)  # rows per Parquet / Arrow file
+    shard_rows: int = Field(default=100_000, ge=1)  # at most, per Parquet file
+    buckets: int | None = Field(default=None, ge=1, le=65_536)  # a new format's; power of two
+    expected_records: int = Field(default=1_000_000, ge=1)  # what a flow grows to
+    keep_versions: int | None = Field(default=None, ge=1)  # None: keep all (see keep_for_s)
+    keep_for_s: float | None = Field(default=None, gt=0)  # None: age keeps no version
+    retention_grace_s: float = Field(default=3600.0, ge=0)
     check_interval_s: float = Field(default=10.0, gt=0)  # how often time triggers are checked
     # Processes that parse and aggregate records in exports of `parallel_from` records or more
     # (below that, starting them costs more than they save).
@@ -260,6 +274,13 @@ class ExportSettings(BaseModel):
         if value.startswith("file://"):
             return Path(value.removeprefix("file://"))
         return value if "://" in value else Path(value)
+
+    @field_validator("buckets")
+    @classmethod
+    def _power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and value & (value - 1):
+            raise ValueError(f"buckets must be a power of two, got {value}")
+        return value
 
     def location(self, stack_dir: Path) -> Path | str:
         """Where versions go: a local directory or an fsspec URL."""

@@ -4,25 +4,37 @@
 flow's store keeps (or None: the flow exports nothing, or the judged record is not accepted
 without people). With `publish.when`, the judged records that `shared.review` does not send to
 people are auto-accepted, stored with their decision on `Record.review`. `export_versions`
-streams the store's rows, once, through aggregation and each format plugin into a new version
-per format with its manifest and curation report; when a format's data came out the same as
-its latest version's, no version is made.
+streams the store's rows, bucket by bucket (`bucket_pass`), once, through aggregation and each
+format plugin into a new version per format: its shards, manifest and curation report; when a
+format's data came out the same as its latest version's, no version is made.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.exporter.aggregate import auto_accepts
+from services.exporter.bucket_pass import merge_buckets, write_buckets
+from services.exporter.buckets import choose_buckets
 from services.exporter.formats.base import Format, Row
-from services.exporter.record_pass import load_formats, run_pass, workers_for
+from services.exporter.manifests import Shards, checksums, merged, shards_json, shards_of
+from services.exporter.record_pass import load_formats, workers_for
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
-from services.exporter.storage import Location, join, versions_locked, versions_of
+from services.exporter.storage import (
+    Location,
+    VersionStorage,
+    join,
+    json_bytes,
+    versions_locked,
+    versions_of,
+)
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
 from services.exporter.versions import VersionWriter, rows_table
 from shared.events import (
@@ -42,6 +54,9 @@ log = logging.getLogger("loopline.exporter")
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
+# Bumped when the rows or counts made from the same records change: a format's next version is
+# then made from every record again, not from its changed buckets only.
+ROWS_VERSION = 1
 
 CONSUMES = (RECORDS_COMPLETED, RECORDS_JUDGED)
 
@@ -144,6 +159,8 @@ class ExportResult:
     path: Location  # the version's directory or URL (the format's with no rows)
     rows: dict[str, int]
     created: bool  # False: no rows, or the data equals the latest version's: no version made
+    records_read: int = 0  # the records this export read for the format (its changed buckets)
+    written: tuple[str, ...] = ()  # the shards it wrote, relative to the format's directory
 
     def event(self) -> DatasetExported:
         """The `datasets.exported` announcement of this version."""
@@ -182,13 +199,37 @@ def unannounced(
 
 
 @dataclass
-class _Pending:
-    """One format's version being written."""
+class _Line:
+    """One format's next version being written: its format line's state and its writer."""
 
     ref: PluginRef
     fmt: Format
+    storage: VersionStorage
     writer: VersionWriter
     pending: int
+    buckets: int
+    fingerprint: str
+    base: dict[str, Any] | None  # the latest version's manifest when the export began
+    rewritten: list[int] | None = None  # the buckets read; None: all of them
+    stats: dict[int, CurationStats] = field(default_factory=dict)  # per bucket, all of them
+
+
+def fingerprint(flow: Flow, ref: PluginRef, fmt: Format, settings: Settings) -> str:
+    """What a format's rows depend on besides the records: the format and its options, the
+    flow's split, template and judge, and how shards are cut. A version whose manifest has
+    another fingerprint cannot lend its shards to the next one."""
+    made_by = {
+        "rows_version": ROWS_VERSION,
+        "format": ref.plugin,
+        "options": ref.options,
+        "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
+        "split": {"test_size": flow.export.test_size, "seed": flow.export.split_seed},
+        "template": flow.publish.model_dump(mode="json") if flow.publish else None,
+        "judge": flow.judge.model_dump(mode="json") if flow.judge else None,
+        "batch_rows": settings.export.batch_rows,
+        "shard_rows": settings.export.shard_rows,
+    }
+    return hashlib.sha256(json_bytes(made_by)).hexdigest()[:16]
 
 
 def export_versions(
@@ -201,51 +242,88 @@ def export_versions(
     on_records: Callable[[int], None] | None = None,
 ) -> list[ExportResult]:
     """Write a new version of each format in `refs` (if its data changed), in one pass over
-    the store: each record is aggregated once and fed to every format."""
+    the store's buckets: each record is aggregated once and fed to every format."""
     formats = load_formats(refs, registry or PluginRegistry())
     storages = [versions_of(settings, flow_name, ref.plugin) for ref in refs]
     for ref, storage in zip(refs, storages, strict=True):
         # What is there before this export was announced (see `unannounced`).
         there = storage.numbers()
         store.start_announcing(ref.plugin, there[-1] if there else 0)
-    jobs: list[_Pending] = []
+    lines: list[_Line] = []
     try:
         for ref, fmt, storage in zip(refs, formats, storages, strict=True):
-            writer = VersionWriter(
-                storage,
-                {split: fmt.features(split) for split in fmt.splits},
-                batch_rows=settings.export.batch_rows,
-                shard_rows=settings.export.shard_rows,
-            )
-            jobs.append(_Pending(ref, fmt, writer, store.pending(ref.plugin)))
-        stats = CurationStats({})  # the pass's counts: each chunk's, merged in order
-        records = 0
-        workers = workers_for(settings.export, store.count())
-        batches = store.batches(settings.export.batch_rows)
-        for chunk in run_pass(flow, refs, batches, workers, registry):
-            for job, tables in zip(jobs, chunk.tables, strict=True):
-                for split, table in tables.items():
-                    job.writer.add(split, table)
-            stats.merge(chunk.stats)
-            records += chunk.records
-            if on_records is not None:
-                on_records(chunk.records)
-        results = _finish(flow_name, flow.export, jobs, stats, records, store.offsets())
+            lines.append(_plan(settings, flow, ref, fmt, storage, store))
+        for buckets in sorted({line.buckets for line in lines}):
+            group = [line for line in lines if line.buckets == buckets]
+            _write_group(settings, flow, group, store, registry, on_records)
+        results = _finish(flow_name, flow.export, lines, store.offsets())
     except BaseException:
-        for job in jobs:
-            job.writer.abort()
+        for line in lines:
+            line.writer.abort()
         raise
-    for job in jobs:
-        store.mark_exported(job.ref.plugin, job.pending)
+    for line in lines:
+        store.mark_exported(line.ref.plugin, line.pending)
     return results
+
+
+def _plan(
+    settings: Settings,
+    flow: Flow,
+    ref: PluginRef,
+    fmt: Format,
+    storage: VersionStorage,
+    store: ExportStore,
+) -> _Line:
+    """A format's next version: its bucket count (its latest version's, or chosen now)."""
+    base = storage.latest_manifest()
+    buckets = int(base["buckets"]) if base is not None and "buckets" in base else 0
+    if not buckets:
+        export = settings.export
+        buckets = choose_buckets(store.count(), export.expected_records, export.buckets)
+    writer = VersionWriter(
+        storage,
+        {split: fmt.features(split) for split in fmt.splits},
+        batch_rows=settings.export.batch_rows,
+        shard_rows=settings.export.shard_rows,
+    )
+    code = fingerprint(flow, ref, fmt, settings)
+    return _Line(ref, fmt, storage, writer, store.pending(ref.plugin), buckets, code, base)
+
+
+def _write_group(
+    settings: Settings,
+    flow: Flow,
+    group: list[_Line],
+    store: ExportStore,
+    registry: PluginRegistry | None,
+    on_records: Callable[[int], None] | None,
+) -> None:
+    """One pass over the buckets the formats of `group` (one bucket count) need."""
+    buckets = group[0].buckets
+    store.use_buckets(buckets)
+    which = list(range(buckets))
+    workers = workers_for(settings.export, store.count())
+    stats = write_buckets(
+        flow,
+        [line.ref for line in group],
+        [line.writer for line in group],
+        store,
+        buckets,
+        which,
+        settings.export.batch_rows,
+        workers,
+        registry,
+        on_records,
+    )
+    for line in group:
+        line.rewritten = None
+        line.stats = stats
 
 
 def _finish(
     flow_name: str,
     options: ExportRef,
-    jobs: list[_Pending],
-    stats: CurationStats,
-    records: int,
+    lines: list[_Line],
     offsets: dict[str, dict[str, int]],
 ) -> list[ExportResult]:
     """Close each format's data and commit it as a new version unless it has no rows or
@@ -258,75 +336,87 @@ def _finish(
     per split are in the manifest): it is drawn once per pass and copied into every new
     version.
     """
-    closed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
-    for job in jobs:
-        summary_rows: dict[str, list[Row]] = {}
-        for split, out in job.fmt.summary_rows(stats):
-            summary_rows.setdefault(split, []).append(out)
-        for split, made in summary_rows.items():
-            job.writer.add(split, rows_table(made, job.fmt.features(split)))
-        closed.append((job, job.writer.counts(), job.writer.close_data()))
+    closed: list[tuple[_Line, CurationStats, Shards, Shards]] = []
+    for line in lines:
+        stats = merge_buckets(line.stats)
+        summary: dict[str, list[Row]] = {}
+        for split, out in line.fmt.summary_rows(stats):
+            summary.setdefault(split, []).append(out)
+        for split, made in summary.items():
+            line.writer.add(split, rows_table(made, line.fmt.features(split)), None)
+        new = line.writer.close_data()
+        base = shards_of(line.base) if line.base is not None else {}
+        closed.append((line, stats, new, merged(base, new, line.rewritten)))
     results: dict[str, ExportResult] = {}
-    with versions_locked([job.writer.storage for job in jobs]):
-        changed: list[tuple[_Pending, dict[str, int], dict[str, str]]] = []
-        for job, rows, checksums in closed:
-            name, storage = job.ref.plugin, job.writer.storage
+    with versions_locked([line.storage for line in lines]):
+        changed: list[tuple[_Line, CurationStats, Shards, Shards]] = []
+        for line, stats, new, shards in closed:
+            name, storage = line.ref.plugin, line.storage
+            rows = {split: sum(s.rows for s in shards.get(split, [])) for split in line.fmt.splits}
             previous = storage.latest_manifest()
+            read = sum(s.records for s in line.stats.values())
             if not any(rows.values()):  # nothing to train on, nothing `load_dataset` can read
-                job.writer.abort()
+                line.writer.abort()
                 log.warning("%s/%s: no rows, no version written", flow_name, name)
-                results[name] = ExportResult(flow_name, name, 0, storage.location(), rows, False)
-            elif previous is not None and previous.get("checksums") == checksums:
-                job.writer.abort()
+                results[name] = ExportResult(
+                    flow_name, name, 0, storage.location(), rows, False, read
+                )
+            elif previous is not None and previous.get("checksums") == checksums(shards):
+                line.writer.abort()
                 number = int(previous["version"])
                 log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
                 latest = storage.location(number)
-                results[name] = ExportResult(flow_name, name, number, latest, rows, False)
+                results[name] = ExportResult(flow_name, name, number, latest, rows, False, read)
             else:
-                changed.append((job, rows, checksums))
+                changed.append((line, stats, new, shards))
         if changed:
             # Only what describes the records: the same report whichever formats share it.
-            summary: dict[str, int | str] = {"records read": records}
+            stats = changed[0][1]
             first = changed[0][0].writer.path
-            title = f"{flow_name}: curation of {records} records"
-            write_report(stats.report(title, summary), first)
-            for job, _, _ in changed[1:]:
-                shutil.copy2(first / REPORT_FILE, job.writer.path / REPORT_FILE)
-                shutil.copytree(first / PLOTS_DIR, job.writer.path / PLOTS_DIR)
-        for job, rows, checksums in changed:
-            results[job.ref.plugin] = _commit(
-                flow_name, options, job, rows, checksums, stats, records, offsets
+            title = f"{flow_name}: curation of {stats.records} records"
+            write_report(stats.report(title, {"records": stats.records}), first)
+            for line, _, _, _ in changed[1:]:
+                shutil.copy2(first / REPORT_FILE, line.writer.path / REPORT_FILE)
+                shutil.copytree(first / PLOTS_DIR, line.writer.path / PLOTS_DIR)
+        for line, stats, new, shards in changed:
+            results[line.ref.plugin] = _commit(
+                flow_name, options, line, stats, new, shards, offsets
             )
-    return [results[job.ref.plugin] for job in jobs]
+        for line in lines:
+            line.storage.refresh_card()
+    return [results[line.ref.plugin] for line in lines]
 
 
 def _commit(
     flow_name: str,
     options: ExportRef,
-    job: _Pending,
-    rows: dict[str, int],
-    checksums: dict[str, str],
+    line: _Line,
     stats: CurationStats,
-    records: int,
+    new: Shards,
+    shards: Shards,
     offsets: dict[str, dict[str, int]],
 ) -> ExportResult:
     """Commit one format's new version with its manifest (the caller holds the lock)."""
-    name, fmt = job.ref.plugin, job.fmt
+    name, fmt = line.ref.plugin, line.fmt
+    rows = {split: sum(s.rows for s in shards.get(split, [])) for split in fmt.splits}
     manifest = {
         "flow": flow_name,
         "format": name,
-        "options": job.ref.options,
+        "options": line.ref.options,
         "rows": rows,
-        "records": records,
+        "records": stats.records,
         "statuses": dict(sorted(stats.statuses.items())),
         "disagreements": stats.disagreements,
         "time_range": {"first": stats.first_time, "last": stats.last_time},
         "source_offsets": offsets,
         "split": {"test_size": options.test_size, "seed": options.split_seed},
         "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
-        "checksums": checksums,
+        "buckets": line.buckets,
+        "fingerprint": line.fingerprint,
+        "shards": shards_json(shards),
+        "checksums": checksums(shards),
     }
-    number, final = job.writer.commit_held(manifest)
+    number, final = line.writer.commit_held(manifest)
     log.info(
         "%s/%s: wrote v%d (%s) to %s",
         flow_name,
@@ -335,4 +425,6 @@ def _commit(
         ", ".join(f"{split} {n} rows" for split, n in rows.items()),
         final,
     )
-    return ExportResult(flow_name, name, number, final, rows, True)
+    written = tuple(s.path for entries in new.values() for s in entries)
+    read = sum(s.records for s in line.stats.values())
+    return ExportResult(flow_name, name, number, final, rows, True, read, written)

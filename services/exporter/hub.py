@@ -22,6 +22,7 @@ try:  # the HTTP client huggingface_hub uses: httpx2 from its 2.x line, httpx be
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     from httpx import HTTPError  # type: ignore[assignment]
 
+from services.exporter.reading import load_version
 from services.exporter.storage import reader_options
 from services.exporter.versions import DEFAULT_CONFIG, config_splits
 from shared.dead_letters import DeadLetters
@@ -36,7 +37,7 @@ log = logging.getLogger("loopline.exporter")
 
 
 def push_version(settings: Settings, hub: HubTarget, result: ExportResult) -> bool:
-    """Push the version's DatasetDict; False when no token is configured (logged: nothing to
+    """Push the version's rows; False when no token is configured (logged: nothing to
     retry until one is).
 
     Raises `TransientError` for the Hub's trouble, which retrying fixes (connection errors,
@@ -51,7 +52,7 @@ def push_version(settings: Settings, hub: HubTarget, result: ExportResult) -> bo
     message = f"Loopline {name}"
     try:
         options = reader_options(settings, result.path)
-        on_disk = DatasetDict.load_from_disk(str(result.path), storage_options=options)
+        on_disk = load_version(result.path, storage_options=options)
         with_rows = [split for split, n in result.rows.items() if n]
         for config, splits in config_splits(with_rows).items():
             DatasetDict(

@@ -74,6 +74,7 @@ class CurationStats:
         self, kinds: Mapping[str, QuestionKind], questions: Questions | None = None
     ) -> None:
         self.kinds = kinds
+        self.records = 0
         self.statuses: Counter[str] = Counter()
         # (review reason, auto-accepted?) → records, for records that carry a decision
         self.reviews: Counter[tuple[str, bool]] = Counter()
@@ -96,6 +97,7 @@ class CurationStats:
 
     def add(self, agg: Aggregate, event_time: str) -> None:
         self._saw(event_time)
+        self.records += 1
         statuses = self.statuses
         statuses["responses submitted"] += agg.submitted
         statuses["responses discarded"] += agg.discarded
@@ -134,6 +136,7 @@ class CurationStats:
         for moment in (other.first_time, other.last_time):
             if moment is not None:
                 self._saw(moment)
+        self.records += other.records
         self.statuses.update(other.statuses)
         self.reviews.update(other.reviews)
         self.judge.merge(other.judge)

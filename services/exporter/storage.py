@@ -2,22 +2,29 @@
 knows; the rest of the exporter writes a version into a local directory (`VersionStorage.stage`)
 and hands it over (`publish`).
 
-A format's versions live under `<export dir>/<flow>/<format>/`, each in `v<N>/`, and a version
-exists once its `manifest.json` does:
+A format's versions live under `<export dir>/<flow>/<format>/`: their shared Parquet shards
+in `shards/` (`versions`), each version's manifest and report in `v<N>/`, and the dataset card
+`README.md` listing them (`card`). A version exists once its `manifest.json` does; a staged
+version is a directory holding its new shards (`shards/...`) and its own files:
 
 * **local** (`LocalVersions`): a version is written in a hidden directory beside the versions
-  (`.tmp-<pid>-<random>`), its manifest last, then renamed to `v<N>` (atomic); the numbering
-  happens under a lock file (flock). Leftovers of a writer that died are removed by the next
-  export.
+  (`.tmp-<pid>-<random>`); its new shards are moved into `shards/` (one that is there already
+  has the same bytes: it stays), then its manifest is written and the directory renamed to
+  `v<N>` (atomic); the numbering happens under a lock file (flock). Leftovers of a writer that
+  died are removed by the next export.
 * **URL** (`RemoteVersions`: `s3://bucket/prefix`, any fsspec filesystem): object stores have
   no rename. A version is written on local disk first (a staging directory beside the flow's
-  record store), then uploaded under its own new prefix `v<N>/`, its `manifest.json` last, and
-  the pointer `latest` (text: `v<N>`) is rewritten after it. Readers find versions by their
-  manifests or the pointer, never by the data files, so they never see a half-written version,
-  and an upload that fails midway leaves the previous version the latest. Numbering and upload
-  happen under a lock object (`object_lock`); under it, a prefix without a manifest can only be
-  the leftover of a failed upload: it is removed, and a pointer behind the newest manifest (a
-  crash between the two) is set right.
+  record store), then its new shards are uploaded (those not there yet), then its files under
+  its own new prefix `v<N>/`, its `manifest.json` last, and the pointer `latest` (text:
+  `v<N>`) is rewritten after it. Readers find versions by their manifests or the pointer,
+  never by the data files, so they never see a half-written version, and an upload that fails
+  midway leaves the previous version the latest. Numbering and upload happen under a lock
+  object (`object_lock`); under it, a prefix without a manifest can only be the leftover of a
+  failed upload: it is removed, and a pointer behind the newest manifest (a crash between the
+  two) is set right.
+
+Shards that no version lists (what a crash between the shards and the manifest left) are
+removed by retention (`retention`), under the lock.
 
 The record stores (SQLite) are not here: they need a local disk (`ExportSettings.stores`).
 """
@@ -39,7 +46,9 @@ from typing import Any
 from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 from fsspec.core import url_to_fs  # type: ignore[import-untyped]
 
+from services.exporter.card import CARD, format_card
 from services.exporter.object_lock import ObjectLock, create_if_absent
+from services.exporter.shards import SHARDS_DIR
 from shared.pids import pid_running
 from shared.settings import Settings
 
@@ -90,6 +99,30 @@ class VersionStorage(ABC):
     def latest_manifest(self) -> dict[str, Any] | None:
         numbers = self.numbers()
         return self.read_manifest(numbers[-1]) if numbers else None
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Every published version's manifest, oldest first."""
+        return [self.read_manifest(n) for n in self.numbers()]
+
+    @abstractmethod
+    def read_text(self, name: str) -> str | None:
+        """A file of the format's directory (`name` relative to it), None when absent."""
+
+    @abstractmethod
+    def write_text(self, name: str, text: str) -> None:
+        """Replace a file of the format's directory (readers see the old or the new)."""
+
+    def refresh_card(self) -> bool:
+        """Make the dataset card list the versions there are (after a version, a deletion, or
+        a crash between a version and its card); True when it changed. Under `lock()`."""
+        manifests = self.manifests()
+        if not manifests:
+            return False
+        text = format_card(self.name, manifests)
+        if self.read_text(CARD) == text:
+            return False
+        self.write_text(CARD, text)
+        return True
 
     @abstractmethod
     def stage(self) -> Path:
@@ -173,8 +206,42 @@ class LocalVersions(VersionStorage):
     def stage(self) -> Path:
         return _new_staging(self.format_dir)
 
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.format_dir / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, name: str, text: str) -> None:
+        path = self.format_dir / name
+        partial = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+        partial.write_text(text, encoding="utf-8")
+        _fsync_file(partial)
+        os.replace(partial, path)
+        _fsync_dir(self.format_dir)
+
+    def _place_shards(self, staged: Path) -> None:
+        """Move the staged version's new shards into the format's `shards/`; a shard that is
+        there already has the same bytes (its name says so) and stays as it is."""
+        folder = staged / SHARDS_DIR
+        if not folder.is_dir():
+            return
+        moved: set[Path] = set()
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            target = self.format_dir / path.relative_to(staged)
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+            moved.add(target.parent)
+        for parent in sorted(moved):
+            _fsync_dir(parent)
+        _fsync_dir(self.format_dir / SHARDS_DIR)
+        shutil.rmtree(folder)
+
     def publish(self, staged: Path, manifest: dict[str, Any]) -> tuple[int, Path]:
         _fsync_tree(staged)
+        self._place_shards(staged)
         number = (self.numbers() or [0])[-1] + 1
         (staged / MANIFEST).write_bytes(json_bytes({**manifest, "version": number}))
         _fsync_file(staged / MANIFEST)
@@ -227,6 +294,16 @@ class RemoteVersions(VersionStorage):
         manifest: dict[str, Any] = json.loads(self.fs.cat_file(self._path(f"v{number}", MANIFEST)))
         return manifest
 
+    def read_text(self, name: str) -> str | None:
+        try:
+            text: bytes = self.fs.cat_file(self._path(name))
+        except FileNotFoundError:
+            return None
+        return text.decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.pipe_file(self._path(name), text.encode("utf-8"))
+
     def latest(self) -> int | None:
         """The version the pointer names (None before the first)."""
         try:
@@ -241,13 +318,25 @@ class RemoteVersions(VersionStorage):
 
     def publish(self, staged: Path, manifest: dict[str, Any]) -> tuple[int, str]:
         assert self._lock is not None, "publish needs the lock"
-        number = (self.numbers() or [0])[-1] + 1
-        prefix = f"v{number}"
-        files = sorted(p for p in staged.rglob("*") if p.is_file())
-        for path in files:
+        there = set(self._files())
+        number = max((int(m.group(1)) for m in map(_MANIFEST_PATH.match, there) if m), default=0)
+        prefix = f"v{number + 1}"
+        # The new shards first (those not there yet: the same name is the same bytes), then
+        # the version's own files, its manifest last.
+        files = sorted(
+            (p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()),
+            key=lambda name: (not name.startswith(f"{SHARDS_DIR}/"), name),
+        )
+        for name in files:
+            shard = name.startswith(f"{SHARDS_DIR}/")
+            if shard and name in there:
+                continue
             self._lock.renew()
-            self.fs.put_file(str(path), self._path(prefix, path.relative_to(staged).as_posix()))
+            self.fs.put_file(
+                str(staged / name), self._path(name) if shard else self._path(prefix, name)
+            )
         self._lock.check()
+        number += 1
         body = json_bytes({**manifest, "version": number})
         if not create_if_absent(self.fs, self._path(prefix, MANIFEST), body):
             raise FileExistsError(f"{self.location(number)} was published by another writer")

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack.annotators.rest import ArgillaREST
+from services.exporter.reading import version_files
 from shared.broker import admin_client_options
 from shared.dead_letter_replay import StoredDeadLetter, dead_letter_topics, read_dead_letters
 from shared.events import (
@@ -91,7 +92,7 @@ def latest_version(format_dir: Path) -> Path | None:
 def version_ids(version: Path) -> Counter[str]:
     """Rows per record id in a version, every split."""
     ids: Counter[str] = Counter()
-    for shard in sorted((version / "data").glob("*.parquet")):
+    for shard in (Path(f) for files in version_files(version).values() for f in files):
         ids.update(pq.read_table(shard, columns=["record_id"]).column(0).to_pylist())
     return ids
 

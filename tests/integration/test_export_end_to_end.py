@@ -16,7 +16,7 @@ import argilla as rg
 import httpx
 import pytest
 import yaml
-from datasets import load_dataset, load_from_disk
+from datasets import load_dataset
 from typer.testing import CliRunner
 
 import devstack as stack
@@ -24,6 +24,7 @@ from cli.app import app as cli
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
 from services.exporter.on_demand import catch_up, export_now
+from services.exporter.reading import load_version, version_files
 from services.feedback_collector.app import SERVICE as COLLECTOR
 from shared.events import (
     DATASETS_EXPORTED,
@@ -101,9 +102,16 @@ def preference(r1: int, r2: int, first: str) -> dict[str, Any]:
 
 
 def files_of(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    """A version's own files (manifest, report) and the shards it lists, by their path under
+    the format's directory."""
+    found = {
+        str(p.relative_to(path.parent)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
     }
+    for files in version_files(path).values():
+        found.update({str(Path(f).relative_to(path.parent)): Path(f).read_bytes() for f in files})
+    return found
 
 
 def assert_same_files(a: Path, b: Path) -> None:
@@ -197,7 +205,7 @@ async def test_annotated_records_become_versioned_datasets(
     by_format = {e.format: e for e in exported}
     assert all(e.version == 1 for e in exported), exported
 
-    dpo = load_from_disk(by_format["dpo"].location)
+    dpo = load_version(by_format["dpo"].location)
     rows = sorted(dpo["train"].to_list(), key=lambda r: r["prompt"])
     assert [r["record_id"] for r in rows] == [records[i].record_id for i in range(3)]
     assert all(r["chosen"].startswith("sorted(xs)") for r in rows)
@@ -208,13 +216,12 @@ async def test_annotated_records_become_versioned_datasets(
     ]
     assert [r["disagreement"] for r in rows] == [False, False, True]
     assert dpo["test"].num_rows == 0
-    parquet = load_dataset(
-        "parquet", data_files=f"{by_format['dpo'].location}/data/train-*.parquet", split="train"
-    )
+    # One line with `datasets` alone: the format directory's card has a config per version.
+    parquet = load_dataset(str(Path(by_format["dpo"].location).parent), "v1", split="train")
     assert sorted(parquet["record_id"]) == [r["record_id"] for r in rows]
-    sft = load_from_disk(by_format["sft"].location)["train"].to_list()
+    sft = load_version(by_format["sft"].location)["train"].to_list()
     assert {r["messages"][-1]["content"] for r in sft} == {f"sorted(xs)  # {i}" for i in range(3)}
-    win_rates = load_from_disk(by_format["eval"].location)["win_rates"].to_list()
+    win_rates = load_version(by_format["eval"].location)["win_rates"].to_list()
     assert [(w["model_a"], w["model_b"], w["wins"], w["losses"]) for w in win_rates] == [
         ("model-a", "model-b", 3, 0)
     ]

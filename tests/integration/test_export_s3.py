@@ -21,7 +21,7 @@ import datasets
 import fsspec
 import pytest
 import s3fs
-from datasets import load_dataset, load_from_disk
+from datasets import load_dataset
 
 import devstack as stack
 from devstack.config import object_store_block
@@ -30,6 +30,7 @@ from devstack.sample_records import completed, preference, record, response
 from devstack.testing import config_for_tests
 from services.exporter.export import accept, export_versions, store_path
 from services.exporter.object_lock import create_if_absent
+from services.exporter.reading import load_version, version_files
 from services.exporter.storage import versions_of
 from services.exporter.store import ExportStore
 from shared.events import RECORDS_COMPLETED
@@ -122,10 +123,12 @@ def export(settings: Settings) -> dict[str, Any]:
 
 def record_ids(version: str, options: dict[str, Any]) -> list[str]:
     """The record ids of a version, loaded the README's way: the Parquet files of the splits
-    with rows (its manifest says which)."""
+    with rows, as its manifest lists them, relative to the format's URL."""
     with fsspec.open(f"{version}/manifest.json", "rt", **options) as f:
-        rows: dict[str, int] = json.load(f)["rows"]
-    files = {split: f"{version}/data/{split}-*.parquet" for split, n in rows.items() if n}
+        shards: dict[str, list[dict[str, Any]]] = json.load(f)["shards"]
+    root = version.rsplit("/", 1)[0]
+    files = {split: [f"{root}/{s['path']}" for s in listed] for split, listed in shards.items()}
+    assert files == version_files(version, dict(options))
     loaded = load_dataset("parquet", data_files=files, storage_options=dict(options))
     return sorted(rid for split in loaded.values() for rid in split["record_id"])
 
@@ -174,19 +177,20 @@ def test_versions_go_to_s3_and_load_back_with_datasets(
     everyone = sorted(rid for rid, _ in first + more)
     assert record_ids(latest, options) == everyone
     assert record_ids(f"{sft}/v1", options) == sorted(rid for rid, _ in first)
-    on_disk = load_from_disk(latest, storage_options=dict(options))
+    on_disk = load_version(latest, storage_options=dict(options))
     assert sorted([*on_disk["train"]["record_id"], *on_disk["test"]["record_id"]]) == everyone
-    dpo = load_from_disk(str(v2["dpo"].path), storage_options=dict(options))
+    dpo = load_version(str(v2["dpo"].path), storage_options=dict(options))
     rows = dpo["train"].to_list() + dpo["test"].to_list()
     assert {r["record_id"]: (r["chosen"], r["rejected"]) for r in rows} == {
         rid: (f"good answer {i}", f"weak answer {i}") for i, (rid, _) in enumerate(first + more)
     }
 
-    # The store is on local disk; the bucket has versions, pointers and nothing else.
+    # The store is on local disk; the bucket has shards, versions, cards, pointers, no more.
     assert (tmp_path / "exports/support/records.sqlite").is_file()
     names = s3fs.S3FileSystem(**options).find(bucket)
     assert not [n for n in names if "records.sqlite" in n or n.endswith(".lock")]
-    assert {n.split("/")[4] for n in names if n.count("/") >= 4} == {"latest", "v1", "v2"}
+    top = {n.split("/")[4] for n in names if n.count("/") >= 4}
+    assert top == {"latest", "README.md", "shards", "v1", "v2"}
 
 
 def test_an_upload_failing_midway_on_s3_leaves_the_previous_version(
@@ -223,7 +227,8 @@ def test_an_upload_failing_midway_on_s3_leaves_the_previous_version(
     monkeypatch.setattr(storage.fs, "put_file", real_put)
 
     assert storage.numbers() == [1]  # v2 is half-written, not published
-    assert storage.fs.exists(f"{bucket}/loopline/support/sft/v2")
+    assert len(uploads) == 4 and all("/sft/shards/" in name for name in uploads)  # shards first
+    assert not storage.fs.exists(f"{bucket}/loopline/support/sft/v2/manifest.json")
     assert storage.fs.cat_file(f"{bucket}/loopline/support/sft/latest") == b"v1\n"
     assert record_ids(str(storage.location(1)), options) == sorted(rid for rid, _ in first)
 
@@ -232,8 +237,9 @@ def test_an_upload_failing_midway_on_s3_leaves_the_previous_version(
     assert storage.numbers() == [1, 2]
     assert record_ids(str(done["sft"].path), options) == sorted(rid for rid, _ in answered(0, 9))
     manifest = storage.read_manifest(2)
-    parquet = {n.split("/v2/", 1)[1] for n in storage.fs.find(f"{bucket}/loopline/support/sft/v2")}
-    assert {n for n in parquet if n.endswith(".parquet")} == set(manifest["checksums"])
+    sft = f"{bucket}/loopline/support/sft"
+    parquet = {n.split("/sft/", 1)[1] for n in storage.fs.find(f"{sft}/shards")}
+    assert set(manifest["checksums"]) <= parquet  # every shard v2 lists is there
     # The secret never reached a log line.
     assert STORE_SECRET not in caplog.text and "storage_options" not in caplog.text
 

@@ -24,6 +24,7 @@ from devstack.sample_records import record
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
 from services.exporter.export import store_path
+from services.exporter.reading import version_files
 from services.exporter.store import AUTO, ExportStore
 from shared.events import (
     DATASETS_EXPORTED,
@@ -110,7 +111,8 @@ def argilla_records(
 
 def exported_ids(version: Path) -> dict[str, bool]:
     """record_id → auto_accepted, over every split's Parquet files of a version."""
-    tables = [pq.read_table(path) for path in sorted((version / "data").glob("*.parquet"))]
+    shards = [path for files in version_files(version).values() for path in files]
+    tables = [pq.read_table(path) for path in shards]
     rows = pa.concat_tables(tables).to_pylist() if tables else []
     return {row["record_id"]: row["auto_accepted"] for row in rows}
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets import load_from_disk
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from devstack.sample_records import completed, preference, record, response
+from services.exporter.reading import load_version
 from shared.broker import build_broker
 from shared.dead_letters import DeadLetter
 from shared.events import DATASETS_EXPORTED, RECORDS_COMPLETED, DatasetExported
@@ -95,7 +95,7 @@ class Outputs:
 
 def record_ids(version: Path) -> list[str]:
     """The record ids of every row of every split of a version, sorted (repeats kept)."""
-    found = load_from_disk(str(version))
+    found = load_version(version)
     return sorted(rid for split in found.values() for rid in split["record_id"])
 
 

@@ -4,7 +4,6 @@ only the shards of their buckets; every other shard of the previous version is t
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from devstack.sample_records import completed, preference, record, response
 from services.exporter.export import accept, export_versions, format_dir, store_path
@@ -67,7 +66,6 @@ def parquet_files(root: Path) -> FormatFiles:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: every version rewrites every row")
 def test_a_version_after_one_change_writes_only_that_records_bucket(tmp_path: Path) -> None:
     settings = Settings(stack_dir=tmp_path, export=ExportSettings(buckets=8))
     flows = flows_config("sft")

@@ -1,10 +1,11 @@
 """Exported versions load as the README says, with real `datasets`, whatever their split sizes.
 
-Training formats: `load_dataset("parquet", data_dir=<version>)` and `load_dataset(<version>)`
-(the version's dataset card, one default config). `eval`: one config per table,
-`load_dataset(<version>, "scores")` and `load_dataset(<version>, "win_rates")`. A split with no
-rows has no Parquet file and is left out of the card (`datasets` cannot load an empty split);
-`load_from_disk` still has it. A format with no rows at all makes no version.
+The format's directory has a dataset card with a configuration per version. Training formats:
+`load_dataset(<format dir>, "v<N>")`, and `load_dataset(<format dir>)` for the latest (the
+`default` configuration). `eval`: one configuration per table, `load_dataset(<format dir>,
+"v<N>-scores")` (`"scores"` for the latest) and the same for `win_rates`. A split with no rows
+has no Parquet file and is left out of the card (`datasets` cannot load an empty split);
+`load_version` still has it. A format with no rows at all makes no version.
 """
 
 import re
@@ -14,15 +15,16 @@ from typing import Any
 import datasets
 import pytest
 import yaml
-from datasets import DatasetDict, Features, load_dataset, load_from_disk
+from datasets import DatasetDict, Features, load_dataset
 
 from devstack.sample_records import completed, preference, record, response
+from services.exporter.card import CARD, card_configs
 from services.exporter.export import ExportResult, accept, export_versions, store_path
+from services.exporter.reading import load_version
 from services.exporter.store import ExportStore
-from services.exporter.versions import CARD, card_configs
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED
 from shared.flows import FlowsConfig
-from shared.settings import Settings
+from shared.settings import ExportSettings, Settings
 from tests.unit.exporter.test_export_versions import EXPECTED
 
 TRAINING = [name for name in EXPECTED if name != "eval"]
@@ -61,9 +63,9 @@ def answered(i: int, models: tuple[str, str] = ("model-a", "model-b")) -> bytes:
 
 
 def export(
-    tmp_path: Path, flows: FlowsConfig, bodies: list[tuple[str, bytes]]
+    tmp_path: Path, flows: FlowsConfig, bodies: list[tuple[str, bytes]], buckets: int = 4
 ) -> dict[str, ExportResult]:
-    settings = Settings(stack_dir=tmp_path)
+    settings = Settings(stack_dir=tmp_path, export=ExportSettings(buckets=buckets))
     flow = flows.flows["support"]
     with ExportStore(store_path(settings, "support")) as store:
         events = []
@@ -81,20 +83,28 @@ def columns(name: str, split: str) -> Features:
     return Features(splits.get(split, splits.get("train")))
 
 
+def card(result: ExportResult) -> list[dict[str, Any]]:
+    assert isinstance(result.path, Path)
+    return card_configs((result.path.parent / CARD).read_text())
+
+
 def assert_loads(result: ExportResult) -> None:
     """Every way the README names loads the version's rows, with the documented columns."""
     name, path = result.format, result.path
-    on_disk = load_from_disk(str(path))
+    assert isinstance(path, Path)
+    on_disk = load_version(path)
     assert isinstance(on_disk, DatasetDict) and set(on_disk) == set(result.rows)
     non_empty = {split for split, n in result.rows.items() if n}
+    fmt, version = str(path.parent), path.name
     if name == "eval":
         for table in non_empty:
-            loaded = load_dataset(str(path), table)
-            assert isinstance(loaded, DatasetDict) and list(loaded) == ["train"]
-            assert loaded["train"].features == columns(name, table)
-            assert loaded["train"].to_list() == on_disk[table].to_list()
+            for config in (f"{version}-{table}", table):  # the version's, the latest's
+                loaded = load_dataset(fmt, config)
+                assert isinstance(loaded, DatasetDict) and list(loaded) == ["train"]
+                assert loaded["train"].features == columns(name, table)
+                assert loaded["train"].to_list() == on_disk[table].to_list()
         return
-    for loaded in (load_dataset("parquet", data_dir=str(path)), load_dataset(str(path))):
+    for loaded in (load_dataset(fmt, version), load_dataset(fmt)):
         assert isinstance(loaded, DatasetDict)
         assert set(loaded) == non_empty, name
         for split in non_empty:
@@ -109,7 +119,9 @@ def test_versions_with_an_empty_test_split_load_every_documented_way(tmp_path: P
     for name in TRAINING:
         result = results[name]
         assert result.created and result.rows["test"] == 0 and result.rows["train"] > 0, name
-        assert not list((result.path / "data").glob("test-*")), "an empty split has no Parquet"
+        assert isinstance(result.path, Path)
+        shards = result.path.parent / "shards"
+        assert not list(shards.glob("test/*")), "an empty split has no Parquet"
         assert_loads(result)
     assert results["eval"].rows["win_rates"] > 0
     assert_loads(results["eval"])
@@ -129,7 +141,7 @@ def shape(configs: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list
         (
             c["config_name"],
             [
-                (f["split"], [re.sub(r"-[0-9a-f]{16}\.", "-*.", p) for p in f["path"]])
+                (f["split"], [re.sub(r"-[0-9a-f]{32}\.", "-*.", p) for p in f["path"]])
                 for f in c["data_files"]
             ],
         )
@@ -139,23 +151,54 @@ def shape(configs: list[dict[str, Any]]) -> list[tuple[str, list[tuple[str, list
 
 def test_eval_tables_are_configs_of_the_card(tmp_path: Path) -> None:
     flows = flows_config(0.0, ["eval", "dpo"])
-    results = export(tmp_path, flows, [(RECORDS_COMPLETED, answered(0))])
-    assert shape(card_configs(results["eval"].path)) == [
-        ("scores", [("train", ["data/scores-00000-of-00001-*.parquet"])]),
-        ("win_rates", [("train", ["data/win_rates-00000-of-00001-*.parquet"])]),
+    results = export(tmp_path, flows, [(RECORDS_COMPLETED, answered(0))], buckets=1)
+    scores = [("train", ["shards/scores/b00000-*.parquet"])]
+    win_rates = [("train", ["shards/win_rates/all-*.parquet"])]
+    assert shape(card(results["eval"])) == [
+        ("scores", scores),
+        ("win_rates", win_rates),
+        ("v1-scores", scores),
+        ("v1-win_rates", win_rates),
     ]
-    assert shape(card_configs(results["dpo"].path)) == [
-        ("default", [("train", ["data/train-00000-of-00001-*.parquet"])])
-    ]
-    card = (results["eval"].path / CARD).read_text()
-    assert card.startswith("---\n") and 'load_dataset(path, "win_rates")' in card
+    train = [("train", ["shards/train/b00000-*.parquet"])]
+    assert shape(card(results["dpo"])) == [("default", train), ("v1", train)]
+    assert isinstance(results["eval"].path, Path)
+    text = (results["eval"].path.parent / CARD).read_text()
+    assert text.startswith("---\n") and 'load_dataset(path, "v1-win_rates")' in text
+
+
+def test_each_version_is_a_config_and_the_latest_the_default(tmp_path: Path) -> None:
+    settings = Settings(stack_dir=tmp_path, export=ExportSettings(buckets=4))
+    flows = flows_config(0.0, ["sft"])
+    flow = flows.flows["support"]
+    made: list[ExportResult] = []
+    with ExportStore(store_path(settings, "support")) as store:
+        for n in (3, 6):
+            events = [accept(flows, RECORDS_COMPLETED, 0, i, answered(i)) for i in range(n)]
+            store.add([kept[1] for kept in events if kept is not None], ["sft"])
+            [result] = export_versions(settings, "support", flow, flow.export.formats, store)
+            made.append(result)
+    assert [r.version for r in made] == [1, 2]
+    assert [c["config_name"] for c in card(made[-1])] == ["default", "v2", "v1"]
+    assert isinstance(made[0].path, Path)
+    fmt = str(made[0].path.parent)
+    tasks = {
+        config: sorted(m[0]["content"] for m in load_dataset(fmt, config)["train"]["messages"])
+        for config in ("v1", "v2", "default")
+    }
+    assert tasks == {
+        "v1": [f"task {i}" for i in range(3)],
+        "v2": [f"task {i}" for i in range(6)],
+        "default": [f"task {i}" for i in range(6)],
+    }
 
 
 def test_versions_of_the_same_name_load_their_own_rows(tmp_path: Path) -> None:
     # Every flow's first version is a directory `v1`: `datasets` must not mix them up.
-    first = export(tmp_path / "a", flows_config(0.0, ["sft"]), [(RECORDS_COMPLETED, answered(0))])
-    second = export(tmp_path / "b", flows_config(0.0, ["sft"]), [(RECORDS_COMPLETED, answered(1))])
-    a, b = (load_dataset(str(r["sft"].path))["train"] for r in (first, second))
+    # Both format directories are `.../support/sft`, with a version `v1`.
+    export(tmp_path / "a", flows_config(0.0, ["sft"]), [(RECORDS_COMPLETED, answered(0))])
+    export(tmp_path / "b", flows_config(0.0, ["sft"]), [(RECORDS_COMPLETED, answered(1))])
+    a, b = (load_dataset(str(tmp_path / r / "exports/support/sft"), "v1")["train"] for r in "ab")
     assert a["messages"][0][0]["content"] == "task 0"
     assert b["messages"][0][0]["content"] == "task 1"
 
@@ -165,10 +208,11 @@ def test_a_table_without_rows_is_left_out_of_the_card(tmp_path: Path) -> None:
     same_model = [(RECORDS_COMPLETED, answered(i, ("model-a", "model-a"))) for i in range(2)]
     [result] = export(tmp_path, flows_config(0.0, ["eval"]), same_model).values()
     assert result.rows == {"scores": 4, "win_rates": 0}
-    assert [c["config_name"] for c in card_configs(result.path)] == ["scores"]
+    assert [c["config_name"] for c in card(result)] == ["scores", "v1-scores"]
     assert_loads(result)
+    assert isinstance(result.path, Path)
     with pytest.raises(ValueError, match="win_rates"):
-        load_dataset(str(result.path), "win_rates")
+        load_dataset(str(result.path.parent), "v1-win_rates")
 
 
 def test_a_format_without_rows_makes_no_version(tmp_path: Path) -> None:
@@ -187,10 +231,11 @@ def test_the_card_is_yaml_front_matter_that_names_the_flow_and_format(tmp_path: 
     [result] = export(
         tmp_path, flows_config(0.0, ["sft"]), [(RECORDS_COMPLETED, answered(0))]
     ).values()
-    text = (result.path / CARD).read_text()
+    assert isinstance(result.path, Path)
+    text = (result.path.parent / CARD).read_text()
     front: dict[str, Any] = yaml.safe_load(text.split("---\n")[1])
     assert set(front) == {"configs"}
-    assert "support / sft" in text and 'load_dataset("parquet", data_dir=path)' in text
+    assert "support / sft" in text and 'load_dataset(path, "v1")' in text
 
 
 def test_the_hub_gets_the_configurations_of_the_card(

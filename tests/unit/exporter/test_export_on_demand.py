@@ -83,4 +83,5 @@ def test_a_flow_without_judge_or_people_exports_its_records_as_they_are(
     assert "not accepted:" not in out
     assert "raw/sft: v1" in out
     assert "raw/dpo: no rows, no version written" in out
-    assert (tmp_path / "state" / "exports" / "raw" / "sft" / "v1" / "README.md").is_file()
+    sft = tmp_path / "state" / "exports" / "raw" / "sft"
+    assert (sft / "v1" / "manifest.json").is_file() and (sft / "README.md").is_file()

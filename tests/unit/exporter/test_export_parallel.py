@@ -17,6 +17,7 @@ from tests.unit.exporter.test_export_versions import (
     files_of,
     fill,
     flows_config,
+    version_bytes,
 )
 
 
@@ -33,10 +34,10 @@ def test_workers_write_the_same_bytes_as_one_process(tmp_path: Path) -> None:
         fill(each, flows, n=60)
         assert all(r.created and r.version == 1 for r in export_all(each, flows).values())
     for name in EXPECTED:
-        a = files_of(format_dir(alone, "support", name) / "v1")
-        b = files_of(format_dir(shared, "support", name) / "v1")
-        assert a.keys() == b.keys() and a == b, name  # rows, report and manifest alike
-        assert b"records read" in b["report.html"]
+        a = files_of(format_dir(alone, "support", name))
+        b = files_of(format_dir(shared, "support", name))
+        assert a.keys() == b.keys() and a == b, name  # shards, report, manifest and card alike
+        assert b"records" in b["v1/report.html"]
 
 
 def test_a_record_failing_in_a_worker_fails_the_export_and_keeps_the_last_version(
@@ -46,7 +47,7 @@ def test_a_record_failing_in_a_worker_fails_the_export_and_keeps_the_last_versio
     config = settings(tmp_path, 2)
     fill(config, flows, n=30)
     [v1] = export_all(config, flows).values()
-    before = files_of(v1.path)
+    before = version_bytes(v1.path)
     with ExportStore(store_path(config, "support")) as store:  # past `accept`'s validation
         broken = StoredEvent(
             "zz-broken", HUMAN, "2026-02-01T00:00:00+00:00", RECORDS_COMPLETED, 0, 999, b"{}"
@@ -55,5 +56,5 @@ def test_a_record_failing_in_a_worker_fails_the_export_and_keeps_the_last_versio
     with pytest.raises(ValidationError):
         export_all(config, flows)
     target = format_dir(config, "support", "sft")
-    assert versions(target) == [1] and files_of(v1.path) == before
+    assert versions(target) == [1] and version_bytes(v1.path) == before
     assert not [p for p in target.iterdir() if p.name.startswith(".tmp-")]

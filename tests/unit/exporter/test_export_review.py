@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datasets import load_from_disk
-
 from devstack.sample_records import completed, preference, record, response
 from services.exporter.aggregate import Questions
 from services.exporter.export import accept, export_versions, store_path
+from services.exporter.reading import load_version
 from services.exporter.record_pass import aggregate_row
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredRow
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, Record, ReviewDecision, ReviewReason
@@ -122,7 +121,7 @@ def test_the_export_holds_exactly_the_sure_records_auto_accepted(tmp_path: Path)
             for batch in store.batches(100)
             for row in batch
         }
-    rows = load_from_disk(str(result.path))["train"].to_list()
+    rows = load_version(result.path)["train"].to_list()
     assert {r["record_id"]: r["auto_accepted"] for r in rows} == {"a": True, "c": True, "b": False}
     assert {rid: d.reason if d else None for rid, d in reasons.items()} == {
         "a": ReviewReason.judge_sure,

@@ -1,7 +1,7 @@
 """Exports to a URL (fsspec; here its in-memory filesystem, `memory://`): the same versions as
-in a local directory, byte for byte, published by their manifest and a `latest` pointer. An
-upload that fails midway leaves the previous version what readers find, and the next export
-completes cleanly. The record store stays on local disk."""
+in a local directory, byte for byte (shards, manifests, reports, the card), published by their
+manifest and a `latest` pointer. An upload that fails midway leaves the previous version what
+readers find, and the next export completes cleanly. The record store stays on local disk."""
 
 import json
 import uuid
@@ -11,12 +11,13 @@ from typing import Any
 
 import datasets
 import pytest
-from datasets import DatasetDict, load_dataset, load_from_disk
+from datasets import DatasetDict, load_dataset
 from faststream.kafka import TestKafkaBroker
 from fsspec.implementations.memory import MemoryFileSystem
 
 from services.exporter.app import register
 from services.exporter.export import store_path, unannounced
+from services.exporter.reading import load_version, read_version_manifest, version_files
 from services.exporter.storage import LATEST, RemoteVersions, versions_of
 from services.exporter.store import ExportStore
 from shared.events import RECORDS_COMPLETED
@@ -68,6 +69,16 @@ def pointer(settings: Settings, format_name: str) -> str:
     return MEMORY.cat_file(MEMORY._strip_protocol(f"{storage.location()}/{LATEST}")).decode()
 
 
+def format_files(location: str) -> dict[str, bytes]:
+    """A URL format directory's files but its `latest` pointer (a local one has none)."""
+    return {name: data for name, data in remote_files(location).items() if name != LATEST}
+
+
+def local_format_files(path: Path) -> dict[str, bytes]:
+    """A local format directory's files but its lock file (a URL's is gone once released)."""
+    return {name: data for name, data in files_of(path).items() if name != ".lock"}
+
+
 def staged(tmp_path: Path) -> list[Path]:
     return [p for p in (tmp_path / "exports").rglob(".tmp-*")]
 
@@ -90,8 +101,8 @@ def test_a_url_gets_the_local_versions_byte_for_byte_and_the_store_stays_local(
         assert result.created and result.version == 1
         assert result.path == f"{url}/support/{name}/v1"
         assert result.event().location == result.path
-        assert remote_files(str(result.path)) == files_of(
-            tmp_path / "local/exports/support" / name / "v1"
+        assert format_files(f"{url}/support/{name}") == local_format_files(
+            tmp_path / "local/exports/support" / name
         )
         assert pointer(settings, name) == "v1\n"
         assert versions_of(settings, "support", name).numbers() == [1]
@@ -101,14 +112,12 @@ def test_a_url_gets_the_local_versions_byte_for_byte_and_the_store_stays_local(
     assert not staged(tmp_path / "remote")
     # Loaded back the two documented ways, with the filesystem's options.
     version = str(results["sft"].path)
-    on_disk = load_from_disk(version, storage_options={})
+    on_disk = load_version(version, storage_options={})
     assert isinstance(on_disk, DatasetDict)
     assert on_disk["train"].num_rows + on_disk["test"].num_rows == 41
-    parquet = load_dataset(
-        "parquet",
-        data_files={split: f"{version}/data/{split}-*.parquet" for split in ("train", "test")},
-        storage_options={},
-    )
+    files = version_files(version, storage_options={})
+    assert all(f.startswith(f"{url}/support/sft/shards/") for fs in files.values() for f in fs)
+    parquet = load_dataset("parquet", data_files=files, storage_options={})
     assert parquet["train"].to_list() == on_disk["train"].to_list()
 
 
@@ -133,6 +142,17 @@ def test_unchanged_data_makes_no_version_and_new_data_moves_the_pointer(
     assert not same.created and pointer(settings, "sft") == "v2\n"
 
 
+def version_objects(location: str) -> dict[str, bytes]:
+    """A URL version's own files and the shards its manifest lists, by path under the format."""
+    root = location.rsplit("/", 1)[0]
+    found = {f"{location[len(root) + 1 :]}/{k}": v for k, v in remote_files(location).items()}
+    for files in version_files(location, storage_options={}).values():
+        found.update(
+            {f[len(root) + 1 :]: MEMORY.cat_file(MEMORY._strip_protocol(f)) for f in files}
+        )
+    return found
+
+
 def test_an_upload_failing_midway_leaves_the_previous_version_and_the_next_run_completes(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,7 +160,7 @@ def test_an_upload_failing_midway_leaves_the_previous_version_and_the_next_run_c
     flows = flows_config(formats=[{"plugin": "sft"}])
     fill(settings, flows, n=10)
     [v1] = export_all(settings, flows).values()
-    before = remote_files(str(v1.path))
+    before = version_objects(str(v1.path))
     fill(settings, flows, n=40)  # more records: the next export differs
 
     real_put = MemoryFileSystem.put_file
@@ -158,17 +178,17 @@ def test_an_upload_failing_midway_leaves_the_previous_version_and_the_next_run_c
     monkeypatch.undo()
 
     storage = versions_of(settings, "support", "sft")
-    half = remote_files(f"{storage.location()}/v2")
-    assert len(half) == 5 and "manifest.json" not in half  # half-written, not published
+    assert len(uploaded) == 5 and all("/shards/" in path for path in uploaded)  # shards first
+    assert not MEMORY.exists(MEMORY._strip_protocol(f"{storage.location()}/v2/manifest.json"))
     # What a reader finds: v1, whole, by the pointer and by the manifests.
     assert storage.numbers() == [1] and pointer(settings, "sft") == "v1\n"
-    assert remote_files(str(v1.path)) == before
+    assert version_objects(str(v1.path)) == before
     latest = f"{storage.location()}/{pointer(settings, 'sft').strip()}"
-    loaded = load_from_disk(latest, storage_options={})
+    loaded = load_version(latest, storage_options={})
     assert loaded["train"].num_rows + loaded["test"].num_rows == 11
     assert not staged(tmp_path)  # the failed export removed its staging directory
 
-    # Other data than the failed attempt's: none of its files may stay in the new version.
+    # Other data than the failed attempt's: the new version is what a local export makes.
     fill(settings, flows, n=60)
     [v2] = export_all(settings, flows).values()
     assert (v2.created, v2.version) == (True, 2) and pointer(settings, "sft") == "v2\n"
@@ -177,13 +197,26 @@ def test_an_upload_failing_midway_leaves_the_previous_version_and_the_next_run_c
     for n in (10, 40, 60):
         fill(local, flows, n=n)
     [expected] = export_all(local, flows).values()
-    got, want = remote_files(str(v2.path)), files_of(Path(expected.path))
-    assert json.loads(got.pop("manifest.json")) == {
-        **json.loads(want.pop("manifest.json")),
+    assert isinstance(expected.path, Path)
+    got = version_objects(str(v2.path))
+    want = {
+        str(Path(name).relative_to(expected.path.parent)): data
+        for name, data in (
+            [(str(p), p.read_bytes()) for p in expected.path.rglob("*") if p.is_file()]
+            + [
+                (f, Path(f).read_bytes())
+                for fs in version_files(expected.path).values()
+                for f in fs
+            ]
+        )
+    }
+    assert json.loads(got.pop("v2/manifest.json")) == {
+        **json.loads(want.pop("v1/manifest.json")),
         "version": 2,
     }
-    assert got == want
-    assert remote_files(str(v1.path)) == before
+    assert {k.replace("v2/", "v1/", 1): v for k, v in got.items()} == want
+    assert version_objects(str(v1.path)) == before
+    assert read_version_manifest(str(v1.path), {})["version"] == 1
     assert not staged(tmp_path)
 
 

@@ -1,5 +1,6 @@
-"""Exported versions: every format loads both ways with TRL's columns; replays are byte-identical;
-a crash mid-export leaves the previous version intact and the next run completes."""
+"""Exported versions: every format loads both ways (`load_version`, and `load_dataset` through the
+format's card) with TRL's columns; replays are byte-identical; a crash mid-export leaves the
+previous version intact and the next run completes."""
 
 import os
 import signal
@@ -10,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, load_dataset
 
 from devstack.sample_records import completed, preference, record, response
 from services.exporter.export import accept, export_versions, format_dir, store_path
+from services.exporter.reading import load_version, read_version_manifest, version_files
 from services.exporter.store import ExportStore
 from services.exporter.versions import versions
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED
@@ -125,6 +127,16 @@ def files_of(path: Path) -> dict[str, bytes]:
     }
 
 
+def version_bytes(version: Path) -> dict[str, bytes]:
+    """A version's own files (manifest, report) and the bytes of every shard it lists."""
+    found = files_of(version)
+    for files in version_files(version).values():
+        found.update(
+            {str(Path(f).relative_to(version.parent)): Path(f).read_bytes() for f in files}
+        )
+    return found
+
+
 def test_every_format_loads_both_ways_with_the_documented_columns(tmp_path: Path) -> None:
     settings = Settings(stack_dir=tmp_path)
     flows = flows_config()
@@ -134,7 +146,7 @@ def test_every_format_loads_both_ways_with_the_documented_columns(tmp_path: Path
         result = results[name]
         assert result.created and result.version == 1
         assert result.path == format_dir(settings, "support", name) / "v1"
-        on_disk = load_from_disk(str(result.path))
+        on_disk = load_version(result.path)
         assert isinstance(on_disk, DatasetDict)
         expected_splits = set(splits) | ({"test"} if "train" in splits else set())
         assert set(on_disk) == expected_splits
@@ -142,15 +154,16 @@ def test_every_format_loads_both_ways_with_the_documented_columns(tmp_path: Path
             columns = splits.get(split, splits.get("train"))
             assert dataset.features == Features(columns), (name, split)
             assert dataset.num_rows == result.rows[split]
-            parquet = load_dataset(
-                "parquet",
-                data_files=str(result.path / "data" / f"{split}-*.parquet"),
-                split="train",
+            table = split not in ("train", "test")
+            parquet = load_dataset(  # through the format's card: the version's configuration
+                str(result.path.parent),
+                f"v1-{split}" if table else "v1",
+                split="train" if table else split,
             )
             assert isinstance(parquet, Dataset)
             assert parquet.features == Features(columns)
             assert parquet.to_list() == dataset.to_list()
-    sft = load_from_disk(str(results["sft"].path))
+    sft = load_version(results["sft"].path)
     train_and_test = sft["train"].num_rows + sft["test"].num_rows
     assert train_and_test == 41  # 40 answered + the confident judged record; the unsure one: no
     assert 0 < sft["test"].num_rows < sft["train"].num_rows
@@ -159,14 +172,14 @@ def test_every_format_loads_both_ways_with_the_documented_columns(tmp_path: Path
     assert len(auto) == 1 and auto[0]["messages"][0]["content"] == "judged, confident"
     corrected = next(r for r in rows if r["messages"][0]["content"] == "task 0")
     assert corrected["messages"][-1] == {"role": "assistant", "content": "better"}
-    dpo = load_from_disk(str(results["dpo"].path))
+    dpo = load_version(results["dpo"].path)
     first = next(
         r for r in dpo["train"].to_list() + dpo["test"].to_list() if r["prompt"] == "task 1"
     )
     assert (first["chosen"], first["rejected"]) == ("good answer 1", "weak answer 1")
     assert (first["score_chosen"], first["score_rejected"]) == (4.5, 2.0)
     assert first["disagreement"] is False
-    win_rates = load_from_disk(str(results["eval"].path))["win_rates"].to_list()
+    win_rates = load_version(results["eval"].path)["win_rates"].to_list()
     assert [(w["model_a"], w["model_b"]) for w in win_rates] == [
         ("human", "model-a"),
         ("human", "model-b"),
@@ -192,9 +205,9 @@ def test_nothing_changed_no_new_version_and_a_replay_is_byte_identical(tmp_path:
     fill(replay, flows)
     fill(replay, flows)  # redelivered: the same events twice
     export_all(replay, flows)
-    for name in EXPECTED:
-        a = files_of(format_dir(first, "support", name) / "v1")
-        b = files_of(format_dir(replay, "support", name) / "v1")
+    for name in EXPECTED:  # the version, its shards, the card
+        a = files_of(format_dir(first, "support", name))
+        b = files_of(format_dir(replay, "support", name))
         assert a.keys() == b.keys() and a == b, name
         assert versions(format_dir(replay, "support", name)) == [1]
 
@@ -211,8 +224,8 @@ from shared.settings import Settings
 from shared.settings import ExportSettings
 
 slow_add = versions.VersionWriter.add
-def add(self, split, table):
-    slow_add(self, split, table)
+def add(self, split, table, bucket):
+    slow_add(self, split, table, bucket)
     print("writing", flush=True)
     time.sleep(0.2)
 versions.VersionWriter.add = add
@@ -231,7 +244,7 @@ def test_a_crash_mid_export_leaves_the_previous_version_and_the_next_run_complet
     flows = flows_config(formats=[{"plugin": "sft"}])
     fill(settings, flows, n=10)
     [v1] = export_all(settings, flows).values()
-    before = files_of(v1.path)
+    before = version_bytes(v1.path)
     fill(settings, flows, n=40)  # more records: the next export differs
 
     child = subprocess.Popen(
@@ -250,17 +263,17 @@ def test_a_crash_mid_export_leaves_the_previous_version_and_the_next_run_complet
     target = format_dir(settings, "support", "sft")
     leftovers = [p for p in target.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers, "the killed export left its temporary directory"
-    assert versions(target) == [1] and files_of(v1.path) == before
+    assert versions(target) == [1] and version_bytes(v1.path) == before
     with pytest.raises(FileNotFoundError):
-        load_from_disk(str(target / "v2"))
+        read_version_manifest(target / "v2")
 
     time.sleep(0.1)
     [v2] = export_all(settings, flows).values()
     assert v2.created and v2.version == 2
     assert not [p for p in target.iterdir() if p.name.startswith(".tmp-")]
-    loaded = load_from_disk(str(v2.path))
+    loaded = load_version(v2.path)
     assert loaded["train"].num_rows + loaded["test"].num_rows == 41
-    assert files_of(v1.path) == before
+    assert version_bytes(v1.path) == before
 
 
 def test_flow_file_export_options() -> None:
