@@ -3,7 +3,7 @@
 As an ordinary user: every directory and file below it loses its write bits (restored after).
 As root, write bits do not stop anyone: the directory is bind-mounted onto itself read-only
 (EROFS for every new file, directory or rename below it; files already open keep working, as
-with a disk remounted read-only), and unmounted after.
+with a disk remounted read-only), and unmounted after (detached, if something below it is open).
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ def _read_only_mount(root: Path) -> Iterator[None]:
         _run("mount", "-o", "remount,ro,bind", target)
         yield
     finally:
-        _run("umount", target)
+        # A service may hold a file open below it (a lock it waits on): the mount is then busy,
+        # and it is detached instead; what was opened through it keeps working until closed.
+        try:
+            _run("umount", target)
+        except subprocess.CalledProcessError:
+            _run("umount", "--lazy", target)
 
 
 @contextmanager

