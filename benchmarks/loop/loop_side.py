@@ -31,6 +31,7 @@ from devstack.stage_watch import StageWatcher
 from devstack.testing import free_port
 from services.argilla_publisher.app import SERVICE as PUBLISHER
 from services.exporter.app import SERVICE as EXPORTER
+from services.exporter.reading import version_files
 from services.feedback_collector.app import SERVICE as COLLECTOR
 from services.generator.app import SERVICE as GENERATOR
 from services.ingester.app import SERVICE as INGESTER
@@ -237,10 +238,11 @@ class ExportWatcher:
 
 
 def version_record_ids(location: Path) -> list[str]:
-    """The record ids of a version's rows, every split (`data/<split>-*.parquet`)."""
+    """The record ids of a version's rows, every split (the shards its manifest lists)."""
     ids: list[str] = []
-    for shard in sorted((location / "data").glob("*.parquet")):
-        ids.extend(pq.read_table(shard, columns=["record_id"]).column(0).to_pylist())
+    for shards in version_files(location).values():
+        for shard in shards:
+            ids.extend(pq.read_table(shard, columns=["record_id"]).column(0).to_pylist())
     return ids
 
 

@@ -14,12 +14,10 @@ from tests.support.service_helpers import read_events, read_records
 
 
 def exported_rows(version: Path, cache: Path, config: str | None = None) -> list[dict[str, Any]]:
-    """Every row of an exported version, all splits, loaded as the README documents it:
-    `load_dataset("parquet", data_dir=...)`, or a configuration of the version's card."""
-    if config is None:
-        loaded = load_dataset("parquet", data_dir=str(version), cache_dir=str(cache))
-    else:
-        loaded = load_dataset(str(version), config, cache_dir=str(cache))
+    """Every row of an exported version (`<format dir>/v<N>`), all splits, loaded as the README
+    documents it: the format directory's configuration `v<N>`, or `v<N>-<table>` (eval)."""
+    name = version.name if config is None else f"{version.name}-{config}"
+    loaded = load_dataset(str(version.parent), name, cache_dir=str(cache))
     assert isinstance(loaded, DatasetDict)
     return [row for split in loaded.values() for row in split.to_list()]
 
