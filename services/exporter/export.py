@@ -11,32 +11,23 @@ format's data came out the same as its latest version's, no version is made.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from services.exporter.aggregate import auto_accepts
-from services.exporter.bucket_pass import merge_buckets, write_buckets
-from services.exporter.buckets import choose_buckets
-from services.exporter.formats.base import Format, Row
+from services.exporter.bucket_pass import merge_buckets
+from services.exporter.formats.base import Row
 from services.exporter.manifests import Shards, checksums, merged, shards_json, shards_of
-from services.exporter.record_pass import load_formats, workers_for
+from services.exporter.plan import Line, plan_line, write_group
+from services.exporter.record_pass import load_formats
 from services.exporter.report import write_report
 from services.exporter.stats import CurationStats
-from services.exporter.storage import (
-    Location,
-    VersionStorage,
-    join,
-    json_bytes,
-    versions_locked,
-    versions_of,
-)
+from services.exporter.storage import Location, join, versions_locked, versions_of
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
-from services.exporter.versions import VersionWriter, rows_table
+from services.exporter.versions import rows_table
 from shared.events import (
     RECORDS_COMPLETED,
     RECORDS_JUDGED,
@@ -45,6 +36,7 @@ from shared.events import (
     Record,
     read_event,
 )
+from shared.failures import TransientError
 from shared.flows import AutoAccept, ExportRef, Flow, FlowsConfig, PluginRef
 from shared.plugins import PluginRegistry
 from shared.review import review
@@ -54,15 +46,19 @@ log = logging.getLogger("loopline.exporter")
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
-# Bumped when the rows or counts made from the same records change: a format's next version is
-# then made from every record again, not from its changed buckets only.
-ROWS_VERSION = 1
+# Exports tried when another export of the flow published a version of the same format while
+# one ran (it built on what is no longer the latest): then it starts over from the new one.
+ATTEMPTS = 3
 
 CONSUMES = (RECORDS_COMPLETED, RECORDS_JUDGED)
 
 
 class UnknownFlowError(ValueError):
     """A message names a flow that is not in the flow file."""
+
+
+class LatestMovedError(RuntimeError):
+    """Another export published a version of a format while this one built on the one before."""
 
 
 def auto_accept_rule(flow: Flow) -> AutoAccept | None:
@@ -160,7 +156,9 @@ class ExportResult:
     rows: dict[str, int]
     created: bool  # False: no rows, or the data equals the latest version's: no version made
     records_read: int = 0  # the records this export read for the format (its changed buckets)
-    written: tuple[str, ...] = ()  # the shards it wrote, relative to the format's directory
+    # The shards of the new version its previous version did not list (paths relative to the
+    # format's directory): what publishing it added.
+    written: tuple[str, ...] = ()
 
     def event(self) -> DatasetExported:
         """The `datasets.exported` announcement of this version."""
@@ -198,40 +196,6 @@ def unannounced(
     return found
 
 
-@dataclass
-class _Line:
-    """One format's next version being written: its format line's state and its writer."""
-
-    ref: PluginRef
-    fmt: Format
-    storage: VersionStorage
-    writer: VersionWriter
-    pending: int
-    buckets: int
-    fingerprint: str
-    base: dict[str, Any] | None  # the latest version's manifest when the export began
-    rewritten: list[int] | None = None  # the buckets read; None: all of them
-    stats: dict[int, CurationStats] = field(default_factory=dict)  # per bucket, all of them
-
-
-def fingerprint(flow: Flow, ref: PluginRef, fmt: Format, settings: Settings) -> str:
-    """What a format's rows depend on besides the records: the format and its options, the
-    flow's split, template and judge, and how shards are cut. A version whose manifest has
-    another fingerprint cannot lend its shards to the next one."""
-    made_by = {
-        "rows_version": ROWS_VERSION,
-        "format": ref.plugin,
-        "options": ref.options,
-        "schema": {split: fmt.features(split).to_dict() for split in fmt.splits},
-        "split": {"test_size": flow.export.test_size, "seed": flow.export.split_seed},
-        "template": flow.publish.model_dump(mode="json") if flow.publish else None,
-        "judge": flow.judge.model_dump(mode="json") if flow.judge else None,
-        "batch_rows": settings.export.batch_rows,
-        "shard_rows": settings.export.shard_rows,
-    }
-    return hashlib.sha256(json_bytes(made_by)).hexdigest()[:16]
-
-
 def export_versions(
     settings: Settings,
     flow_name: str,
@@ -242,89 +206,42 @@ def export_versions(
     on_records: Callable[[int], None] | None = None,
 ) -> list[ExportResult]:
     """Write a new version of each format in `refs` (if its data changed), in one pass over
-    the store's buckets: each record is aggregated once and fed to every format."""
+    the buckets that changed since its latest version (`plan`; every bucket for a format's
+    first version): each record read is aggregated once and fed to every format."""
     formats = load_formats(refs, registry or PluginRegistry())
     storages = [versions_of(settings, flow_name, ref.plugin) for ref in refs]
     for ref, storage in zip(refs, storages, strict=True):
         # What is there before this export was announced (see `unannounced`).
         there = storage.numbers()
         store.start_announcing(ref.plugin, there[-1] if there else 0)
-    lines: list[_Line] = []
-    try:
-        for ref, fmt, storage in zip(refs, formats, storages, strict=True):
-            lines.append(_plan(settings, flow, ref, fmt, storage, store))
-        for buckets in sorted({line.buckets for line in lines}):
-            group = [line for line in lines if line.buckets == buckets]
-            _write_group(settings, flow, group, store, registry, on_records)
-        results = _finish(flow_name, flow.export, lines, store.offsets())
-    except BaseException:
+    for attempt in range(1, ATTEMPTS + 1):
+        lines: list[Line] = []
+        try:
+            for ref, fmt, storage in zip(refs, formats, storages, strict=True):
+                lines.append(plan_line(settings, flow, ref, fmt, storage, store))
+            for buckets in sorted({line.buckets for line in lines}):
+                group = [line for line in lines if line.buckets == buckets]
+                write_group(settings, flow, group, store, registry, on_records)
+            results = _finish(flow_name, flow.export, lines, store)
+        except LatestMovedError as exc:
+            for line in lines:
+                line.writer.abort()
+            if attempt == ATTEMPTS:
+                raise TransientError(f"exporting {flow_name}: {exc}") from exc
+            log.info("%s: %s; exporting again from it", flow_name, exc)
+            continue
+        except BaseException:
+            for line in lines:
+                line.writer.abort()
+            raise
         for line in lines:
-            line.writer.abort()
-        raise
-    for line in lines:
-        store.mark_exported(line.ref.plugin, line.pending)
-    return results
-
-
-def _plan(
-    settings: Settings,
-    flow: Flow,
-    ref: PluginRef,
-    fmt: Format,
-    storage: VersionStorage,
-    store: ExportStore,
-) -> _Line:
-    """A format's next version: its bucket count (its latest version's, or chosen now)."""
-    base = storage.latest_manifest()
-    buckets = int(base["buckets"]) if base is not None and "buckets" in base else 0
-    if not buckets:
-        export = settings.export
-        buckets = choose_buckets(store.count(), export.expected_records, export.buckets)
-    writer = VersionWriter(
-        storage,
-        {split: fmt.features(split) for split in fmt.splits},
-        batch_rows=settings.export.batch_rows,
-        shard_rows=settings.export.shard_rows,
-    )
-    code = fingerprint(flow, ref, fmt, settings)
-    return _Line(ref, fmt, storage, writer, store.pending(ref.plugin), buckets, code, base)
-
-
-def _write_group(
-    settings: Settings,
-    flow: Flow,
-    group: list[_Line],
-    store: ExportStore,
-    registry: PluginRegistry | None,
-    on_records: Callable[[int], None] | None,
-) -> None:
-    """One pass over the buckets the formats of `group` (one bucket count) need."""
-    buckets = group[0].buckets
-    store.use_buckets(buckets)
-    which = list(range(buckets))
-    workers = workers_for(settings.export, store.count())
-    stats = write_buckets(
-        flow,
-        [line.ref for line in group],
-        [line.writer for line in group],
-        store,
-        buckets,
-        which,
-        settings.export.batch_rows,
-        workers,
-        registry,
-        on_records,
-    )
-    for line in group:
-        line.rewritten = None
-        line.stats = stats
+            store.mark_exported(line.ref.plugin, line.pending)
+        return results
+    raise AssertionError("unreachable")
 
 
 def _finish(
-    flow_name: str,
-    options: ExportRef,
-    lines: list[_Line],
-    offsets: dict[str, dict[str, int]],
+    flow_name: str, options: ExportRef, lines: list[Line], store: ExportStore
 ) -> list[ExportResult]:
     """Close each format's data and commit it as a new version unless it has no rows or
     equals the latest.
@@ -334,11 +251,13 @@ def _finish(
     export` beside the service) cannot make the same data a second version, nor leave an
     older version the latest. The curation report describes the records, not a format (rows
     per split are in the manifest): it is drawn once per pass and copied into every new
-    version.
+    version. The store learns, under the lock too, which version each format line's state now
+    describes (`ExportStore.exported`).
     """
-    closed: list[tuple[_Line, CurationStats, Shards, Shards]] = []
+    offsets = store.offsets()
+    closed: list[tuple[Line, CurationStats, Shards, Shards]] = []
     for line in lines:
-        stats = merge_buckets(line.stats)
+        stats = merge_buckets(line.stats())
         summary: dict[str, list[Row]] = {}
         for split, out in line.fmt.summary_rows(stats):
             summary.setdefault(split, []).append(out)
@@ -349,24 +268,31 @@ def _finish(
         closed.append((line, stats, new, merged(base, new, line.rewritten)))
     results: dict[str, ExportResult] = {}
     with versions_locked([line.storage for line in lines]):
-        changed: list[tuple[_Line, CurationStats, Shards, Shards]] = []
+        previous = {line.ref.plugin: line.storage.latest_manifest() for line in lines}
+        for line in lines:
+            now = previous[line.ref.plugin]
+            if (int(now["version"]) if now is not None else 0) != line.base_version:
+                raise LatestMovedError(f"{line.ref.plugin} v{now and now['version']} appeared")
+        changed: list[tuple[Line, CurationStats, Shards, Shards]] = []
         for line, stats, new, shards in closed:
             name, storage = line.ref.plugin, line.storage
             rows = {split: sum(s.rows for s in shards.get(split, [])) for split in line.fmt.splits}
-            previous = storage.latest_manifest()
-            read = sum(s.records for s in line.stats.values())
+            latest = previous[name]
+            read = sum(s.records for s in line.read.values())
             if not any(rows.values()):  # nothing to train on, nothing `load_dataset` can read
                 line.writer.abort()
                 log.warning("%s/%s: no rows, no version written", flow_name, name)
                 results[name] = ExportResult(
                     flow_name, name, 0, storage.location(), rows, False, read
                 )
-            elif previous is not None and previous.get("checksums") == checksums(shards):
+                _note(store, line, 0)
+            elif latest is not None and latest.get("checksums") == checksums(shards):
                 line.writer.abort()
-                number = int(previous["version"])
+                number = int(latest["version"])
                 log.info("%s/%s: unchanged since v%d, no new version", flow_name, name, number)
-                latest = storage.location(number)
-                results[name] = ExportResult(flow_name, name, number, latest, rows, False, read)
+                where = storage.location(number)
+                results[name] = ExportResult(flow_name, name, number, where, rows, False, read)
+                _note(store, line, number)
             else:
                 changed.append((line, stats, new, shards))
         if changed:
@@ -379,18 +305,25 @@ def _finish(
                 shutil.copy2(first / REPORT_FILE, line.writer.path / REPORT_FILE)
                 shutil.copytree(first / PLOTS_DIR, line.writer.path / PLOTS_DIR)
         for line, stats, new, shards in changed:
-            results[line.ref.plugin] = _commit(
-                flow_name, options, line, stats, new, shards, offsets
-            )
+            result = _commit(flow_name, options, line, stats, new, shards, offsets)
+            results[line.ref.plugin] = result
+            _note(store, line, result.version)
         for line in lines:
             line.storage.refresh_card()
     return [results[line.ref.plugin] for line in lines]
 
 
+def _note(store: ExportStore, line: Line, version: int) -> None:
+    """The format line's state now describes `version` (0: none), made from the changes the
+    export planned with and the counts of the buckets it read."""
+    counts = {bucket: stats.to_bytes() for bucket, stats in line.read.items()}
+    store.exported(line.ref.plugin, version, line.state.seq, counts, line.rewritten is None)
+
+
 def _commit(
     flow_name: str,
     options: ExportRef,
-    line: _Line,
+    line: Line,
     stats: CurationStats,
     new: Shards,
     shards: Shards,
@@ -425,6 +358,7 @@ def _commit(
         ", ".join(f"{split} {n} rows" for split, n in rows.items()),
         final,
     )
-    written = tuple(s.path for entries in new.values() for s in entries)
-    read = sum(s.records for s in line.stats.values())
+    before = set(line.base.get("checksums") or {}) if line.base is not None else set()
+    written = tuple(s.path for entries in new.values() for s in entries if s.path not in before)
+    read = sum(s.records for s in line.read.values())
     return ExportResult(flow_name, name, number, final, rows, True, read, written)

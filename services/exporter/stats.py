@@ -2,14 +2,18 @@
 
 Only counters live here (statuses, review reasons, changed fields, rating histograms,
 win-rate tallies, agreement sums and the judge's agreement with people), so memory stays flat
-however many records an export reads.
+however many records an export reads. Counts merge (`CurationStats.merge`): the store keeps
+them per bucket of a format (`to_bytes`, `from_bytes`), so a version's figures over all records
+are the merge of its buckets', recomputed only for the buckets that changed.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from collections.abc import Mapping
 from itertools import combinations
+from typing import Any
 
 from services.exporter.aggregate import Aggregate, Questions
 from services.exporter.agreement import AgreementAccumulator, Level
@@ -18,6 +22,10 @@ from services.exporter.report import AgreementRow, ReportData, WinRate
 from shared.templates import QuestionKind
 
 # Free-text answers (corrections, edits) have no agreement figure: each one is new.
+# Bumped when what `CurationStats.to_bytes` keeps changes: older stored counts are then
+# refused (`from_bytes` raises ValueError) and recomputed from the records.
+STATE_VERSION = 1
+
 LEVEL_OF: dict[QuestionKind, Level] = {
     "rating": "interval",
     "label": "nominal",
@@ -153,6 +161,26 @@ class CurationStats:
         for question, histogram in other.ratings.items():
             self.ratings.setdefault(question, Counter()).update(histogram)
 
+    def to_bytes(self) -> bytes:
+        """The counts, to keep (in the exporter's own store: pickle, read back only from
+        there); not the flow's question kinds, which a merge does not need."""
+        state: dict[str, Any] = {k: v for k, v in vars(self).items() if k not in _CONFIG}
+        state["judge"] = (self.judge.agreed, self.judge.compared)
+        return pickle.dumps((STATE_VERSION, state), protocol=5)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> CurationStats:
+        """Counts kept by `to_bytes`, to merge; ValueError for another version's."""
+        version, state = pickle.loads(blob)
+        found = cls({})
+        expected = set(vars(found)) - _CONFIG
+        if version != STATE_VERSION or set(state) != expected:
+            raise ValueError(f"stored curation counts of another version ({version})")
+        found.judge.agreed, found.judge.compared = state.pop("judge")
+        for name, value in state.items():
+            setattr(found, name, value)
+        return found
+
     def _accumulator(self, question: str) -> AgreementAccumulator | None:
         """A question's first answers: set up its agreement (and histogram, for ratings);
         None for a question without agreement (free text)."""
@@ -193,6 +221,9 @@ class CurationStats:
             judge_agreement=self.judge.rows(),
             preference_pairs=dict(self.pairs),
         )
+
+
+_CONFIG = {"kinds"}  # what a CurationStats is made with, not what it counted
 
 
 def pair_outcome(agg: Aggregate) -> str | None:

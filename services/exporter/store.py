@@ -12,12 +12,19 @@ made but not yet announced, say when the process died in between, is announced a
 start). Each record also keeps a 64-bit hash of its id (`buckets.stored_hash`), so that an
 export reads the records of one bucket of a format (`bucket_batches`), in record_id order and
 in batches: memory does not grow with the number of records.
+
+Per *format line* (one of the flow's formats) the store knows what changed since its latest
+version (`LineState`): the line's bucket count, the version the rest of its state describes,
+the buckets holding a record changed since (kept by triggers on `records`, each change stamped
+with a sequence number so that an export clears only what it read), and each bucket's counts
+for the curation report (`CurationStats`, stored as bytes) as of that version.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,6 +63,36 @@ CREATE TABLE IF NOT EXISTS announced (
     format TEXT PRIMARY KEY,
     version INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lines (
+    format TEXT PRIMARY KEY,
+    buckets INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dirty (
+    format TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (format, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket_stats (
+    format TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    stats BLOB NOT NULL,
+    PRIMARY KEY (format, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sequence (value INTEGER NOT NULL);
+INSERT INTO sequence (value) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM sequence);
+"""
+
+# A record inserted or changed: its bucket of every format line is changed, at this sequence.
+_DIRTY = """
+    INSERT INTO dirty (format, bucket, seq)
+    SELECT format, NEW.hash & (buckets - 1), (SELECT value FROM sequence) FROM lines WHERE true
+    ON CONFLICT (format, bucket) DO UPDATE SET seq = excluded.seq;
+"""
+_TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS records_inserted AFTER INSERT ON records BEGIN {_DIRTY} END;
+CREATE TRIGGER IF NOT EXISTS records_updated AFTER UPDATE ON records BEGIN {_DIRTY} END;
 """
 
 # Replace the row only when the incoming event outranks it: kind, then time, then position.
@@ -97,6 +134,19 @@ class StoredRow(NamedTuple):
 RawRow = tuple[str, int, str, bytes]
 
 
+@dataclass(frozen=True)
+class LineState:
+    """What the store knows of a format line: its bucket count; the version the rest describes
+    (0: none); the buckets changed since, and the sequence number up to which that is told;
+    each bucket's stored counts (bytes, `CurationStats.to_bytes`) as of the version."""
+
+    buckets: int
+    version: int
+    changed: list[int]
+    seq: int
+    stats: dict[int, bytes]
+
+
 class ExportStore:
     """The accepted records of one flow.
 
@@ -121,6 +171,7 @@ class ExportStore:
         self._db.execute("PRAGMA wal_autocheckpoint=5000")
         self._db.executescript(_SCHEMA)
         self._add_hashes()
+        self._db.executescript(_TRIGGERS)
 
     def _add_hashes(self) -> None:
         """A store written before records kept their hash gets it, once."""
@@ -151,6 +202,7 @@ class ExportStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("UPDATE sequence SET value = value + 1")  # these changes' number
             # The fields in the statement's order, then the record's hash.
             rows = [(*e, stored_hash(e.record_id)) for e in events]
             cursor = db.executemany(_UPSERT, rows)
@@ -251,6 +303,78 @@ class ExportStore:
                     yield bucket, chunk
         finally:
             db.execute("COMMIT")
+
+    def count_buckets(self, buckets: int, which: Sequence[int]) -> int:
+        """The records in the buckets `which` of `buckets` (as `use_buckets` indexed them)."""
+        query = f"SELECT COUNT(*) FROM records WHERE (hash & {_mask(buckets)}) = ?"
+        return sum(int(self._db.execute(query, (b,)).fetchone()[0]) for b in which)
+
+    def track(self, format_name: str, buckets: int) -> None:
+        """From now on, note the buckets (of `buckets`) of `format_name` that change. A line
+        that had another bucket count starts over (version 0: nothing is known)."""
+        self.use_buckets(buckets)
+        self._db.execute(
+            "INSERT INTO lines (format, buckets, version) VALUES (?, ?, 0) "
+            "ON CONFLICT (format) DO UPDATE SET buckets = excluded.buckets, "
+            "version = CASE WHEN lines.buckets = excluded.buckets THEN lines.version ELSE 0 END",
+            (format_name, buckets),
+        )
+
+    def line(self, format_name: str) -> LineState | None:
+        """The format line's state (`track` first), read inside one snapshot."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            found = db.execute(
+                "SELECT buckets, version FROM lines WHERE format = ?", (format_name,)
+            ).fetchone()
+            if found is None:
+                return None
+            seq = int(db.execute("SELECT value FROM sequence").fetchone()[0])
+            changed = db.execute(
+                "SELECT bucket FROM dirty WHERE format = ? ORDER BY bucket", (format_name,)
+            ).fetchall()
+            stats = db.execute(
+                "SELECT bucket, stats FROM bucket_stats WHERE format = ? ORDER BY bucket",
+                (format_name,),
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        return LineState(
+            buckets=int(found[0]),
+            version=int(found[1]),
+            changed=[int(b) for (b,) in changed],
+            seq=seq,
+            stats={int(b): bytes(blob) for b, blob in stats},
+        )
+
+    def exported(
+        self,
+        format_name: str,
+        version: int,
+        seq: int,
+        stats: Mapping[int, bytes],
+        every_bucket: bool,
+    ) -> None:
+        """The format line's version `version` (0: none) was made from the changes up to
+        `seq`: they are no longer pending; `stats` are the counts of the buckets it read (of
+        all of them with `every_bucket`: the others have no records)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("UPDATE lines SET version = ? WHERE format = ?", (version, format_name))
+            db.execute("DELETE FROM dirty WHERE format = ? AND seq <= ?", (format_name, seq))
+            if every_bucket:
+                db.execute("DELETE FROM bucket_stats WHERE format = ?", (format_name,))
+            db.executemany(
+                "INSERT INTO bucket_stats (format, bucket, stats) VALUES (?, ?, ?) "
+                "ON CONFLICT (format, bucket) DO UPDATE SET stats = excluded.stats",
+                [(format_name, bucket, blob) for bucket, blob in sorted(stats.items())],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def batches(self, size: int = 1000) -> Iterator[list[RawRow]]:
         """Every row in record_id order, `size` at a time, read inside one snapshot."""
