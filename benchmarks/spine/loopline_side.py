@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -149,10 +150,15 @@ class ExportWatcher:
 
 
 def record_ids(location: Path) -> list[str]:
-    """The record ids of a version's rows, every split."""
+    """The record ids of a version's rows, every split: its manifest lists its Parquet files
+    (`checksums`), under the format's directory (`shards/...`, shared between versions) or,
+    in the older layout, under the version's own (`data/...`)."""
+    manifest = json.loads((location / "manifest.json").read_text())
     ids: list[str] = []
-    for shard in sorted((location / "data").glob("*.parquet")):
-        ids.extend(pq.read_table(shard, columns=["record_id"]).column(0).to_pylist())
+    for name in sorted(manifest.get("checksums") or {}):
+        if name.endswith(".parquet"):
+            path = location / name if name.startswith("data/") else location.parent / name
+            ids.extend(pq.read_table(path, columns=["record_id"]).column(0).to_pylist())
     return ids
 
 
