@@ -6,16 +6,17 @@ A refusal from the Hub (a bad token) is not retried: the version stays on disk, 
 On FastStream's in-memory test broker; retries do not sleep.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from aiokafka.errors import KafkaTimeoutError
-from datasets import DatasetDict
 from faststream.kafka import TestKafkaBroker
 from huggingface_hub.errors import HfHubHTTPError
 
+from services.exporter import hub
 from services.exporter.app import register
 from services.exporter.export import accept, store_path
 from services.exporter.on_demand import export_now
@@ -28,6 +29,7 @@ from tests.unit.exporter.service_helpers import (
     exporter_context,
     record_ids,
 )
+from tests.unit.exporter.test_hub_push import FakeHub
 
 N = 12
 HUB = {"repo_id": "my-org/support"}
@@ -72,16 +74,16 @@ async def test_the_hub_push_is_retried_until_the_hub_takes_it_then_announced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failures = [httpx2.ConnectError("connection refused"), hub_error(503), hub_error(429)]
-    attempts: list[tuple[str, int]] = []
+    fake = FakeHub(failures=list(failures))
     announced_before_push: list[bool] = []
+    commit = fake.create_commit
 
-    def push_to_hub(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
-        attempts.append((repo_id, sum(d.num_rows for d in self.values())))
+    def create_commit(*args: Any, **kwargs: Any) -> None:
         announced_before_push.append(not out.announced.empty())
-        if len(attempts) <= len(failures):
-            raise failures[len(attempts) - 1]
+        commit(*args, **kwargs)
 
-    monkeypatch.setattr(DatasetDict, "push_to_hub", push_to_hub)
+    monkeypatch.setattr(fake, "create_commit", create_commit)
+    monkeypatch.setattr(hub, "connect", fake.connect)
     ctx = exporter_context(tmp_path, every_records=N, hub=HUB, hf_token="hf_secret")
     out = Outputs(ctx.broker)
     register(ctx)
@@ -90,8 +92,11 @@ async def test_the_hub_push_is_retried_until_the_hub_takes_it_then_announced(
         await broker.publish_batch(*bodies, topic=RECORDS_COMPLETED)
         event = await out.next_announcement()
         await close(ctx)
-    assert attempts == [("my-org/support", N)] * (len(failures) + 1)
+    assert fake.tokens == ["hf_secret"] * (len(failures) + 1)
     assert announced_before_push == [False] * (len(failures) + 1)
+    assert [message for message, _ in fake.commits] == ["Loopline support/sft v1"]
+    pushed = json.loads(fake.files["my-org/support"]["sft/v1/manifest.json"])
+    assert sum(pushed["rows"].values()) == N
     assert (event.version, event.rows) == (1, N)
     assert out.announced.empty()
 
@@ -99,13 +104,8 @@ async def test_the_hub_push_is_retried_until_the_hub_takes_it_then_announced(
 async def test_a_refusal_from_the_hub_is_not_retried_and_the_version_is_announced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    attempts: list[str] = []
-
-    def push_to_hub(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
-        attempts.append(repo_id)
-        raise hub_error(401)
-
-    monkeypatch.setattr(DatasetDict, "push_to_hub", push_to_hub)
+    fake = FakeHub(failures=[hub_error(401), hub_error(401)])
+    monkeypatch.setattr(hub, "connect", fake.connect)
     ctx = exporter_context(tmp_path, every_records=N, hub=HUB, hf_token="hf_wrong")
     out = Outputs(ctx.broker)
     register(ctx)
@@ -114,7 +114,7 @@ async def test_a_refusal_from_the_hub_is_not_retried_and_the_version_is_announce
         await broker.publish_batch(*bodies, topic=RECORDS_COMPLETED)
         event = await out.next_announcement()
         await close(ctx)
-    assert attempts == ["my-org/support"]
+    assert fake.tokens == ["hf_wrong"] and fake.commits == []  # one attempt
     assert (event.version, event.rows) == (1, N)
 
 

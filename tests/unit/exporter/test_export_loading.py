@@ -243,17 +243,14 @@ def test_the_hub_gets_the_configurations_of_the_card(
 ) -> None:
     from pydantic import SecretStr
 
+    from services.exporter import hub as hub_module
     from services.exporter.hub import push_version
     from shared.flows import HubTarget
     from shared.settings import ExportSettings
+    from tests.unit.exporter.test_hub_push import FakeHub
 
-    pushed: list[tuple[str, dict[str, int], str]] = []
-
-    def fake_push(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
-        rows = {split: d.num_rows for split, d in self.items()}
-        pushed.append((kwargs["config_name"], rows, kwargs["commit_message"]))
-
-    monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
+    fake = FakeHub()
+    monkeypatch.setattr(hub_module, "connect", fake.connect)
     results = export(
         tmp_path, flows_config(0.0, ["eval", "sft"]), [(RECORDS_COMPLETED, answered(0))]
     )
@@ -262,8 +259,20 @@ def test_the_hub_gets_the_configurations_of_the_card(
     assert push_version(settings, hub, results["eval"]) and push_version(
         settings, hub, results["sft"]
     )
-    assert pushed == [
-        ("scores", {"train": 2}, "Loopline support/eval v1: scores"),
-        ("win_rates", {"train": 1}, "Loopline support/eval v1: win_rates"),
-        ("default", {"train": 1}, "Loopline support/sft v1"),  # the empty test split stays
+    assert [message for message, _ in fake.commits] == [
+        "Loopline support/eval v1",
+        "Loopline support/sft v1",
     ]
+    repo = fake.snapshot("my-org/support", tmp_path / "repo")
+    names = [c["config_name"] for c in card_configs((repo / CARD).read_text())]
+    eval_configs = ["eval-scores", "eval-win_rates", "eval-v1-scores", "eval-v1-win_rates"]
+    assert names == [*eval_configs, "sft", "sft-v1"]
+    rows = {
+        name: {split: d.num_rows for split, d in load_dataset(str(repo), name).items()}
+        for name in ("eval-v1-scores", "eval-win_rates", "sft-v1")
+    }
+    assert rows == {
+        "eval-v1-scores": {"train": 2},
+        "eval-win_rates": {"train": 1},
+        "sft-v1": {"train": 1},  # the empty test split stays out
+    }

@@ -231,12 +231,11 @@ async def test_the_service_announces_a_url_and_pushes_from_it(
         store_dir=tmp_path / "stores",
         hf_token="hf_secret",
     )
-    pushed: list[int] = []
+    from services.exporter import hub
+    from tests.unit.exporter.test_hub_push import FakeHub
 
-    def fake_push(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
-        pushed.append(sum(d.num_rows for d in self.values()))
-
-    monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
+    fake = FakeHub()
+    monkeypatch.setattr(hub, "connect", fake.connect)
     out = Outputs(ctx.broker)
     register(ctx)
     published = [completed_event(i) for i in range(n)]
@@ -246,7 +245,9 @@ async def test_the_service_announces_a_url_and_pushes_from_it(
         await close(ctx)
     assert event.location == f"{url}/support/sft/v1" and (event.version, event.rows) == (1, n)
     assert record_ids(event.location) == sorted(rid for rid, _ in published)  # type: ignore[arg-type]
-    assert pushed == [n]
+    pushed = json.loads(fake.files["my-org/support-sft"]["sft/v1/manifest.json"])
+    assert [m for m, _ in fake.commits] == ["Loopline support/sft v1"]
+    assert sum(pushed["rows"].values()) == n
     assert (tmp_path / "stores/support/records.sqlite").is_file()
     with ExportStore(tmp_path / "stores/support/records.sqlite") as store:
         assert store.announced("sft") == 1

@@ -301,17 +301,17 @@ def test_push_to_hub_sends_the_version_with_the_token(
     hub = HubTarget(repo_id="my-org/support-kto")
     assert push_version(settings, hub, result) is False  # no token: logged, not pushed
 
-    pushed: list[tuple[int, str, dict[str, Any]]] = []
+    from services.exporter import hub as hub_module
+    from tests.unit.exporter.test_hub_push import FakeHub
 
-    def fake_push(self: DatasetDict, repo_id: str, **kwargs: Any) -> None:
-        pushed.append((sum(d.num_rows for d in self.values()), repo_id, kwargs))
-
-    monkeypatch.setattr(DatasetDict, "push_to_hub", fake_push)
+    fake = FakeHub()
+    monkeypatch.setattr(hub_module, "connect", fake.connect)
     with_token = settings.model_copy(
         update={"export": ExportSettings(hf_token=SecretStr("hf_secret"))}
     )
     assert push_version(with_token, hub, result) is True
-    [(rows, repo_id, kwargs)] = pushed
-    assert rows == sum(result.rows.values()) and repo_id == "my-org/support-kto"
-    assert kwargs["token"] == "hf_secret" and kwargs["private"] is True
-    assert kwargs["commit_message"] == "Loopline support/kto v1"
+    [(message, uploaded)] = fake.commits
+    assert fake.tokens == ["hf_secret"] and fake.private == {"my-org/support-kto": True}
+    assert message == "Loopline support/kto v1" and "kto/v1/manifest.json" in uploaded
+    pushed = fake.files["my-org/support-kto"]["kto/v1/manifest.json"]
+    assert pushed == (result.path / "manifest.json").read_bytes()
