@@ -24,6 +24,7 @@ from services.exporter.manifests import Shards, checksums, merged, shards_json, 
 from services.exporter.plan import Line, plan_line, write_group
 from services.exporter.record_pass import load_formats
 from services.exporter.report import write_report
+from services.exporter.retention import Retention, apply_retention
 from services.exporter.stats import CurationStats
 from services.exporter.storage import Location, join, versions_locked, versions_of
 from services.exporter.store import AUTO, HUMAN, ExportStore, StoredEvent
@@ -222,7 +223,8 @@ def export_versions(
             for buckets in sorted({line.buckets for line in lines}):
                 group = [line for line in lines if line.buckets == buckets]
                 write_group(settings, flow, group, store, registry, on_records)
-            results = _finish(flow_name, flow.export, lines, store)
+            retention = Retention.of(settings.export)
+            results = _finish(flow_name, flow.export, lines, store, retention)
         except LatestMovedError as exc:
             for line in lines:
                 line.writer.abort()
@@ -241,7 +243,11 @@ def export_versions(
 
 
 def _finish(
-    flow_name: str, options: ExportRef, lines: list[Line], store: ExportStore
+    flow_name: str,
+    options: ExportRef,
+    lines: list[Line],
+    store: ExportStore,
+    retention: Retention,
 ) -> list[ExportResult]:
     """Close each format's data and commit it as a new version unless it has no rows or
     equals the latest.
@@ -252,7 +258,8 @@ def _finish(
     older version the latest. The curation report describes the records, not a format (rows
     per split are in the manifest): it is drawn once per pass and copied into every new
     version. The store learns, under the lock too, which version each format line's state now
-    describes (`ExportStore.exported`).
+    describes (`ExportStore.exported`). Then each format's card is brought up to date and its
+    retention applied (`retention`), still under the lock.
     """
     offsets = store.offsets()
     closed: list[tuple[Line, CurationStats, Shards, Shards]] = []
@@ -310,6 +317,7 @@ def _finish(
             _note(store, line, result.version)
         for line in lines:
             line.storage.refresh_card()
+            apply_retention(line.storage, retention)
     return [results[line.ref.plugin] for line in lines]
 
 

@@ -23,8 +23,11 @@ version is a directory holding its new shards (`shards/...`) and its own files:
   failed upload: it is removed, and a pointer behind the newest manifest (a crash between the
   two) is set right.
 
-Shards that no version lists (what a crash between the shards and the manifest left) are
-removed by retention (`retention`), under the lock.
+Retention (`retention`) deletes versions through `retire`: a note of the shards the version
+used goes to `.retired/v<N>.json`, then its manifest, then the rest of `v<N>/`; shards no
+version lists any more (nor a version retired less than the grace period ago, nor any version:
+what a crash between the shards and a manifest left) are removed with `remove_shard`, all under
+the lock.
 
 The record stores (SQLite) are not here: they need a local disk (`ExportSettings.stores`).
 """
@@ -59,6 +62,7 @@ MANIFEST = "manifest.json"
 LATEST = "latest"  # a URL format directory's pointer to its newest version
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
+RETIRED = ".retired"  # notes of deleted versions: which shards they used, and when
 STAGING = ".staging"  # beside a flow's record store: versions on their way to a URL
 VERSION_DIR = re.compile(r"^v(\d+)$")
 _MANIFEST_PATH = re.compile(rf"^v(\d+)/{re.escape(MANIFEST)}$")
@@ -140,6 +144,29 @@ class VersionStorage(ABC):
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """Held (across processes) from the look at the latest version to the publication."""
 
+    @abstractmethod
+    def published_at(self, number: int) -> float:
+        """When version `number` was published (its manifest's time, Unix seconds)."""
+
+    @abstractmethod
+    def retire(self, number: int, note: dict[str, Any]) -> None:
+        """Delete version `number`, leaving `note` (the shards it used, when) in `.retired/`:
+        its manifest first, so that readers stop finding it. Under `lock()`."""
+
+    @abstractmethod
+    def retired(self) -> list[dict[str, Any]]:
+        """The notes of the versions retired and not forgotten yet."""
+
+    @abstractmethod
+    def forget_retired(self, number: int) -> None: ...
+
+    @abstractmethod
+    def shard_paths(self) -> list[str]:
+        """Every file under `shards/`, relative to the format's directory."""
+
+    @abstractmethod
+    def remove_shard(self, path: str) -> None: ...
+
     @property
     def key(self) -> str:
         return str(self.location())
@@ -214,6 +241,7 @@ class LocalVersions(VersionStorage):
 
     def write_text(self, name: str, text: str) -> None:
         path = self.format_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
         partial.write_text(text, encoding="utf-8")
         _fsync_file(partial)
@@ -259,6 +287,37 @@ class LocalVersions(VersionStorage):
                 yield
             finally:
                 fcntl.flock(held, fcntl.LOCK_UN)
+
+    def published_at(self, number: int) -> float:
+        return (self.location(number) / MANIFEST).stat().st_mtime
+
+    def retire(self, number: int, note: dict[str, Any]) -> None:
+        self.write_text(f"{RETIRED}/v{number}.json", json_bytes(note).decode())
+        # Gone at once for readers (a rename); a crash before the removal leaves a directory
+        # the next export's `remove_leftovers` takes away.
+        gone = self.format_dir / f"{TMP_PREFIX}{os.getpid()}-retired-v{number}"
+        os.rename(self.location(number), gone)
+        _fsync_dir(self.format_dir)
+        shutil.rmtree(gone)
+
+    def retired(self) -> list[dict[str, Any]]:
+        folder = self.format_dir / RETIRED
+        if not folder.is_dir():
+            return []
+        found = (json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("v*.json")))
+        return sorted(found, key=lambda note: int(note["version"]))
+
+    def forget_retired(self, number: int) -> None:
+        (self.format_dir / RETIRED / f"v{number}.json").unlink(missing_ok=True)
+
+    def shard_paths(self) -> list[str]:
+        folder = self.format_dir / SHARDS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p.relative_to(self.format_dir).as_posix() for p in folder.rglob("*.parquet"))
+
+    def remove_shard(self, path: str) -> None:
+        (self.format_dir / path).unlink(missing_ok=True)
 
 
 class RemoteVersions(VersionStorage):
@@ -343,6 +402,37 @@ class RemoteVersions(VersionStorage):
         self.fs.pipe_file(self._path(LATEST), f"{prefix}\n".encode())
         self.discard(staged)
         return number, self.location(number)
+
+    def published_at(self, number: int) -> float:
+        modified = self.fs.modified(self._path(f"v{number}", MANIFEST))
+        return float(modified.timestamp())
+
+    def retire(self, number: int, note: dict[str, Any]) -> None:
+        assert self._lock is not None, "retire needs the lock"
+        self.write_text(f"{RETIRED}/v{number}.json", json_bytes(note).decode())
+        self.fs.rm_file(self._path(f"v{number}", MANIFEST))  # readers stop finding it
+        self._lock.renew()
+        self.fs.rm(self._path(f"v{number}"), recursive=True)
+
+    def retired(self) -> list[dict[str, Any]]:
+        start = f"{RETIRED}/"
+        names = sorted(name for name in self._files() if name.startswith(start))
+        found = (json.loads(self.fs.cat_file(self._path(name))) for name in names)
+        return sorted(found, key=lambda note: int(note["version"]))
+
+    def forget_retired(self, number: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(RETIRED, f"v{number}.json"))
+
+    def shard_paths(self) -> list[str]:
+        start = f"{SHARDS_DIR}/"
+        return sorted(name for name in self._files() if name.startswith(start))
+
+    def remove_shard(self, path: str) -> None:
+        assert self._lock is not None, "removing a shard needs the lock"
+        self._lock.renew()
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(path))
 
     def _tidy(self) -> None:
         """Under the lock: remove what failed uploads left, set the pointer right."""
