@@ -15,9 +15,9 @@ in batches: memory does not grow with the number of records.
 
 Per *format line* (one of the flow's formats) the store knows what changed since its latest
 version (`LineState`): the line's bucket count, the version the rest of its state describes,
-the buckets holding a record changed since (kept by triggers on `records`, each change stamped
-with a sequence number so that an export clears only what it read), and each bucket's counts
-for the curation report (`CurationStats`, stored as bytes) as of that version.
+the buckets holding a record changed since (noted by `add`, each change stamped with a sequence
+number so that an export clears only what it read), and each bucket's counts for the curation
+report (`CurationStats`, stored as bytes) as of that version.
 """
 
 from __future__ import annotations
@@ -84,15 +84,9 @@ CREATE TABLE IF NOT EXISTS sequence (value INTEGER NOT NULL);
 INSERT INTO sequence (value) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM sequence);
 """
 
-# A record inserted or changed: its bucket of every format line is changed, at this sequence.
 _DIRTY = """
-    INSERT INTO dirty (format, bucket, seq)
-    SELECT format, NEW.hash & (buckets - 1), (SELECT value FROM sequence) FROM lines WHERE true
-    ON CONFLICT (format, bucket) DO UPDATE SET seq = excluded.seq;
-"""
-_TRIGGERS = f"""
-CREATE TRIGGER IF NOT EXISTS records_inserted AFTER INSERT ON records BEGIN {_DIRTY} END;
-CREATE TRIGGER IF NOT EXISTS records_updated AFTER UPDATE ON records BEGIN {_DIRTY} END;
+INSERT INTO dirty (format, bucket, seq) VALUES (?, ?, ?)
+ON CONFLICT (format, bucket) DO UPDATE SET seq = excluded.seq
 """
 
 # Replace the row only when the incoming event outranks it: kind, then time, then position.
@@ -171,7 +165,6 @@ class ExportStore:
         self._db.execute("PRAGMA wal_autocheckpoint=5000")
         self._db.executescript(_SCHEMA)
         self._add_hashes()
-        self._db.executescript(_TRIGGERS)
 
     def _add_hashes(self) -> None:
         """A store written before records kept their hash gets it, once."""
@@ -202,11 +195,17 @@ class ExportStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("UPDATE sequence SET value = value + 1")  # these changes' number
-            # The fields in the statement's order, then the record's hash.
-            rows = [(*e, stored_hash(e.record_id)) for e in events]
-            cursor = db.executemany(_UPSERT, rows)
-            changed = max(cursor.rowcount, 0)
+            # One statement per event tells which changed a row (as fast as executemany).
+            cursor = db.cursor()
+            hashes: list[int] = []  # of the records changed
+            for e in events:
+                record_hash = stored_hash(e.record_id)
+                cursor.execute(_UPSERT, (*e, record_hash))  # the statement's order, then hash
+                if cursor.rowcount > 0:
+                    hashes.append(record_hash)
+            changed = len(hashes)
+            if hashes:
+                self._note_changes(hashes)
             last: dict[tuple[str, int], int] = {}
             for e in events:
                 key = (e.topic, e.partition)
@@ -228,6 +227,16 @@ class ExportStore:
             db.execute("ROLLBACK")
             raise
         return changed
+
+    def _note_changes(self, hashes: Sequence[int]) -> None:
+        """In `add`'s transaction: the buckets of these records changed, for every format
+        line, at a new sequence number."""
+        db = self._db
+        db.execute("UPDATE sequence SET value = value + 1")
+        seq = int(db.execute("SELECT value FROM sequence").fetchone()[0])
+        for format_name, buckets in db.execute("SELECT format, buckets FROM lines").fetchall():
+            changed = sorted({h & (int(buckets) - 1) for h in hashes})
+            db.executemany(_DIRTY, [(format_name, bucket, seq) for bucket in changed])
 
     def pending(self, format_name: str) -> int:
         """Records changed since `format_name` was last exported."""

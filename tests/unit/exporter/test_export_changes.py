@@ -12,10 +12,16 @@ import pytest
 from services.exporter import export as export_module
 from services.exporter.buckets import bucket_of, stored_hash
 from services.exporter.export import format_dir
-from services.exporter.reading import load_version
+from services.exporter.reading import load_version, read_version_manifest
 from services.exporter.store import HUMAN, ExportStore, StoredEvent
 from shared.settings import ExportSettings, Settings
-from tests.unit.exporter.test_export_incremental import answered, export, flows_config, keep
+from tests.unit.exporter.test_export_incremental import (
+    answered,
+    export,
+    flows_config,
+    keep,
+    same_version,
+)
 from tests.unit.exporter.test_export_versions import files_of
 
 
@@ -154,3 +160,26 @@ def test_an_export_that_built_on_an_older_version_starts_over_from_the_latest(
         "good answer 4",
     ]
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("v")) == ["v1", "v2"]
+
+
+def test_formats_with_other_bucket_counts_are_read_in_a_pass_each(tmp_path: Path) -> None:
+    both = flows_config("sft", "dpo")
+    four = Settings(stack_dir=tmp_path / "a", export=ExportSettings(buckets=4))
+    eight = four.model_copy(update={"export": ExportSettings(buckets=8)})
+    keep(four, both, [answered(i)[1] for i in range(30)])
+    export(four, flows_config("sft"))  # sft's bucket count: 4, kept for good
+    keep(four, both, [answered(3, best=2, minute=2)[1]], first=30)
+    results = export(eight, both)  # dpo's first version: 8
+    root = tmp_path / "a" / "exports" / "support"
+    assert read_version_manifest(root / "sft" / "v2")["buckets"] == 4
+    assert read_version_manifest(root / "dpo" / "v1")["buckets"] == 8
+    assert results["sft"].records_read < 30 and results["dpo"].records_read == 30
+
+    fresh = Settings(stack_dir=tmp_path / "b", export=ExportSettings(buckets=4))
+    keep(fresh, both, [answered(i)[1] for i in range(30)])
+    keep(fresh, both, [answered(3, best=2, minute=2)[1]], first=30)
+    export(fresh, flows_config("sft"))
+    export(fresh.model_copy(update={"export": ExportSettings(buckets=8)}), flows_config("dpo"))
+    other = tmp_path / "b" / "exports" / "support"
+    same_version(root / "sft" / "v2", other / "sft" / "v1")
+    same_version(root / "dpo" / "v1", other / "dpo" / "v1")

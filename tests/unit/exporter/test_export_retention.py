@@ -148,3 +148,39 @@ def test_a_crash_between_shards_and_manifest_keeps_the_previous_version_and_is_c
     assert_whole(storage)
     listed = {s.path for m in storage.manifests() for ss in shards_of(m).values() for s in ss}
     assert shards_there(storage) == listed  # the crash's leftovers are gone
+
+
+def test_an_upload_cut_after_the_shards_keeps_the_previous_version_and_is_cleaned(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(stack_dir=tmp_path, export=ExportSettings(dir=url, buckets=8))
+    flows = flows_config("sft")
+    keep(settings, flows, [answered(i)[1] for i in range(40)])
+    export(settings, flows)
+    storage = versions_of(settings, "support", "sft")
+    prefix = MEMORY._strip_protocol(str(storage.location()))
+    before = {p: MEMORY.cat_file(p) for p in MEMORY.find(prefix)}
+    keep(settings, flows, [answered(5, best=2, minute=3)[1]], first=40)
+
+    real_put = MemoryFileSystem.put_file
+
+    def put_file(self: MemoryFileSystem, lpath: str, rpath: str, *args: Any, **kw: Any) -> Any:
+        if "/shards/" not in rpath:  # every new shard is up; the version's own files are not
+            raise ConnectionResetError("connection reset by peer")
+        return real_put(self, lpath, rpath, *args, **kw)
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", put_file)
+    with pytest.raises(ConnectionResetError):
+        export(settings, flows)
+    monkeypatch.undo()
+    assert storage.numbers() == [1]
+    now = {p: MEMORY.cat_file(p) for p in MEMORY.find(prefix)}
+    assert {p: now[p] for p in before} == before  # v1, its shards, the card, the pointer
+    assert len(set(now) - set(before)) == 1  # the changed bucket's shard, listed by nothing
+
+    keep(settings, flows, [answered(6, best=2, minute=4)[1]], first=41)
+    [v2] = export(settings, flows).values()
+    assert v2.created and v2.version == 2 and storage.numbers() == [1, 2]
+    assert_whole(storage)
+    listed = {s.path for m in storage.manifests() for ss in shards_of(m).values() for s in ss}
+    assert shards_there(storage) == listed
