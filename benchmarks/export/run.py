@@ -6,9 +6,9 @@ responses, two annotators each, generated on the fly so that no contender holds 
   1. loopline: the exporter's path as `loopline export --from-start` takes it: every event
      through `accept` into the flow's record store in batches of `WRITE_BATCH` (2000, as the
      service and the CLI keep them), then `export_versions` for `sft` and `dpo` in one pass
-     (aggregation, format plugins, Parquet + Arrow shards, manifests, report). Like the CLI,
-     it starts the export's worker processes (`LOOPLINE_EXPORT__WORKERS`, default 2) while it
-     reads the events;
+     (aggregation, format plugins, Parquet shards per bucket, manifests, card, report). Like
+     the CLI, it starts the export's worker processes (`LOOPLINE_EXPORT__WORKERS`, default 2)
+     while it reads the events;
   2. anchor: the same aggregation, once per record, and the same format rows built into a list
      per format, then `datasets.Dataset.from_list(rows).to_parquet(...)` for each.
 
