@@ -278,8 +278,9 @@ def _finish(
         previous = {line.ref.plugin: line.storage.latest_manifest() for line in lines}
         for line in lines:
             now = previous[line.ref.plugin]
-            if (int(now["version"]) if now is not None else 0) != line.base_version:
-                raise LatestMovedError(f"{line.ref.plugin} v{now and now['version']} appeared")
+            number = int(now["version"]) if now is not None else 0
+            if number != line.base_version:
+                raise LatestMovedError(f"{line.ref.plugin} v{number} was published meanwhile")
         changed: list[tuple[Line, CurationStats, Shards, Shards]] = []
         for line, stats, new, shards in closed:
             name, storage = line.ref.plugin, line.storage
