@@ -25,8 +25,10 @@ import httpx
 
 from devstack.testing import free_port
 
+sys.path.append(str(Path(__file__).resolve().parents[1] / "common"))
+from processes import cpu_s as process_cpu_s
+
 REPO = Path(__file__).resolve().parents[2]
-TICKS = os.sysconf("SC_CLK_TCK")
 RUNNING = "judge: running ("
 
 
@@ -100,12 +102,7 @@ class Replica:
 
     def cpu_s(self) -> float:
         """The process's CPU seconds so far (user + system; 0 once it is gone)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return process_cpu_s(self.pid)
 
     def running(self) -> bool:
         """Whether its log says it runs: topics checked, its consumer in the group with

@@ -33,15 +33,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from runs import Bench, ScaleRun, load, one_run
 from topics import flow_file
@@ -51,14 +49,13 @@ from devstack.scripted_llm import ScriptedLLM
 from devstack.testing import config_for_tests
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "loop"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "common"))
+from processes import stop_on_sigterm, until_sigterm
 from responder import respond
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_IN_FLIGHT = 8  # OpenAICompatibleLLM's default per-endpoint limit
 TARGETS = {2: 1.8, 4: 3.2}
-
-
-T = TypeVar("T")
 
 
 def order(counts: list[int], runs: int) -> list[int]:
@@ -217,32 +214,6 @@ def replica_counts(text: str) -> list[int]:
     if not counts or counts[0] != 1:
         raise argparse.ArgumentTypeError("a list of replica counts with 1 in it, e.g. 1,2,4")
     return counts
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (a `timeout`, a kill) ends the run like Ctrl-C: every process it started is
-    stopped on the way out (the default would leave them running)."""
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, leave)
-
-
-async def until_sigterm(work: Awaitable[T]) -> T:
-    """`work`, cancelled by SIGTERM (its `finally` blocks stop what it started), which then
-    ends the program."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        stop_on_sigterm()
 
 
 def main() -> None:

@@ -9,11 +9,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO
 
-TICKS = os.sysconf("SC_CLK_TCK")
+sys.path.append(str(Path(__file__).resolve().parents[1] / "common"))
+from processes import cpu_s as process_cpu_s
 
 
 class Child:
@@ -50,12 +52,7 @@ class Child:
 
     def cpu_s(self) -> float:
         """CPU seconds so far (user + system); 0 once the process is gone."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return process_cpu_s(self.pid)
 
     def check(self) -> None:
         code = self.exited()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from children import Child, stop_all
 from topics import TopicRead, create_spine, read_spine
 
 from devstack.testing import free_port
+from services.exporter.reading import version_files
 from shared.broker import admin_client_options
 from shared.events import DATASETS_EXPORTED, DatasetExported
 from shared.settings import KafkaSettings
@@ -150,15 +150,11 @@ class ExportWatcher:
 
 
 def record_ids(location: Path) -> list[str]:
-    """The record ids of a version's rows, every split: its manifest lists its Parquet files
-    (`checksums`), under the format's directory (`shards/...`, shared between versions) or,
-    in the older layout, under the version's own (`data/...`)."""
-    manifest = json.loads((location / "manifest.json").read_text())
+    """The record ids of a version's rows, every split (the Parquet files its manifest lists)."""
     ids: list[str] = []
-    for name in sorted(manifest.get("checksums") or {}):
-        if name.endswith(".parquet"):
-            path = location / name if name.startswith("data/") else location.parent / name
-            ids.extend(pq.read_table(path, columns=["record_id"]).column(0).to_pylist())
+    for shards in version_files(location).values():
+        for shard in shards:
+            ids.extend(pq.read_table(shard, columns=["record_id"]).column(0).to_pylist())
     return ids
 
 

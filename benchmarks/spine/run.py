@@ -37,16 +37,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from anchor_side import run_anchor
 from children import Child
@@ -57,11 +56,10 @@ import devstack as stack
 from devstack.process import read_pid_file
 from devstack.testing import config_for_tests
 
+sys.path.append(str(Path(__file__).resolve().parents[1] / "common"))
+from processes import cpu_s, stop_on_sigterm, until_sigterm
+
 REPO = Path(__file__).resolve().parents[2]
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-T = TypeVar("T")
 
 
 def load() -> str:
@@ -70,14 +68,7 @@ def load() -> str:
 
 
 def cpu_reader(pid: int) -> Callable[[], float]:
-    def cpu_s() -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / TICKS
-
-    return cpu_s
+    return partial(cpu_s, pid)
 
 
 def figures(side: SideRun) -> tuple[float, dict[str, tuple[float, float]]]:
@@ -195,32 +186,6 @@ def start_llm(work: Path) -> tuple[Child, str]:
     if not url.startswith("http://127.0.0.1:"):
         raise RuntimeError(f"the scripted endpoint did not start; see {child.log_path}")
     return child, url
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (a `timeout`, a kill) ends the run like Ctrl-C: every process it started is
-    stopped on the way out (the default would leave them running)."""
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, leave)
-
-
-async def until_sigterm(work: Awaitable[T]) -> T:
-    """`work`, cancelled by SIGTERM (its `finally` blocks stop what it started), which then
-    ends the program."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        stop_on_sigterm()
 
 
 def main() -> None:
