@@ -4,6 +4,11 @@ As an ordinary user: every directory and file below it loses its write bits (res
 As root, write bits do not stop anyone: the directory is bind-mounted onto itself read-only
 (EROFS for every new file, directory or rename below it; files already open keep working, as
 with a disk remounted read-only), and unmounted after (detached, if something below it is open).
+The remount keeps the flags the mount already has (nosuid, nodev, ...): inside a container those
+can be locked, and a remount that drops them is refused.
+
+Where no mount can be made (no CAP_SYS_ADMIN), `ReadOnlyUnavailable` says why; the chaos driver
+reports the attack as not made instead of failing the run on the machine's limits.
 """
 
 from __future__ import annotations
@@ -36,16 +41,37 @@ def _without_write_bits(root: Path) -> Iterator[None]:
             path.chmod(stat.S_IMODE(mode) | stat.S_IWUSR)
 
 
-def _run(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True, text=True)
+class ReadOnlyUnavailable(RuntimeError):
+    """This machine does not let the directory be made read-only (the message says why)."""
+
+
+def _run(*command: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(
+            done.returncode, command, done.stdout, f"{' '.join(command)}: {done.stderr.strip()}"
+        )
+    return done.stdout
+
+
+def _kept_flags(target: str) -> list[str]:
+    """The per-mount flags of the mount at `target`, but its rw (nosuid, nodev, noexec, ...)."""
+    options = _run("findmnt", "--noheadings", "--output", "VFS-OPTIONS", "--mountpoint", target)
+    return [flag for flag in options.strip().split(",") if flag and flag not in ("rw", "ro")]
 
 
 @contextmanager
 def _read_only_mount(root: Path) -> Iterator[None]:
     target = str(root.resolve())
-    _run("mount", "--bind", target, target)
     try:
-        _run("mount", "-o", "remount,ro,bind", target)
+        _run("mount", "--bind", target, target)
+    except subprocess.CalledProcessError as error:
+        raise ReadOnlyUnavailable(error.stderr) from error
+    try:
+        try:
+            _run("mount", "-o", ",".join(["remount", "bind", "ro", *_kept_flags(target)]), target)
+        except subprocess.CalledProcessError as error:
+            raise ReadOnlyUnavailable(error.stderr) from error
         yield
     finally:
         # A service may hold a file open below it (a lock it waits on): the mount is then busy,
