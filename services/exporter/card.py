@@ -12,6 +12,10 @@ files make which split of which configuration, as on the Hub, so `load_dataset(<
 * a split without rows is left out (`datasets` cannot load an empty split), and so is a
   configuration without any. The paths are relative to the format's directory.
 
+It names the newest `CARD_VERSIONS` versions: a stream makes versions without end, and a card
+naming every one would grow with each (and be rewritten, its versions' manifests read, with
+each). An older version loads from its manifest (`reading.load_version`).
+
 The card is drawn from the manifests alone, newest version first: the same versions give the
 same bytes.
 """
@@ -29,6 +33,7 @@ CARD = "README.md"
 # Split names `datasets` knows: they make up one configuration; any other split is a table.
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_CONFIG = "default"
+CARD_VERSIONS = 10  # the newest versions a card names
 
 
 def config_splits(splits: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -66,8 +71,9 @@ def version_configs(
 
 
 def format_card(title: str, manifests: Sequence[Mapping[str, Any]]) -> str:
-    """The format directory's README.md for its versions (their manifests, any order)."""
-    ordered = sorted(manifests, key=lambda m: int(m["version"]), reverse=True)
+    """The format directory's README.md for its versions (their manifests, any order; the
+    newest `CARD_VERSIONS` of them are named)."""
+    ordered = sorted(manifests, key=lambda m: int(m["version"]), reverse=True)[:CARD_VERSIONS]
     found: list[dict[str, Any]] = []
     if ordered:
         found += version_configs(manifest_files(ordered[0]))
@@ -84,7 +90,9 @@ def format_card(title: str, manifests: Sequence[Mapping[str, Any]]) -> str:
         "`default` (its tables under their own names). Rows are in Parquet shards under "
         "`shards/`, shared by the versions they did not change. `v<N>/manifest.json` has the "
         "rows per split, the source offsets, the schema and the shards with their checksums, "
-        "`v<N>/report.html` the curation report. Splits without rows are left out.\n\n"
+        "`v<N>/report.html` the curation report. Splits without rows are left out. The card "
+        f"names the newest {CARD_VERSIONS} versions; an older one that is still kept loads from "
+        'its manifest\'s files (`load_dataset("parquet", data_files=...)`).\n\n'
         "```python\nfrom datasets import load_dataset\n\n"
         f'path = "<this directory>"\n{loading}```\n'
     )

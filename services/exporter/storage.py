@@ -49,7 +49,7 @@ from typing import Any
 from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 from fsspec.core import url_to_fs  # type: ignore[import-untyped]
 
-from services.exporter.card import CARD, format_card
+from services.exporter.card import CARD, CARD_VERSIONS, format_card
 from services.exporter.object_lock import ObjectLock, create_if_absent
 from services.exporter.shards import SHARDS_DIR
 from shared.pids import pid_running
@@ -119,7 +119,7 @@ class VersionStorage(ABC):
     def refresh_card(self) -> bool:
         """Make the dataset card list the versions there are (after a version, a deletion, or
         a crash between a version and its card); True when it changed. Under `lock()`."""
-        manifests = self.manifests()
+        manifests = [self.read_manifest(n) for n in self.numbers()[-CARD_VERSIONS:]]
         if not manifests:
             return False
         text = format_card(self.name, manifests)

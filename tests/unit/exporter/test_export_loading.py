@@ -18,7 +18,7 @@ import yaml
 from datasets import DatasetDict, Features, load_dataset
 
 from devstack.sample_records import completed, preference, record, response
-from services.exporter.card import CARD, card_configs
+from services.exporter.card import CARD, CARD_VERSIONS, card_configs
 from services.exporter.export import ExportResult, accept, export_versions, store_path
 from services.exporter.reading import load_version
 from services.exporter.store import ExportStore
@@ -276,3 +276,26 @@ def test_the_hub_gets_the_configurations_of_the_card(
         "eval-win_rates": {"train": 1},
         "sft-v1": {"train": 1},  # the empty test split stays out
     }
+
+
+def test_the_card_names_the_newest_versions_and_an_older_one_still_loads(
+    tmp_path: Path,
+) -> None:
+    # A stream makes versions without end: a card naming all of them would grow with each one
+    # (and be rewritten with each), so it names the newest CARD_VERSIONS; the rest load from
+    # their manifests.
+    settings = Settings(stack_dir=tmp_path, export=ExportSettings(buckets=2))
+    flows = flows_config(0.0, ["sft"])
+    flow = flows.flows["support"]
+    made: list[ExportResult] = []
+    with ExportStore(store_path(settings, "support")) as store:
+        for n in range(CARD_VERSIONS + 2):
+            event = accept(flows, RECORDS_COMPLETED, 0, n, answered(n))
+            assert event is not None
+            store.add([event[1]], ["sft"])
+            [result] = export_versions(settings, "support", flow, flow.export.formats, store)
+            made.append(result)
+    newest = [f"v{n}" for n in range(CARD_VERSIONS + 2, 2, -1)]
+    assert [c["config_name"] for c in card(made[-1])] == ["default", *newest]
+    oldest = load_version(made[0].path)["train"]
+    assert [m[0]["content"] for m in oldest["messages"]] == ["task 0"]
