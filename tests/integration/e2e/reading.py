@@ -8,6 +8,8 @@ from typing import Any
 from datasets import DatasetDict, load_dataset
 
 from devstack.annotators.rest import ArgillaREST, ListedRecord
+from services.exporter.card import CARD, card_configs
+from services.exporter.reading import load_version
 from shared.events import RECORDS_COMPLETED, RECORDS_JUDGED, CompletedRecord, Record
 from shared.settings import KafkaSettings
 from tests.support.service_helpers import read_events, read_records
@@ -15,11 +17,17 @@ from tests.support.service_helpers import read_events, read_records
 
 def exported_rows(version: Path, cache: Path, config: str | None = None) -> list[dict[str, Any]]:
     """Every row of an exported version (`<format dir>/v<N>`), all splits, loaded as the README
-    documents it: the format directory's configuration `v<N>`, or `v<N>-<table>` (eval)."""
+    documents it: the format directory's configuration `v<N>`, or `v<N>-<table>` (eval); a
+    version the card no longer names (newer ones came meanwhile) from its manifest."""
     name = version.name if config is None else f"{version.name}-{config}"
-    loaded = load_dataset(str(version.parent), name, cache_dir=str(cache))
-    assert isinstance(loaded, DatasetDict)
-    return [row for split in loaded.values() for row in split.to_list()]
+    named = {c["config_name"] for c in card_configs((version.parent / CARD).read_text())}
+    if name in named:
+        loaded = load_dataset(str(version.parent), name, cache_dir=str(cache))
+        assert isinstance(loaded, DatasetDict)
+        return [row for split in loaded.values() for row in split.to_list()]
+    whole = load_version(version)
+    splits = list(whole) if config is None else [config]
+    return [row for split in splits for row in whole[split].to_list()]
 
 
 def by_record(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
