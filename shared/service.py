@@ -358,46 +358,54 @@ async def run_service(
     spec.register(context)
 
     health: HealthServer | None = None
-    if settings.health_port is not None:  # /healthz and /metrics (shared.health)
-        health = await serve_health(
-            context, settings.health_host, settings.health_port, spec.consumes
-        )
-    # Kafka may not answer yet (pods start in any order): wait for it, live but not ready,
-    # `/healthz` saying so, rather than exit into a crash loop.
-    created = await dead_letters.with_retries(
-        partial(ensure_topics, settings.kafka, spec.topics()),
-        f"connecting to Kafka at {settings.kafka.bootstrap_servers}",
-    )
-    if created:
-        log.info("%s: created topics %s", spec.name, ", ".join(created))
-    await broker.connect()  # publishing and /healthz's ping work while the steps run
-    for step in context.starters:
-        await step()
-    await broker.start()
-    servers = [await _start_http(server) for server in context.http_servers]
-    log.info(
-        "%s: running (group %s, consuming %s)",
-        spec.name,
-        context.group_id,
-        ", ".join(settings.kafka.topic(t) for t in spec.consumes) or "nothing",
-    )
-
-    if ready is not None:
-        ready.set()
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    started = False
+    # A start that fails (Argilla refusing the key, a port in use) stops what it had started,
+    # as a stop does, before its error comes out.
     try:
+        if settings.health_port is not None:  # /healthz and /metrics (shared.health)
+            health = await serve_health(
+                context, settings.health_host, settings.health_port, spec.consumes
+            )
+        # Kafka may not answer yet (pods start in any order): wait for it, live but not ready,
+        # `/healthz` saying so, rather than exit into a crash loop.
+        created = await dead_letters.with_retries(
+            partial(ensure_topics, settings.kafka, spec.topics()),
+            f"connecting to Kafka at {settings.kafka.bootstrap_servers}",
+        )
+        if created:
+            log.info("%s: created topics %s", spec.name, ", ".join(created))
+        await broker.connect()  # publishing and /healthz's ping work while the steps run
+        for step in context.starters:
+            await step()
+        await broker.start()
+        for http in context.http_servers:
+            servers.append(await _start_http(http))
+        log.info(
+            "%s: running (group %s, consuming %s)",
+            spec.name,
+            context.group_id,
+            ", ".join(settings.kafka.topic(t) for t in spec.consumes) or "nothing",
+        )
+        started = True
+        if ready is not None:
+            ready.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        log.info(
-            "%s: stopping, draining %d in-flight message(s) (timeout %.0fs)",
-            spec.name,
-            context.stats.in_flight,
-            settings.shutdown_timeout_s,
-        )
+        if started:
+            log.info(
+                "%s: stopping, draining %d in-flight message(s) (timeout %.0fs)",
+                spec.name,
+                context.stats.in_flight,
+                settings.shutdown_timeout_s,
+            )
+        else:
+            log.error("%s: the start failed; stopping what it had started", spec.name)
         timeout = settings.shutdown_timeout_s
 
         # Every step is bounded and its failure logged, so a drain that times out (a handler

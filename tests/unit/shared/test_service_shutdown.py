@@ -142,3 +142,37 @@ async def test_what_a_service_still_holds_is_published_before_the_broker_stops(
         await asyncio.wait_for(task, 60)
     assert stops == [0]
     assert published == [b"held until the stop"]
+
+
+async def test_a_start_step_that_fails_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The start fails after the health server, the broker and the traces were set up (as the
+    # publisher's does when Argilla refuses its key): the error comes out, and the health port,
+    # the broker, the closers and the traces are stopped as at a stop.
+    s = StuckService(monkeypatch)
+    health_port = free_port()
+    settings = s.settings.model_copy(
+        update={"health_host": "127.0.0.1", "health_port": health_port}
+    )
+    registered = s.spec.register
+
+    def register(context: ServiceContext) -> None:
+        async def refused() -> None:
+            with s.provider.get_tracer("test").start_as_current_span("preparing"):
+                pass
+            raise PermissionError("Argilla refused the key")
+
+        context.before_consuming(refused)
+        registered(context)
+
+    spec = ServiceSpec(name="stuck", consumes=(), produces=("x",), register=register)
+    async with TestKafkaBroker(s.broker) as broker:
+        stopping: Any = broker.stop
+        with pytest.raises(PermissionError, match="refused the key"):
+            await asyncio.wait_for(run_service(spec, settings, flows=FLOWS), 60)
+        assert stopping.await_count == 1
+    with socket.socket() as again:  # the health port is free again
+        again.bind(("127.0.0.1", health_port))
+    assert s.closed == ["failing", "endless", "close"]
+    assert [span.name for span in s.spans.get_finished_spans()] == ["preparing"]
