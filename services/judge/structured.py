@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -51,12 +52,18 @@ def schema_name(output_model: type[BaseModel]) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", output_model.__name__)[:64] or "output"
 
 
+@lru_cache(maxsize=256)  # bounded: a plugin rubric may make a new model for every call
+def json_schema(output_model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema, built once per model (the rubrics keep theirs): read only."""
+    return output_model.model_json_schema()
+
+
 def response_format_for(output_model: type[BaseModel]) -> dict[str, Any]:
     return {
         "type": "json_schema",
         "json_schema": {
             "name": schema_name(output_model),
-            "schema": output_model.model_json_schema(),
+            "schema": json_schema(output_model),
             "strict": True,
         },
     }
@@ -103,8 +110,8 @@ def parse_output(
         return None, f"the JSON does not match the schema{cut}: {_describe(exc)}"
 
 
-def _schema_text(output_model: type[BaseModel]) -> str:
-    return json.dumps(output_model.model_json_schema(), separators=(",", ":"))
+def schema_text(output_model: type[BaseModel]) -> str:
+    return json.dumps(json_schema(output_model), separators=(",", ":"))
 
 
 def with_schema_in_prompt(
@@ -113,7 +120,7 @@ def with_schema_in_prompt(
     """The conversation with the schema spelled out, for endpoints that cannot enforce it."""
     hint = (
         "Reply with only a JSON object (no prose, no code fences) that is valid against this "
-        f"JSON schema:\n{_schema_text(output_model)}"
+        f"JSON schema:\n{schema_text(output_model)}"
     )
     if messages and messages[-1].role == Role.user:
         last = messages[-1]
@@ -130,7 +137,7 @@ def repair_messages(
         "Send your evaluation again as a single JSON object, valid against the JSON schema "
         "below, with nothing before or after it and no code fences. Keep your judgement; fix "
         "only the format, and keep free-text fields short so the object is complete.\n\n"
-        f"{_schema_text(output_model)}"
+        f"{schema_text(output_model)}"
     )
     return [
         *messages,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -25,6 +24,7 @@ from services.judge.rubrics.json_schema import (
     property_kind,
     schema_error,
 )
+from services.judge.structured import schema_text
 from shared.events import CandidateResponse, ChatMessage, Rating, Record, Role
 
 PLACEHOLDERS = ("instruction", "context", "responses")
@@ -162,9 +162,7 @@ class CustomRubric(Rubric):
         return self._models[n_responses]
 
     def messages(self, record: Record, shown: list[CandidateResponse]) -> list[ChatMessage]:
-        schema = json.dumps(
-            self.output_model(len(shown)).model_json_schema(), separators=(",", ":")
-        )
+        schema = schema_text(self.output_model(len(shown)))
         system = (
             "You are an impartial reviewer of answers written by AI assistants. "
             f"{FAIRNESS_NOTE} {INJECTION_NOTE}\n\n"

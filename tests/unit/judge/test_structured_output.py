@@ -6,7 +6,12 @@ from pydantic import BaseModel
 
 from services.judge.judging import judge_record
 from services.judge.rubrics.multi_aspect import MultiAspectRubric
-from services.judge.structured import REPAIR_SEPARATOR, extract_json_object, structured_call
+from services.judge.structured import (
+    REPAIR_SEPARATOR,
+    extract_json_object,
+    response_format_for,
+    structured_call,
+)
 from shared.events import ChatMessage, Role
 from shared.llm.base import LLMError
 from tests.unit.judge.scripted_judge import Call, Reply, ScriptedLLM, record
@@ -94,3 +99,12 @@ async def test_other_bad_requests_are_not_mistaken_for_a_rejected_format() -> No
     with pytest.raises(LLMError):
         await structured_call(llm, [ChatMessage(role=Role.user, content="rate")], Verdict)
     assert len(llm.calls) == 1
+
+
+def test_a_rubrics_schema_is_built_once_not_per_call() -> None:
+    # Building a model's JSON schema cost ~0.5 ms of CPU on every judge call.
+    rubric = MultiAspectRubric()
+    first = response_format_for(rubric.output_model(2))["json_schema"]["schema"]
+    again = response_format_for(rubric.output_model(2))["json_schema"]["schema"]
+    assert again is first
+    assert first == rubric.output_model(2).model_json_schema()
