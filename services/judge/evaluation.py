@@ -15,7 +15,9 @@ Event attributes:
 - `gen_ai.evaluation.score.value`: the rating's score; pairwise 1 for the preferred response,
   0 for the other, 0.5 each for a tie;
 - `gen_ai.evaluation.score.label`: pairwise `preferred` / `rejected` / `tie`;
-- `gen_ai.evaluation.explanation`: the judge's rationale (at most `MAX_EXPLANATION` characters);
+- `gen_ai.evaluation.explanation`: the judge's rationale (at most `MAX_EXPLANATION` characters),
+  only with content capture on (`LOOPLINE_TELEMETRY__CAPTURE_CONTENT`: a rationale quotes the
+  prompt and the responses); a failed judgment's error is always there;
 - `gen_ai.response.id`: the judged candidate's completion id, when known;
 - `error.type` for a failed judgment (`rubric_refused`, `invalid_output`, or the LLM error's
   type such as `400`), with the error as the explanation and no score;
@@ -66,19 +68,29 @@ def judgment_span(tracer: Tracer, record: Record, rubric: str, repeat: int) -> I
         yield span
 
 
-def report(span: Span, record: Record, judgment: Judgment, error_type: str | None) -> None:
+def report(
+    span: Span,
+    record: Record,
+    judgment: Judgment,
+    error_type: str | None,
+    capture_content: bool = False,
+) -> None:
     """Add `judgment`'s evaluation events to `span`."""
     span.set_attribute(STATUS, judgment.status)
     if error_type is not None:
         span.set_attribute(ERROR_TYPE, error_type)
-    for attributes in evaluation_results(record, judgment, error_type):
+    for attributes in evaluation_results(record, judgment, error_type, capture_content):
         span.add_event(EVENT_NAME, attributes)
 
 
 def evaluation_results(
-    record: Record, judgment: Judgment, error_type: str | None = None
+    record: Record,
+    judgment: Judgment,
+    error_type: str | None = None,
+    capture_content: bool = False,
 ) -> list[dict[str, Any]]:
-    """The attributes of each `gen_ai.evaluation.result` event of one judgment."""
+    """The attributes of each `gen_ai.evaluation.result` event of one judgment (rationales
+    only with `capture_content`)."""
     results: list[dict[str, Any]] = []
     if judgment.status != "ok":
         explanation = judgment.error or "the judgment failed"
@@ -88,9 +100,11 @@ def evaluation_results(
                 | {ERROR_TYPE: error_type or INVALID_OUTPUT}
             )
         return results
+    rationale = judgment.rationale if capture_content else ""
     for index, ratings in enumerate(judgment.ratings):
         for rating in ratings:
-            result = _about(record, judgment, index, rating.aspect, rating.rationale)
+            explained = rating.rationale or rationale if capture_content else ""
+            result = _about(record, judgment, index, rating.aspect, explained)
             results.append(result | {SCORE_VALUE: rating.score})
     if not judgment.ratings and (judgment.preferred is not None or judgment.tie):
         for index in range(len(record.responses)):
@@ -100,7 +114,7 @@ def evaluation_results(
                 score, label = 1.0, "preferred"
             else:
                 score, label = 0.0, "rejected"
-            result = _about(record, judgment, index, judgment.rubric, judgment.rationale)
+            result = _about(record, judgment, index, judgment.rubric, rationale)
             results.append(result | {SCORE_VALUE: score, SCORE_LABEL: label})
     return results
 
@@ -116,9 +130,8 @@ def _about(
         RUBRIC: judgment.rubric,
         REPEAT: judgment.repeat,
     }
-    text = explanation or judgment.rationale
-    if text:
-        attributes[EXPLANATION] = text[:MAX_EXPLANATION]
+    if explanation:
+        attributes[EXPLANATION] = explanation[:MAX_EXPLANATION]
     if response.response_id:
         attributes[RESPONSE_ID] = response.response_id
     return attributes

@@ -111,7 +111,7 @@ async def _judge_once(
         judgment, error_type = await _judgment(
             record, rubric, llm, order, repeat, max_tokens, params
         )
-        evaluation.report(span, record, judgment, error_type)
+        evaluation.report(span, record, judgment, error_type, llm.telemetry.capture_content)
     return judgment
 
 

@@ -60,7 +60,7 @@ async def test_a_pairwise_judgment_is_a_span_with_an_evaluation_event_per_respon
     with kept_spans() as (provider, exporter):
         async with ScriptedServer(responder=lambda _: VERDICT) as server:
             llm = OpenAICompatibleLLM(server.base_url, "judge-model")
-            llm.instrument(LLMTelemetry(provider))
+            llm.instrument(LLMTelemetry(provider, capture_content=True))
             async with llm:
                 with provider.get_tracer("test").start_as_current_span("record") as parent:
                     [judgment] = await judge_record(generated(), PairwiseRubric(), llm)
@@ -104,7 +104,7 @@ async def test_ratings_give_an_event_per_response_and_aspect() -> None:
     aspects = ["helpfulness", "honesty"]
     with kept_spans() as (provider, exporter):
         llm = ScriptedLLM(lambda call: multi_aspect_marker(call, aspects, per_aspect=True))
-        llm.telemetry = LLMTelemetry(provider)
+        llm.telemetry = LLMTelemetry(provider, capture_content=True)
         texts = ("answer 0", "answer 1 MARK")
         await judge_record(generated(texts=texts), MultiAspectRubric(aspects, "per-aspect"), llm)
         [judge] = named(list(exporter.get_finished_spans()), "judge ")
@@ -182,3 +182,18 @@ async def test_the_judge_service_judges_in_the_records_trace() -> None:
         "chatcmpl-gen-0",
         "chatcmpl-gen-1",
     }
+
+
+async def test_without_content_capture_the_judges_rationale_stays_out_of_the_trace() -> None:
+    # A rationale quotes the prompt and the responses: it is content, recorded only with
+    # LOOPLINE_TELEMETRY__CAPTURE_CONTENT, like the messages of the LLM calls.
+    with kept_spans() as (provider, exporter):
+        llm = ScriptedLLM(lambda call: VERDICT)
+        llm.telemetry = LLMTelemetry(provider)
+        [judgment] = await judge_record(generated(), PairwiseRubric(), llm)
+        [judge] = named(list(exporter.get_finished_spans()), "judge ")
+
+    assert judgment.rationale == "A is shorter"
+    events = events_of(judge)
+    assert sorted(e["gen_ai.evaluation.score.value"] for e in events) == [0.0, 1.0]
+    assert all("gen_ai.evaluation.explanation" not in e for e in events)
