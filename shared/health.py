@@ -1,8 +1,11 @@
 """A service's health port: `GET /healthz` and `GET /metrics`.
 
-* `/healthz` answers 200 while the broker answers a ping, else 503, with a JSON body (the
-  service, its status, messages processed and in flight, what it is waiting on, its latest
-  failure (`last_error`: when, what, which kind; null if none), its uptime).
+* `/healthz` answers 200 once the service runs (its start steps done, the broker started)
+  and each of its consumers has joined its group (`shared.group_membership`), while the broker
+  answers a ping; else 503 (`status`: starting, joining its consumer group, broker unreachable,
+  stopping). Its JSON body has the service, its status, the partitions each consumer holds,
+  messages processed and in flight, what it is waiting on, its latest failure (`last_error`:
+  when, what, which kind; null if none), its uptime.
 * `/metrics` is prometheus_client's own exposition of the default registry (`shared.metrics`:
   FastStream's broker metrics, Loopline's, the LLM client's, the process's), in the text or
   OpenMetrics format as the scraper asks, gzipped when it accepts that.
@@ -40,19 +43,30 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def _status(context: ServiceContext, connected: bool) -> str:
+    if not connected:
+        return "broker unreachable"
+    if context.stats.phase != "running":
+        return context.stats.phase  # starting (its start steps, the broker) or stopping
+    if waiting := context.membership.waiting():
+        return f"joining its consumer group ({', '.join(waiting)})"
+    return "ok"
+
+
 async def health_body(context: ServiceContext) -> tuple[int, dict[str, Any]]:
     """The `/healthz` answer: its status code and body."""
-    connected = await context.broker.ping(timeout=2.0)
+    status = _status(context, await context.broker.ping(timeout=2.0))
     body: dict[str, Any] = {
         "service": context.name,
-        "status": "ok" if connected else "broker unreachable",
+        "status": status,
+        "partitions": context.membership.partitions(),
         "processed": context.stats.processed,
         "in_flight": context.stats.in_flight,
         "waiting_on": context.dead_letters.waiting_on,
         "last_error": last.as_json() if (last := context.dead_letters.last_error) else None,
         "uptime_s": round(time.monotonic() - context.stats.started_at, 1),
     }
-    return (200 if connected else 503), body
+    return (200 if status == "ok" else 503), body
 
 
 def health_app(context: ServiceContext) -> App:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from faststream.kafka import KafkaBroker
@@ -25,6 +25,7 @@ from shared.dead_letters import DeadLetters
 from shared.events import Record, dead_letter_topic, read_event, utc_now
 from shared.failures import PermanentError, TransientError
 from shared.flows import Flow, FlowsConfig, check_plugins, load_flows, next_topic
+from shared.group_membership import GroupMembership
 from shared.health import HealthServer, serve_health
 from shared.message_size import fit
 from shared.metrics import record_passed
@@ -53,6 +54,7 @@ class ServiceStats:
     started_at: float = field(default_factory=time.monotonic)
     processed: int = 0
     in_flight: int = 0
+    phase: Literal["starting", "running", "stopping"] = "starting"  # run_service's
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ServiceContext:
     broker: KafkaBroker
     dead_letters: DeadLetters
     stats: ServiceStats = field(default_factory=ServiceStats)
+    membership: GroupMembership = field(default_factory=GroupMembership)  # its consumers' joins
     http_servers: list[HttpServer] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     drainers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -184,6 +187,7 @@ class ServiceContext:
         self.broker.subscriber(
             kafka.topic(topic),
             group_id=self.group_id,
+            listener=self.membership.listener(on_message.__name__),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset=kafka.auto_offset_reset,
             session_timeout_ms=kafka.session_timeout_ms,
@@ -258,6 +262,7 @@ class ServiceContext:
         self.broker.subscriber(
             *(kafka.topic(t) for t in topics),
             group_id=self.group_id,
+            listener=self.membership.listener(getattr(handle, "__name__", ",".join(topics))),
             batch=True,
             max_records=max_records,
             batch_timeout_ms=batch_timeout_ms,
@@ -390,6 +395,7 @@ async def run_service(
             ", ".join(settings.kafka.topic(t) for t in spec.consumes) or "nothing",
         )
         started = True
+        context.stats.phase = "running"
         if ready is not None:
             ready.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -397,6 +403,7 @@ async def run_service(
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        context.stats.phase = "stopping"
         if started:
             log.info(
                 "%s: stopping, draining %d in-flight message(s) (timeout %.0fs)",

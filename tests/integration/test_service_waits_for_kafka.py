@@ -56,7 +56,16 @@ async def test_a_service_waits_for_kafka_then_runs() -> None:
             started = time.monotonic()
             await asyncio.wait_for(ready.wait(), timeout=60)
             assert (await client.get("/healthz")).json()["waiting_on"] is None
+            # Ready once its consumers have joined the group (a few seconds after the start).
+            while (health := await client.get("/healthz")).status_code != 200:
+                assert health.json()["status"].startswith("joining its consumer group")
+                assert time.monotonic() - started < 30, health.text
+                await asyncio.sleep(0.2)
             assert time.monotonic() - started < 30
+            held = health.json()["partitions"]
+            assert [p for partitions in held.values() for p in partitions] == [
+                f"{settings.kafka.topic('records.ingested')}/0"
+            ]
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -183,9 +183,11 @@ async def test_the_publisher_waits_for_argilla_then_publishes(
         await asyncio.sleep(DOWN_FOR_S)
         assert not task.done(), task.exception() if task.done() else None
         health = await healthz(run_settings)
-        assert health.status_code == 200, health.text  # Kafka answers: only Argilla is awaited
+        # Kafka answers, but nothing is consumed before the datasets exist: not ready yet.
+        assert health.status_code == 503, health.text
+        assert health.json()["status"] == "starting"
         assert f"http://127.0.0.1:{argilla_port}" in (health.json()["waiting_on"] or "")
-        assert not ready.is_set()  # nothing is consumed before the datasets exist
+        assert not ready.is_set()
         assert await asyncio.to_thread(owner.datasets, dataset, workspace=workspace) is None
 
         async with forwarding(argilla_port, local_stack.argilla_url):
@@ -230,8 +232,12 @@ async def test_the_collector_waits_for_argilla_then_registers_its_webhook(
         async with started(COLLECTOR, run_settings, flows, ready) as task:
             await asyncio.sleep(DOWN_FOR_S)
             assert not task.done(), task.exception() if task.done() else None
-            health = await healthz(run_settings)
-            assert health.status_code == 200, health.text
+            # It runs (ready once its consumers joined: waiting on Argilla is no 503), and
+            # says what it waits on.
+            deadline = time.monotonic() + WITHIN_S
+            while (health := await healthz(run_settings)).status_code != 200:
+                assert time.monotonic() < deadline, health.text
+                await asyncio.sleep(0.2)
             assert f"http://127.0.0.1:{argilla_port}" in (health.json()["waiting_on"] or "")
             assert await asyncio.to_thread(hooks) == []
 

@@ -16,7 +16,7 @@ from shared.broker import build_broker
 from shared.failures import TransientError
 from shared.flows import parse_flows
 from shared.health import health_app
-from shared.service import ServiceContext
+from shared.service import ServiceContext, ServiceStats
 from shared.settings import RetrySettings, Settings
 from tests.unit.deploy.k8s_render import OVERLAYS, containers, render, service_of, workloads
 
@@ -36,7 +36,12 @@ def context() -> ServiceContext:
     settings = Settings(retry=RetrySettings(backoff_initial_s=0.05, backoff_max_s=0.05))
     broker, dead_letters = build_broker(settings, "judge")
     return ServiceContext(
-        name="judge", settings=settings, flows=FLOWS, broker=broker, dead_letters=dead_letters
+        name="judge",
+        settings=settings,
+        flows=FLOWS,
+        broker=broker,
+        dead_letters=dead_letters,
+        stats=ServiceStats(phase="running"),  # as run_service has it once started
     )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 from faststream.kafka import TestKafkaBroker
 
 from shared.broker import build_broker
 from shared.flows import parse_flows
 from shared.health import serve_health
 from shared.metrics import record_passed
-from shared.service import ServiceContext
+from shared.service import ServiceContext, ServiceStats
 from shared.settings import Settings
 from tests.support.metrics import documented, family_name, load_every_metric, scraped
 
@@ -22,7 +23,12 @@ def context(name: str = "judge") -> ServiceContext:
     settings = Settings()
     broker, dead_letters = build_broker(settings, name)
     return ServiceContext(
-        name=name, settings=settings, flows=FLOWS, broker=broker, dead_letters=dead_letters
+        name=name,
+        settings=settings,
+        flows=FLOWS,
+        broker=broker,
+        dead_letters=dead_letters,
+        stats=ServiceStats(phase="running"),  # as run_service has it once started
     )
 
 
@@ -90,3 +96,42 @@ async def test_a_port_in_use_fails_the_start() -> None:
             await serve_health(ctx, "127.0.0.1", first.port)
     finally:
         await first.stop()
+
+
+async def test_healthz_is_ready_only_once_running_and_every_consumer_joined() -> None:
+    ctx = context()
+    ctx.stats.phase = "starting"
+    judged = ctx.membership.listener("judge_records_generated")
+    replayed = ctx.membership.listener("judge_dlq_replays")
+    async with TestKafkaBroker(ctx.broker):
+        health = await serve_health(ctx, "127.0.0.1", 0)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health.port}") as client:
+
+                async def ask() -> tuple[int, str, dict[str, list[str]]]:
+                    answer = await client.get("/healthz")
+                    return answer.status_code, answer.json()["status"], answer.json()["partitions"]
+
+                starting = await ask()
+                ctx.stats.phase = "running"
+                joining = await ask()
+                await judged.on_partitions_assigned(
+                    {TopicPartition("records.generated", 1), TopicPartition("records.generated", 0)}
+                )
+                half = await ask()
+                await replayed.on_partitions_assigned(set())  # joined, with nothing to hold
+                joined = await ask()
+                await judged.on_partitions_revoked({TopicPartition("records.generated", 1)})
+                rebalancing = await ask()
+                ctx.stats.phase = "stopping"
+                stopping = await ask()
+        finally:
+            await health.stop()
+    assert starting == (503, "starting", {})
+    both = "joining its consumer group (judge_records_generated, judge_dlq_replays)"
+    assert joining == (503, both, {})
+    held = {"judge_records_generated": ["records.generated/0", "records.generated/1"]}
+    assert half == (503, "joining its consumer group (judge_dlq_replays)", held)
+    assert joined == (200, "ok", {**held, "judge_dlq_replays": []})
+    assert rebalancing[:2] == (200, "ok")  # a rebalance takes nothing back from readiness
+    assert stopping[:2] == (503, "stopping")

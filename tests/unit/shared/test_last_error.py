@@ -9,7 +9,7 @@ from shared.broker import build_broker
 from shared.dead_letters import DeadLetters, PermanentError
 from shared.flows import parse_flows
 from shared.health import health_body
-from shared.service import ServiceContext
+from shared.service import ServiceContext, ServiceStats
 from shared.settings import RetrySettings, Settings
 
 
@@ -51,7 +51,12 @@ async def test_healthz_reports_the_last_error() -> None:
     broker, letters = build_broker(settings, "judge")
     flows = parse_flows({"flows": {"f": {"judge": {"plugin": "additive"}}}}, "test")
     context = ServiceContext(
-        name="judge", settings=settings, flows=flows, broker=broker, dead_letters=letters
+        name="judge",
+        settings=settings,
+        flows=flows,
+        broker=broker,
+        dead_letters=letters,
+        stats=ServiceStats(phase="running"),
     )
     letters.sleep = no_sleep
     async with TestKafkaBroker(broker):
