@@ -29,7 +29,13 @@ from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = ("local", "production")
+# What is rendered: an overlay, with the components an operator may add to it.
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "local": ("local", ()),
+    "production": ("production", ()),
+    "production-kafka-sasl": ("production", ("kafka-sasl",)),
+}
+OVERLAYS = tuple(VARIANTS)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # The Secret the production overlay expects the operator to create (README.md lists its keys).
 OPERATOR_SECRET = "loopline-secrets"
@@ -72,15 +78,21 @@ def kustomize(overlay_dir: Path) -> list[Doc]:
 
 
 @functools.cache
-def _rendered(overlay: str) -> tuple[Doc, ...]:
+def _rendered(variant: str) -> tuple[Doc, ...]:
+    overlay, components = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as tmp:
-        root = copy_tree(Path(tmp))
-        return tuple(kustomize(root / "deploy" / "k8s" / "overlays" / overlay))
+        directory = copy_tree(Path(tmp)) / "deploy" / "k8s" / "overlays" / overlay
+        if components:  # as the component's own comment says to add it
+            with (directory / "kustomization.yaml").open("a") as kustomization:
+                kustomization.write("\ncomponents:\n")
+                kustomization.writelines(f"  - ../../components/{c}\n" for c in components)
+        return tuple(kustomize(directory))
 
 
-def render(overlay: str) -> list[Doc]:
-    """The documents of an overlay (a fresh copy: a test may change them)."""
-    return copy.deepcopy(list(_rendered(overlay)))
+def render(variant: str) -> list[Doc]:
+    """The documents of an overlay, with its components (`VARIANTS`; a fresh copy: a test may
+    change them)."""
+    return copy.deepcopy(list(_rendered(variant)))
 
 
 def of_kind(docs: list[Doc], *kinds: str) -> list[Doc]:

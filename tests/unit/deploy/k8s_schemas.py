@@ -1,7 +1,8 @@
 """Strict schema checks of rendered Kubernetes documents, offline.
 
 Core kinds: kubernetes-validate's strict schemas (an unknown field fails), for pinned Kubernetes
-versions. KEDA's ScaledObject: no schema ships offline, so the pydantic models of
+versions. KEDA's ScaledObject and TriggerAuthentication: no schema ships offline, so the pydantic
+models of
 cloudcoil-models-keda check types and required fields, and since those models ignore keys they
 do not define, `unknown_keys` fails on any key the model dropped; the kafka trigger's metadata
 (a free string map in the CRD) is checked against the keys KEDA's Kafka scaler documents.
@@ -13,14 +14,18 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pydantic
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
 from tests.unit.deploy.k8s_render import Doc
 
 # The oldest Kubernetes the manifests claim (the native preStop `sleep` action is on by default
 # from 1.30) and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
+KEDA_API = "keda.sh/v1alpha1"
+KEDA_MODELS: dict[str, type[pydantic.BaseModel]] = {
+    "ScaledObject": ScaledObject,
+    "TriggerAuthentication": TriggerAuthentication,
+}
 
 # The Kafka scaler's trigger metadata (keda.sh/docs/2.16/scalers/apache-kafka).
 KAFKA_TRIGGER_KEYS = frozenset(
@@ -53,10 +58,10 @@ def kind_of(doc: Doc) -> str:
 
 
 def core_schema_problems(docs: list[Doc], version: str) -> list[str]:
-    """Every document but the ScaledObjects against the strict schema of its kind."""
+    """Every document but KEDA's against the strict schema of its kind."""
     problems = []
     for doc in docs:
-        if (doc.get("apiVersion"), doc.get("kind")) == SCALED_OBJECT:
+        if str(doc.get("apiVersion", "")).startswith("keda.sh/"):
             continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -84,31 +89,38 @@ def unknown_keys(given: Any, kept: Any, path: str = "") -> list[str]:
     return [] if given == kept else [f"{path}: {given!r} read as {kept!r}"]
 
 
-def scaled_object_problems(docs: list[Doc]) -> list[str]:
-    """Every ScaledObject against KEDA's models, strictly, and its kafka triggers' metadata."""
+def keda_problems(docs: list[Doc]) -> list[str]:
+    """Every KEDA document against KEDA's models, strictly, and the ScaledObjects' kafka
+    triggers' metadata."""
     problems = []
     for doc in docs:
-        if doc.get("kind") != "ScaledObject":
+        if not str(doc.get("apiVersion", "")).startswith("keda.sh/"):
             continue
-        if doc.get("apiVersion") != SCALED_OBJECT[0]:
-            problems.append(f"{kind_of(doc)}: apiVersion {doc.get('apiVersion')!r}")
+        model_of = KEDA_MODELS.get(str(doc.get("kind")))
+        if model_of is None or doc.get("apiVersion") != KEDA_API:
+            problems.append(f"{kind_of(doc)}: no model for {doc.get('apiVersion')} here")
             continue
         try:
-            model = ScaledObject.model_validate(doc)
+            model = model_of.model_validate(doc)
         except pydantic.ValidationError as exc:
             problems.append(f"{kind_of(doc)}: {exc}")
             continue
         kept = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
         problems += [f"{kind_of(doc)}: unknown or changed {p}" for p in unknown_keys(doc, kept)]
-        for trigger in doc["spec"]["triggers"]:
-            if trigger["type"] != "kafka":
-                problems.append(f"{kind_of(doc)}: a {trigger['type']!r} trigger, not kafka")
-                continue
-            keys = set(trigger["metadata"])
-            problems += [
-                f"{kind_of(doc)}: kafka trigger key {k!r}" for k in keys - KAFKA_TRIGGER_KEYS
-            ]
-            problems += [
-                f"{kind_of(doc)}: kafka trigger lacks {k!r}" for k in KAFKA_TRIGGER_REQUIRED - keys
-            ]
+        if doc["kind"] == "ScaledObject":
+            problems += _trigger_problems(doc)
+    return problems
+
+
+def _trigger_problems(doc: Doc) -> list[str]:
+    problems = []
+    for trigger in doc["spec"]["triggers"]:
+        if trigger["type"] != "kafka":
+            problems.append(f"{kind_of(doc)}: a {trigger['type']!r} trigger, not kafka")
+            continue
+        keys = set(trigger["metadata"])
+        problems += [f"{kind_of(doc)}: kafka trigger key {k!r}" for k in keys - KAFKA_TRIGGER_KEYS]
+        problems += [
+            f"{kind_of(doc)}: kafka trigger lacks {k!r}" for k in KAFKA_TRIGGER_REQUIRED - keys
+        ]
     return problems

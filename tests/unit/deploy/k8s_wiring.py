@@ -88,6 +88,49 @@ def kafka_trigger_problems(docs: list[Doc]) -> list[str]:
                 f"{name_of(scaled)}: replicas {scaled['spec'].get('minReplicaCount')}..{top}, "
                 f"topics have {settings.kafka.topic_partitions} partitions"
             )
+        problems += trigger_login_problems(docs, scaled, target)
+    return problems
+
+
+# KEDA's Kafka scaler spells the SASL mechanisms its own way.
+KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+
+
+def trigger_login_problems(docs: list[Doc], scaled: Doc, target: Doc) -> list[str]:
+    """The trigger reaches Kafka as the service does: the same SASL mechanism and TLS, and a
+    TriggerAuthentication giving it the user and password the service reads (same Secret keys)."""
+    kafka = settings_of(docs, target).kafka
+    trigger = scaled["spec"]["triggers"][0]
+    meta = trigger["metadata"]
+    sasl = kafka.security_protocol.startswith("SASL")
+    wanted = {
+        "sasl": KEDA_SASL[kafka.sasl_mechanism or "PLAIN"] if sasl else "none",
+        "tls": "enable" if kafka.security_protocol.endswith("SSL") else "disable",
+    }
+    found = {"sasl": meta.get("sasl", "none"), "tls": meta.get("tls", "disable")}
+    problems = [
+        f"{name_of(scaled)}: {key} {found[key]!r}, the service's Kafka wants {value!r}"
+        for key, value in wanted.items()
+        if found[key] != value
+    ]
+    if not sasl:
+        return problems
+    ref = (trigger.get("authenticationRef") or {}).get("name")
+    auth = named(docs, "TriggerAuthentication", ref) if ref else None
+    if auth is None:
+        return [*problems, f"{name_of(scaled)}: SASL, but no TriggerAuthentication {ref!r}"]
+    given = {t["parameter"]: (t["name"], t["key"]) for t in auth["spec"]["secretTargetRef"]}
+    env = {v["name"]: v.get("valueFrom", {}) for v in containers(target)[0].get("env", [])}
+    for parameter, variable in (
+        ("username", "LOOPLINE_KAFKA__SASL_USERNAME"),
+        ("password", "LOOPLINE_KAFKA__SASL_PASSWORD"),
+    ):
+        ref_of = env.get(variable, {}).get("secretKeyRef", {})
+        if given.get(parameter) != (ref_of.get("name"), ref_of.get("key")):
+            problems.append(
+                f"{name_of(auth)}: {parameter} from {given.get(parameter)}, the service's "
+                f"{variable} from {(ref_of.get('name'), ref_of.get('key'))}"
+            )
     return problems
 
 

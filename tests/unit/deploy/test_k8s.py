@@ -37,7 +37,7 @@ from tests.unit.deploy.k8s_render import (
 from tests.unit.deploy.k8s_schemas import (
     KUBERNETES_VERSIONS,
     core_schema_problems,
-    scaled_object_problems,
+    keda_problems,
 )
 from tests.unit.deploy.k8s_wiring import (
     exporter_problems,
@@ -82,7 +82,7 @@ def test_core_kinds_pass_the_strict_schemas(docs: list[Doc], version: str) -> No
 
 
 def test_scaled_objects_pass_kedas_models_with_no_unknown_key(docs: list[Doc]) -> None:
-    assert scaled_object_problems(docs) == []
+    assert keda_problems(docs) == []
 
 
 def test_each_scaled_object_scales_a_rendered_deployment_under_the_name_prefix(

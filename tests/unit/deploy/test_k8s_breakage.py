@@ -19,7 +19,7 @@ from tests.unit.deploy.k8s_render import (
     of_kind,
     render,
 )
-from tests.unit.deploy.k8s_schemas import core_schema_problems, scaled_object_problems
+from tests.unit.deploy.k8s_schemas import core_schema_problems, keda_problems
 from tests.unit.deploy.k8s_wiring import (
     exporter_problems,
     kafka_trigger_problems,
@@ -51,13 +51,17 @@ def setting(docs: list[Doc], key: str, value: str) -> None:
     find(docs, "ConfigMap", "settings")["data"][key] = value
 
 
+def trigger_of(docs: list[Doc], name: str) -> dict[str, Any]:
+    return find(docs, "ScaledObject", name)["spec"]["triggers"][0]  # type: ignore[no-any-return]
+
+
 def env_ref(docs: list[Doc], kind: str, name: str, var: str) -> dict[str, Any]:
     env = container(docs, kind, name)["env"]
     return next(v for v in env if v["name"] == var)["valueFrom"]["secretKeyRef"]  # type: ignore[no-any-return]
 
 
 def trigger(docs: list[Doc], name: str) -> dict[str, Any]:
-    return find(docs, "ScaledObject", name)["spec"]["triggers"][0]["metadata"]  # type: ignore[no-any-return]
+    return trigger_of(docs, name)["metadata"]  # type: ignore[no-any-return]
 
 
 def wiring(docs: list[Doc]) -> list[str]:
@@ -77,7 +81,7 @@ def wiring(docs: list[Doc]) -> list[str]:
 
 def schemas(docs: list[Doc]) -> list[str]:
     """The schema checks on the kinds these breakages touch (all of them take seconds)."""
-    return core_schema_problems(of_kind(docs, "Deployment"), "1.37") + scaled_object_problems(docs)
+    return core_schema_problems(of_kind(docs, "Deployment"), "1.37") + keda_problems(docs)
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,41 @@ BREAKAGES = [
             False,
         ),
         "Deployment/loopline-generator: writable root filesystem",
+    ),
+    Breakage(
+        "Kafka asks for SASL but the triggers log in as nobody (no kafka-sasl component)",
+        "production",
+        lambda d: setting(d, "LOOPLINE_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+        "sasl 'none', the service's Kafka wants 'plaintext'",
+    ),
+    Breakage(
+        "the services' SASL mechanism changed and KEDA's not",
+        "production-kafka-sasl",
+        lambda d: setting(d, "LOOPLINE_KAFKA__SASL_MECHANISM", "SCRAM-SHA-256"),
+        "sasl 'scram_sha512', the service's Kafka wants 'scram_sha256'",
+    ),
+    Breakage(
+        "a trigger without its TriggerAuthentication",
+        "production-kafka-sasl",
+        lambda d: trigger_of(d, "judge").pop("authenticationRef"),
+        "SASL, but no TriggerAuthentication None",
+    ),
+    Breakage(
+        "the trigger's password from another Secret key",
+        "production-kafka-sasl",
+        lambda d: put(
+            find(d, "TriggerAuthentication", "kafka-sasl")["spec"]["secretTargetRef"][1],
+            "key",
+            "KAFKA_PASSWORD",
+        ),
+        "password from ('loopline-secrets', 'KAFKA_PASSWORD')",
+    ),
+    Breakage(
+        "an unknown TriggerAuthentication key",
+        "production-kafka-sasl",
+        lambda d: put(find(d, "TriggerAuthentication", "kafka-sasl")["spec"], "secrets", []),
+        "unknown or changed .spec.secrets",
+        schemas,
     ),
     Breakage(
         "no memory limit",
