@@ -242,7 +242,9 @@ class ExportSettings(BaseModel):
     format. Retention: with `keep_versions` and/or `keep_for_s`, a version that is neither one
     of the newest `keep_versions` nor younger than `keep_for_s` is deleted (the latest never
     is), and the shards no remaining version uses are deleted `retention_grace_s` later (a
-    reader that holds the deleted version's manifest can still read them meanwhile).
+    reader that holds the deleted version's manifest can still read them meanwhile). It runs
+    at each export and, in the exporter service, every `retention_check_s` between exports (a
+    quiet flow's versions still age out).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -258,6 +260,7 @@ class ExportSettings(BaseModel):
     keep_versions: int | None = Field(default=None, ge=1)  # None: keep all (see keep_for_s)
     keep_for_s: float | None = Field(default=None, gt=0)  # None: age keeps no version
     retention_grace_s: float = Field(default=3600.0, ge=0)
+    retention_check_s: float = Field(default=60.0, gt=0)  # retention between exports, this often
     check_interval_s: float = Field(default=10.0, gt=0)  # how often time triggers are checked
     # Processes that parse and aggregate records in exports of `parallel_from` records or more
     # (below that, starting them costs more than they save).

@@ -37,6 +37,7 @@ from services.exporter.export import (
     unannounced,
 )
 from services.exporter.hub import push_until_done
+from services.exporter.retention import retain_flow
 from services.exporter.store import WRITE_BATCH, ExportStore, StoredEvent
 from shared.events import DATASETS_EXPORTED
 from shared.failures import TransientError, is_transient
@@ -278,10 +279,13 @@ class Exporter:
     async def run_timer(self) -> None:
         """Time trigger: export a flow `every_s` after its last export when records changed."""
         interval = self.settings.export.check_interval_s
-        started = time.monotonic()
+        started = last_retention = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            if now - last_retention >= self.settings.export.retention_check_s:
+                last_retention = now
+                await self._retain()
             for name, flow in self.flows.items():
                 every = flow.export.every_s
                 waited = now - self._last_export.get(name, started)
@@ -294,6 +298,15 @@ class Exporter:
                     continue
                 if due:
                     self.start_export(name)
+
+    async def _retain(self) -> None:
+        """Retention between exports (`retention.retain_flow`); trouble waits for the next."""
+        for name, flow in self.flows.items():
+            formats = [ref.plugin for ref in flow.export.formats]
+            try:
+                await asyncio.to_thread(retain_flow, self.settings, name, formats)
+            except Exception as exc:
+                log.warning("%s: retention failed, trying again later: %s", name, exc)
 
     async def close(self) -> None:
         """Stop the timer; let the exports in progress finish for up to half the shutdown

@@ -8,18 +8,21 @@ version is always kept. A shard is removed once no remaining version lists it an
 retired less than `retention_grace_s` ago did: a reader that read a retired version's manifest
 (or the card) just before can still read its shards meanwhile. Shards that no version ever
 listed (a crash between the shards and the manifest) are removed at once. Everything happens
-under the format's lock, so no export publishes meanwhile.
+under the format's lock, so no export publishes meanwhile. It runs at the end of each export
+and, between exports, from the exporter service's timer (`retain_flow`): a flow that makes no
+new version still sees its versions age out and its retired shards go.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.exporter.manifests import manifest_files, referenced
-from services.exporter.storage import VersionStorage
-from shared.settings import ExportSettings
+from services.exporter.storage import VersionStorage, versions_of
+from shared.settings import ExportSettings, Settings
 
 log = logging.getLogger("loopline.exporter")
 
@@ -34,9 +37,14 @@ class Retention:
     def of(cls, settings: ExportSettings) -> Retention:
         return cls(settings.keep_versions, settings.keep_for_s, settings.retention_grace_s)
 
+    @property
+    def set(self) -> bool:
+        """Whether any version can expire (`keep_versions` or `keep_for_s` is set)."""
+        return self.keep_versions is not None or self.keep_for_s is not None
+
     def expired(self, storage: VersionStorage, now: float) -> list[int]:
         """The versions to retire: never the latest; none when nothing is set."""
-        if self.keep_versions is None and self.keep_for_s is None:
+        if not self.set:
             return []
         numbers = storage.numbers()
         newest = set(numbers[-self.keep_versions :]) if self.keep_versions is not None else set()
@@ -90,3 +98,19 @@ def apply_retention(
     if removed:
         log.info("%s: removed %d shard(s) no version uses", storage.name, len(removed))
     return Removed(expired, removed)
+
+
+def retain_flow(settings: Settings, flow: str, formats: Sequence[str]) -> dict[str, Removed]:
+    """Retention of a flow's formats between exports, each under its lock (blocking: run it in
+    a worker thread); nothing when no retention is set."""
+    retention = Retention.of(settings.export)
+    if not retention.set:
+        return {}
+    found: dict[str, Removed] = {}
+    for name in formats:
+        storage = versions_of(settings, flow, name)
+        if not storage.numbers():
+            continue
+        with storage.lock():
+            found[name] = apply_retention(storage, retention)
+    return found

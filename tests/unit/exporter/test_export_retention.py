@@ -3,6 +3,7 @@ latest always); a retired version's shards stay for a grace period, then go unle
 version lists them; shards no version ever listed (a crash between a version's shards and its
 manifest) go at the next export; the previous version stays whole. Local and `memory://`."""
 
+import asyncio
 import os
 import time
 import uuid
@@ -11,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faststream.kafka import TestKafkaBroker
 from fsspec.implementations.memory import MemoryFileSystem
 
+from services.exporter.app import register
 from services.exporter.card import CARD, card_configs
 from services.exporter.export import format_dir
 from services.exporter.manifests import manifest_files, shards_of
 from services.exporter.retention import Retention, apply_retention
 from services.exporter.storage import LocalVersions, VersionStorage, versions_of
 from shared.settings import ExportSettings, Settings
+from tests.unit.exporter.service_helpers import close, exporter_context
 from tests.unit.exporter.test_export_incremental import answered, export, flows_config, keep
 
 MEMORY = MemoryFileSystem()
@@ -184,3 +188,26 @@ def test_an_upload_cut_after_the_shards_keeps_the_previous_version_and_is_cleane
     assert_whole(storage)
     listed = {s.path for m in storage.manifests() for ss in shards_of(m).values() for s in ss}
     assert shards_there(storage) == listed
+
+
+async def test_the_service_retires_aged_versions_of_a_quiet_flow(tmp_path: Path) -> None:
+    # No record comes, so no export runs: the service's timer applies retention all the same.
+    exports = tmp_path / "exports"
+    retain: dict[str, Any] = {"buckets": 8, "keep_for_s": 3600, "retention_grace_s": 0}
+    storage = four_versions(
+        Settings(stack_dir=tmp_path, export=ExportSettings(dir=exports, **retain))
+    )
+    assert isinstance(storage, LocalVersions)
+    old = time.time() - 7200
+    for number in (1, 2):
+        os.utime(storage.location(number) / "manifest.json", (old, old))
+    ctx = exporter_context(exports, every_records=0, retention_check_s=0.1, **retain)
+    register(ctx)
+    async with TestKafkaBroker(ctx.broker):
+        deadline = time.monotonic() + 30
+        while storage.numbers() != [3, 4]:
+            assert time.monotonic() < deadline, storage.numbers()
+            await asyncio.sleep(0.1)
+        await close(ctx)
+    assert_whole(storage)
+    assert storage.retired() == []  # no grace: the retired versions' own shards are gone too
