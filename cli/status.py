@@ -28,19 +28,21 @@ from shared.settings import Settings
 from shared.stages import PEOPLE_STAGES, STAGE_NAMES, stage_key
 
 BROKER_TIMEOUT_S = 30.0
+SHOWN_PARTITIONS = 6  # of a replica's, in the table (--json has them all)
 JSON_KEYS = """JSON (--json; one document per refresh with --watch, one per line): at (ISO
 time); kafka {bootstrap_servers, topic_prefix, group_prefix}; window_s (the throughput
 window measured); stages: one per service {service, group (null: reads no topic), topics,
 lag (null: no partition), partitions [{topic, partition, committed (null: never), end,
 lag}], consumed_per_s, produced_per_s (into its topics), health (null: no health URL) {url,
 service, reachable, error, status, processed, in_flight, waiting_on, last_error {at, error,
-kind}, uptime_s}}; health: every health URL's answer as above (one whose service is not known
-is only here); dead_letters: one per dead-letter topic {topic, messages, latest {at,
-error, error_type, service, record_id}}; records {since, stuck_after_s, messages_read,
-messages_counted, error (the flow file's), flows [{flow, stages {ingested, generated,
-judged, in_argilla, answered, completed: null when the flow skips it, else {reached, at,
-stuck, failed}}, exported {format: {version, rows, at}}, auto_accepted, failed, stuck,
-stuck_waiting_on_people}], unknown_flows {flow: records}}."""
+kind}, uptime_s, partitions {consumer: ["topic/partition", ...]}}}; health: every health
+URL's answer as above (one whose service is not known is only here); dead_letters: one per
+dead-letter topic {topic, messages, latest {at, error, error_type, service, record_id}};
+records {since, stuck_after_s, messages_read, messages_counted, error (the flow file's),
+flows [{flow, stages {ingested, generated, judged, in_argilla, answered, completed: null
+when the flow skips it, else {reached, at, stuck, failed}}, exported {format: {version,
+rows, at}}, auto_accepted, failed, stuck, stuck_waiting_on_people}], unknown_flows {flow:
+records}}."""
 
 
 def default_health(settings: Settings, state_dir: Any) -> list[HealthTarget]:
@@ -201,6 +203,10 @@ def _health_cell(health: dict[str, Any] | None) -> tuple[str, str, str]:
     last = health.get("last_error")
     if last:
         notes.append(f"last error ({_age(last['at'])}): {last['error']}")
+    held = sorted({p for ps in (health.get("partitions") or {}).values() for p in ps})
+    if held:
+        more = f" and {len(held) - SHOWN_PARTITIONS} more" if len(held) > SHOWN_PARTITIONS else ""
+        notes.append(f"holds {', '.join(held[:SHOWN_PARTITIONS])}{more}")
     return shown, str(health.get("in_flight", "-")), "\n".join(notes)
 
 

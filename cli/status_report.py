@@ -83,7 +83,15 @@ async def ask_health(client: httpx.AsyncClient, target: HealthTarget) -> dict[st
         return {**shown, "error": f"{type(exc).__name__}: {exc}".strip(": ")}
     if not isinstance(body, dict):
         return {**shown, "error": f"not a health answer (HTTP {answer.status_code})"}
-    keys = ("status", "processed", "in_flight", "waiting_on", "last_error", "uptime_s")
+    keys = (
+        "status",
+        "processed",
+        "in_flight",
+        "waiting_on",
+        "last_error",
+        "uptime_s",
+        "partitions",
+    )
     return {
         **shown,
         "service": target.service or body.get("service"),

@@ -115,6 +115,7 @@ def health_transport(monkeypatch: pytest.MonkeyPatch) -> None:
                         "kind": "transient",
                     },
                     "uptime_s": 40.0,
+                    "partitions": {"judge_records_generated_batch": ["a.records.generated/0"]},
                 },
             )
         raise httpx.ConnectError("connection refused", request=request)
@@ -214,6 +215,7 @@ async def test_dead_letters_health_and_records_per_flow(
     assert judge["reachable"] and judge["in_flight"] == 3
     assert judge["waiting_on"].startswith("calling the LLM")
     assert judge["last_error"]["error"].endswith("ConnectError: refused")
+    assert judge["partitions"] == {"judge_records_generated_batch": ["a.records.generated/0"]}
     generator = stage(report, "generator")["health"]
     assert generator["reachable"] is False and "refused" in generator["error"]
     assert stage(report, "exporter")["health"] is None
@@ -263,6 +265,7 @@ async def test_the_text_names_lag_errors_and_stuck_records(
     assert "a.records.generated[0]=2 a.records.generated[1]=2" in text
     assert "waiting on: calling the LLM" in text
     assert "last error" in text and "ConnectError: refused" in text
+    assert "holds a.records.generated/0" in text  # the partitions the judge replica holds
     assert "unreachable" in text
     # A URL whose service is not known and does not answer is named on its own.
     report = await report_of(reader(health=[HealthTarget("http://127.0.0.1:9003/healthz")]))
