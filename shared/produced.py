@@ -9,9 +9,11 @@ topics (keyed by record id) from `window_s` back, and keeps following them, so i
 other instances of the stage passed on; the handler asks it before working and skips a record
 it already passed on.
 
-The first question waits until the index has read the topics to their end as they were when it
-started; later ones answer from what it has read so far (another instance's output arrives
-within milliseconds, long before a rebalance hands its uncommitted records over).
+The index starts with the service (`start`, a step before consuming: it reads back beside the
+consumer group's join, not after the first record came) or, if it could not then, at the first
+question. The first question waits until the index has read the topics to their end as they
+were when it started; later ones answer from what it has read so far (another instance's output
+arrives within milliseconds, long before a rebalance hands its uncommitted records over).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class PassedOn(ABC):
 
     @abstractmethod
     def add(self, record_id: str) -> None: ...
+
+    async def start(self) -> None:
+        """Begin reading back now, ahead of the first question (best effort)."""
+        return None
 
     async def stop(self) -> None:
         return None
@@ -85,6 +91,18 @@ class ProducedIndex(PassedOn):
         self._start_lock = asyncio.Lock()
         self._remaining: dict[TopicPartition, int] = {}
 
+    async def start(self) -> None:
+        """Start reading back (what follows runs in the background); Kafka's trouble now leaves
+        it to the first question."""
+        try:
+            await self._ensure_started()
+        except Exception as exc:
+            log.warning(
+                "reading %s back did not start (%s); it starts at the first record",
+                ", ".join(self.topics),
+                exc,
+            )
+
     async def contains(self, record_id: str) -> bool:
         """Whether the stage already passed `record_id` on (starts the index on first use)."""
         await self._ensure_started()
@@ -114,21 +132,31 @@ class ProducedIndex(PassedOn):
                 **admin_client_options(self.kafka), group_id=None, enable_auto_commit=False
             )
             await consumer.start()
-            assigned = await partitions_of(consumer, [self.kafka.topic(t) for t in self.topics])
-            if assigned:
-                consumer.assign(assigned)
-                since_ms = int((time.time() - self.window_s) * 1000)
-                starts = await consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
-                ends = await consumer.end_offsets(assigned)
-                for tp in assigned:
-                    found = starts.get(tp)
-                    start = found.offset if found is not None else ends[tp]
-                    consumer.seek(tp, start)
-                    self._remaining[tp] = ends[tp]
+            try:
+                assigned = await self._seek_window(consumer)
+            except BaseException:
+                self._remaining.clear()
+                await consumer.stop()
+                raise
             if not self._remaining:
                 self._caught_up.set()
             self._consumer = consumer
             self._task = asyncio.create_task(self._follow(consumer, bool(assigned)))
+
+    async def _seek_window(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """Assign the topics' partitions from `window_s` ago; note where each ends now."""
+        assigned = await partitions_of(consumer, [self.kafka.topic(t) for t in self.topics])
+        if assigned:
+            consumer.assign(assigned)
+            since_ms = int((time.time() - self.window_s) * 1000)
+            starts = await consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
+            ends = await consumer.end_offsets(assigned)
+            for tp in assigned:
+                found = starts.get(tp)
+                start = found.offset if found is not None else ends[tp]
+                consumer.seek(tp, start)
+                self._remaining[tp] = ends[tp]
+        return assigned
 
     async def _follow(self, consumer: AIOKafkaConsumer, assigned: bool) -> None:
         if not assigned:

@@ -242,6 +242,10 @@ class ServiceContext:
 
         on_batch.__name__ = f"{self.name}_{topic.replace('.', '_')}_batch"
         self.subscribe_batches([topic], on_batch, max_records=max_batch)
+        if once_per_record and self.passed_on is not None:
+            starting = self.passed_on.start
+            if starting not in self.starters:  # once, whatever the consumers asking
+                self.before_consuming(starting)
 
     def subscribe_batches(
         self,

@@ -48,3 +48,43 @@ async def test_a_redelivered_record_is_not_worked_on_again() -> None:
     assert generations == ["r1", "r2"]
     assert passed == ["r1", "r2"]
     assert ctx.stats.processed == 3  # the skipped redelivery is done with, and committed
+
+
+class Counted(PassedOnInMemory):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+
+    async def start(self) -> None:
+        self.started += 1
+
+
+def context_with(passed_on: PassedOnInMemory) -> ServiceContext:
+    settings = Settings()
+    broker, dead_letters = build_broker(settings, "unit")
+    flows = parse_flows({"flows": {"f": {"generate": [{"plugin": "openai"}]}}}, "x")
+    return ServiceContext(
+        name="unit",
+        settings=settings,
+        flows=flows,
+        broker=broker,
+        dead_letters=dead_letters,
+        passed_on=passed_on,
+    )
+
+
+async def test_the_read_back_starts_with_the_service_not_at_its_first_record() -> None:
+    # Reading back hours of output takes seconds: begun before consuming, beside the group
+    # join, a new replica's first record does not wait for it. Only a stage that asks.
+    async def handle(record: Record, c: ServiceContext) -> None:
+        return None
+
+    asks, ignores = Counted(), Counted()
+    ctx = context_with(asks)
+    ctx.consume_concurrently(RECORDS_INGESTED, Record, handle, 10, once_per_record=True)
+    ctx.consume_concurrently(RECORDS_GENERATED, Record, handle, 10, once_per_record=True)
+    other = context_with(ignores)
+    other.consume_concurrently(RECORDS_INGESTED, Record, handle, 10)
+    for step in [*ctx.starters, *other.starters]:
+        await step()
+    assert (asks.started, ignores.started) == (1, 0)
