@@ -13,20 +13,23 @@ from shared.service import ServiceContext
 from shared.settings import Settings
 
 
-async def test_a_redelivered_record_is_not_worked_on_again() -> None:
+def context_with(passed_on: PassedOnInMemory) -> ServiceContext:
     settings = Settings()
     broker, dead_letters = build_broker(settings, "unit")
-    ctx = ServiceContext(
+    flows = {"f": {"generate": [{"plugin": "openai"}], "judge": {"plugin": "pairwise"}}}
+    return ServiceContext(
         name="unit",
         settings=settings,
-        flows=parse_flows(
-            {"flows": {"f": {"generate": [{"plugin": "openai"}], "judge": {"plugin": "pairwise"}}}},
-            "x",
-        ),
+        flows=parse_flows({"flows": flows}, "x"),
         broker=broker,
         dead_letters=dead_letters,
-        passed_on=PassedOnInMemory(),
+        passed_on=passed_on,
     )
+
+
+async def test_a_redelivered_record_is_not_worked_on_again() -> None:
+    ctx = context_with(PassedOnInMemory())
+    broker = ctx.broker
     generations: list[str] = []
     passed: list[str] = []
 
@@ -57,20 +60,6 @@ class Counted(PassedOnInMemory):
 
     async def start(self) -> None:
         self.started += 1
-
-
-def context_with(passed_on: PassedOnInMemory) -> ServiceContext:
-    settings = Settings()
-    broker, dead_letters = build_broker(settings, "unit")
-    flows = parse_flows({"flows": {"f": {"generate": [{"plugin": "openai"}]}}}, "x")
-    return ServiceContext(
-        name="unit",
-        settings=settings,
-        flows=flows,
-        broker=broker,
-        dead_letters=dead_letters,
-        passed_on=passed_on,
-    )
 
 
 async def test_the_read_back_starts_with_the_service_not_at_its_first_record() -> None:
