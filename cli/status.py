@@ -28,7 +28,6 @@ from shared.settings import Settings
 from shared.stages import PEOPLE_STAGES, STAGE_NAMES, stage_key
 
 BROKER_TIMEOUT_S = 30.0
-SHOWN_PARTITIONS = 6  # of a replica's, in the table (--json has them all)
 JSON_KEYS = """JSON (--json; one document per refresh with --watch, one per line): at (ISO
 time); kafka {bootstrap_servers, topic_prefix, group_prefix}; window_s (the throughput
 window measured); stages: one per service {service, group (null: reads no topic), topics,
@@ -203,10 +202,10 @@ def _health_cell(health: dict[str, Any] | None) -> tuple[str, str, str]:
     last = health.get("last_error")
     if last:
         notes.append(f"last error ({_age(last['at'])}): {last['error']}")
-    held = sorted({p for ps in (health.get("partitions") or {}).values() for p in ps})
-    if held:
-        more = f" and {len(held) - SHOWN_PARTITIONS} more" if len(held) > SHOWN_PARTITIONS else ""
-        notes.append(f"holds {', '.join(held[:SHOWN_PARTITIONS])}{more}")
+    consumers = health.get("partitions")
+    if consumers:  # the replica this URL reaches; --json lists them
+        held = {p for ps in consumers.values() for p in ps}
+        notes.append(f"holds {len(held)} partition{'' if len(held) == 1 else 's'}")
     return shown, str(health.get("in_flight", "-")), "\n".join(notes)
 
 
