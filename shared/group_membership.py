@@ -37,11 +37,6 @@ class GroupMembership:
         self.held[name] = None
         return _Listener(self, name)
 
-    @property
-    def joined(self) -> bool:
-        """Whether every consumer has joined its group at least once."""
-        return all(partitions is not None for partitions in self.held.values())
-
     def waiting(self) -> list[str]:
         """The consumers that have not joined yet."""
         return [name for name, partitions in self.held.items() if partitions is None]

@@ -370,7 +370,6 @@ async def run_service(
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    started = False
     # A start that fails (Argilla refusing the key, a port in use) stops what it had started,
     # as a stop does, before its error comes out.
     try:
@@ -398,7 +397,6 @@ async def run_service(
             context.group_id,
             ", ".join(settings.kafka.topic(t) for t in spec.consumes) or "nothing",
         )
-        started = True
         context.stats.phase = "running"
         if ready is not None:
             ready.set()
@@ -407,6 +405,7 @@ async def run_service(
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        started = context.stats.phase == "running"
         context.stats.phase = "stopping"
         if started:
             log.info(
