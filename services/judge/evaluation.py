@@ -100,10 +100,13 @@ def evaluation_results(
                 | {ERROR_TYPE: error_type or INVALID_OUTPUT}
             )
         return results
-    rationale = judgment.rationale if capture_content else ""
+
+    def content(text: str) -> str:
+        return text if capture_content else ""
+
     for index, ratings in enumerate(judgment.ratings):
         for rating in ratings:
-            explained = rating.rationale or rationale if capture_content else ""
+            explained = content(rating.rationale or judgment.rationale)
             result = _about(record, judgment, index, rating.aspect, explained)
             results.append(result | {SCORE_VALUE: rating.score})
     if not judgment.ratings and (judgment.preferred is not None or judgment.tie):
@@ -114,7 +117,7 @@ def evaluation_results(
                 score, label = 1.0, "preferred"
             else:
                 score, label = 0.0, "rejected"
-            result = _about(record, judgment, index, judgment.rubric, rationale)
+            result = _about(record, judgment, index, judgment.rubric, content(judgment.rationale))
             results.append(result | {SCORE_VALUE: score, SCORE_LABEL: label})
     return results
 
