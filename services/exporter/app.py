@@ -300,8 +300,13 @@ class Exporter:
                     self.start_export(name)
 
     async def _retain(self) -> None:
-        """Retention between exports (`retention.retain_flow`); trouble waits for the next."""
+        """Retention between exports (`retention.retain_flow`); trouble waits for the next.
+        A flow being exported is left to its export, which applies retention at its end
+        (waiting here for its lock would hold up the other flows' time triggers)."""
         for name, flow in self.flows.items():
+            exporting = self._running.get(name)
+            if exporting is not None and not exporting.done():
+                continue
             formats = [ref.plugin for ref in flow.export.formats]
             try:
                 await asyncio.to_thread(retain_flow, self.settings, name, formats)

@@ -65,10 +65,12 @@ class Removed:
 
 
 def apply_retention(
-    storage: VersionStorage, retention: Retention, now: float | None = None
+    storage: VersionStorage, retention: Retention, now: float | None = None, sweep: bool = True
 ) -> Removed:
     """Retire the expired versions and remove the shards nothing needs (see the module's
-    docstring); the caller holds the format's lock."""
+    docstring); the caller holds the format's lock. Without `sweep`, the shards are looked at
+    only when a version expired or a retired one's grace ended (between exports: no crash
+    left shards no manifest lists, and reading every manifest each time would be waste)."""
     now = time.time() if now is None else now
     expired = retention.expired(storage, now)
     for number in expired:
@@ -85,16 +87,18 @@ def apply_retention(
     if expired:
         storage.refresh_card()
     notes = storage.retired()
+    ended = [note for note in notes if now - float(note["retired_at"]) >= retention.grace_s]
+    if not (sweep or expired or ended):
+        return Removed(expired, [])
     needed = referenced(storage.manifests())
     for note in notes:
-        if now - float(note["retired_at"]) < retention.grace_s:
+        if note not in ended:
             needed.update(note["files"])
     removed = [path for path in storage.shard_paths() if path not in needed]
     for path in removed:
         storage.remove_shard(path)
-    for note in notes:
-        if now - float(note["retired_at"]) >= retention.grace_s:
-            storage.forget_retired(int(note["version"]))
+    for note in ended:
+        storage.forget_retired(int(note["version"]))
     if removed:
         log.info("%s: removed %d shard(s) no version uses", storage.name, len(removed))
     return Removed(expired, removed)
@@ -112,5 +116,5 @@ def retain_flow(settings: Settings, flow: str, formats: Sequence[str]) -> dict[s
         if not storage.numbers():
             continue
         with storage.lock():
-            found[name] = apply_retention(storage, retention)
+            found[name] = apply_retention(storage, retention, sweep=False)
     return found
