@@ -6,8 +6,6 @@ manifest) go at the next export; the previous version stays whole. Local and `me
 import asyncio
 import os
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +20,9 @@ from services.exporter.manifests import manifest_files, shards_of
 from services.exporter.retention import Retention, apply_retention
 from services.exporter.storage import LocalVersions, VersionStorage, versions_of
 from shared.settings import ExportSettings, Settings
+from tests.unit.exporter.memory_fs import MEMORY
 from tests.unit.exporter.service_helpers import close, exporter_context
 from tests.unit.exporter.test_export_incremental import answered, export, flows_config, keep
-
-MEMORY = MemoryFileSystem()
-
-
-@pytest.fixture
-def url() -> Iterator[str]:
-    root = f"/exports-{uuid.uuid4().hex[:8]}"
-    yield f"memory://{root}"
-    if MEMORY.exists(root):
-        MEMORY.rm(root, recursive=True)
 
 
 def four_versions(settings: Settings) -> VersionStorage:

@@ -4,8 +4,6 @@ manifest and a `latest` pointer. An upload that fails midway leaves the previous
 readers find, and the next export completes cleanly. The record store stays on local disk."""
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from services.exporter.storage import LATEST, RemoteVersions, versions_of
 from services.exporter.store import ExportStore
 from shared.events import RECORDS_COMPLETED
 from shared.settings import ExportSettings, Settings
+from tests.unit.exporter.memory_fs import MEMORY
 from tests.unit.exporter.service_helpers import (
     Outputs,
     close,
@@ -36,17 +35,6 @@ from tests.unit.exporter.test_export_versions import (
     fill,
     flows_config,
 )
-
-MEMORY = MemoryFileSystem()
-
-
-@pytest.fixture
-def url() -> Iterator[str]:
-    """A fresh export URL on the in-memory filesystem, removed afterwards."""
-    root = f"/exports-{uuid.uuid4().hex[:8]}"
-    yield f"memory://{root}"
-    if MEMORY.exists(root):
-        MEMORY.rm(root, recursive=True)
 
 
 @pytest.fixture(autouse=True)

@@ -7,30 +7,18 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fsspec.implementations.memory import MemoryFileSystem
 
 from services.exporter.export import store_path
 from services.exporter.object_lock import LockLostError, ObjectLock
 from services.exporter.report import write_report as real_report
 from services.exporter.storage import LOCK, versions_of
 from shared.settings import ExportSettings, Settings
+from tests.unit.exporter.memory_fs import MEMORY
 from tests.unit.exporter.test_export_versions import export_all, fill, flows_config
-
-MEMORY = MemoryFileSystem()
-
-
-@pytest.fixture
-def url() -> Iterator[str]:
-    root = f"/exports-{uuid.uuid4().hex[:8]}"
-    yield f"memory://{root}"
-    if MEMORY.exists(root):
-        MEMORY.rm(root, recursive=True)
 
 
 def lock_path(url: str) -> str:
